@@ -1,0 +1,820 @@
+//! The in-memory inventory: facts plus the indexes the rules need. Every
+//! mutation goes through `add_fact` / `remove_fact`, which keep the indexes
+//! and the change set in step, so the store only ever persists a diff.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::driver::{self, Driver};
+use crate::error::CoreError;
+use crate::kind::Kind;
+use crate::model::*;
+use crate::names;
+use crate::value::Value;
+
+/// Attribute key holding kind-specific settings (`cidr`, `minU`, `basename`…).
+pub const SPEC_KEY: &str = "_spec";
+/// Attribute key holding per-key counters for `number: auto`.
+pub const COUNTER_KEY: &str = "_counter";
+/// Port attributes live under `_port-<type>` with the port number as number.
+pub const PORT_KEY_PREFIX: &str = "_port-";
+
+/// What one write did: rows to insert and rows to retire.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeSet {
+    pub added: BTreeMap<FactId, Fact>,
+    pub removed: BTreeMap<FactId, Table>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// How `attr add`/`set` picks the number column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NumberSpec {
+    None,
+    Fixed(i64),
+    /// The next per-(entity, key) number, never reused after deletion.
+    Auto,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub(crate) entities: HashMap<EntityId, (FactId, Entity)>,
+    pub(crate) by_name: HashMap<String, EntityId>,
+    pub(crate) attrs: HashMap<EntityId, Vec<(FactId, Attr)>>,
+    pub(crate) contains: HashMap<FactId, Containment>,
+    pub(crate) children: HashMap<EntityId, Vec<FactId>>,
+    pub(crate) parents: HashMap<EntityId, Vec<FactId>>,
+    pub(crate) links: HashMap<FactId, Link>,
+    pub(crate) port_links: HashMap<(EntityId, PortId), FactId>,
+    pub(crate) addresses: HashMap<IpAddr, (FactId, Address)>,
+    pub(crate) held: HashMap<EntityId, BTreeSet<IpAddr>>,
+    pub(crate) managed: HashMap<EntityId, BTreeSet<IpAddr>>,
+    pub(crate) user_drivers: HashMap<String, Driver>,
+    builtin_drivers: HashMap<String, Driver>,
+    next_fact: i64,
+    next_entity: i64,
+    changes: ChangeSet,
+    /// Set while loading so that loaded rows are not journaled.
+    loading: bool,
+}
+
+impl Inventory {
+    pub fn new() -> Inventory {
+        Inventory {
+            builtin_drivers: driver::builtins()
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
+            next_fact: 1,
+            next_entity: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Rebuilds an inventory from stored rows; rows are trusted, not re-checked.
+    pub fn from_facts(
+        facts: impl IntoIterator<Item = (FactId, Fact)>,
+        next_fact: i64,
+        next_entity: i64,
+    ) -> Inventory {
+        let mut inv = Inventory::new();
+        inv.loading = true;
+        for (id, f) in facts {
+            inv.index(id, f);
+        }
+        inv.loading = false;
+        inv.next_fact = inv.next_fact.max(next_fact);
+        inv.next_entity = inv.next_entity.max(next_entity);
+        inv.refresh_user_drivers();
+        inv
+    }
+
+    pub fn changes(&self) -> &ChangeSet {
+        &self.changes
+    }
+
+    pub fn take_changes(&mut self) -> ChangeSet {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub fn next_fact_id(&self) -> i64 {
+        self.next_fact
+    }
+
+    pub fn next_entity_id(&self) -> i64 {
+        self.next_entity
+    }
+
+    // ----- primitives ---------------------------------------------------
+
+    fn index(&mut self, id: FactId, f: Fact) {
+        self.next_fact = self.next_fact.max(id.0 + 1);
+        match f {
+            Fact::Entity(e) => {
+                self.next_entity = self.next_entity.max(e.id.0 + 1);
+                self.by_name.insert(e.name.clone(), e.id);
+                self.entities.insert(e.id, (id, e));
+            }
+            Fact::Attr(e, a) => self.attrs.entry(e).or_default().push((id, a)),
+            Fact::Contains(c) => {
+                self.children.entry(c.parent).or_default().push(id);
+                self.parents.entry(c.child).or_default().push(id);
+                self.contains.insert(id, c);
+            }
+            Fact::Link(l) => {
+                self.port_links.insert((l.a, l.a_port.clone()), id);
+                self.port_links.insert((l.b, l.b_port.clone()), id);
+                self.links.insert(id, l);
+            }
+            Fact::Address(a) => {
+                self.held.entry(a.holder).or_default().insert(a.address);
+                if let Some(m) = a.manager {
+                    self.managed.entry(m).or_default().insert(a.address);
+                }
+                self.addresses.insert(a.address, (id, a));
+            }
+        }
+    }
+
+    pub(crate) fn add_fact(&mut self, f: Fact) -> FactId {
+        let id = FactId(self.next_fact);
+        self.next_fact += 1;
+        if !self.loading {
+            self.changes.added.insert(id, f.clone());
+        }
+        let driver_changed = matches!(&f, Fact::Entity(e) if e.kind == Kind::Driver)
+            || matches!(&f, Fact::Attr(e, _) if self.kind_of(*e) == Some(Kind::Driver));
+        self.index(id, f);
+        if driver_changed {
+            self.refresh_user_drivers();
+        }
+        id
+    }
+
+    pub(crate) fn remove_fact(&mut self, table: Table, id: FactId) {
+        let mut driver_changed = false;
+        match table {
+            Table::Entities => {
+                if let Some(eid) = self
+                    .entities
+                    .iter()
+                    .find(|(_, (f, _))| *f == id)
+                    .map(|(k, _)| *k)
+                    && let Some((_, e)) = self.entities.remove(&eid)
+                {
+                    self.by_name.remove(&e.name);
+                    driver_changed = e.kind == Kind::Driver;
+                }
+            }
+            Table::Attrs => {
+                let mut owner = None;
+                for (e, rows) in self.attrs.iter_mut() {
+                    if let Some(pos) = rows.iter().position(|(f, _)| *f == id) {
+                        rows.remove(pos);
+                        owner = Some(*e);
+                        break;
+                    }
+                }
+                driver_changed = owner.and_then(|e| self.kind_of(e)) == Some(Kind::Driver);
+            }
+            Table::Contains => {
+                if let Some(c) = self.contains.remove(&id) {
+                    if let Some(v) = self.children.get_mut(&c.parent) {
+                        v.retain(|f| *f != id);
+                    }
+                    if let Some(v) = self.parents.get_mut(&c.child) {
+                        v.retain(|f| *f != id);
+                    }
+                }
+            }
+            Table::Links => {
+                if let Some(l) = self.links.remove(&id) {
+                    self.port_links.remove(&(l.a, l.a_port));
+                    self.port_links.remove(&(l.b, l.b_port));
+                }
+            }
+            Table::Addresses => {
+                if let Some(ip) = self
+                    .addresses
+                    .iter()
+                    .find(|(_, (f, _))| *f == id)
+                    .map(|(k, _)| *k)
+                    && let Some((_, a)) = self.addresses.remove(&ip)
+                {
+                    if let Some(s) = self.held.get_mut(&a.holder) {
+                        s.remove(&ip);
+                    }
+                    if let Some(m) = a.manager
+                        && let Some(s) = self.managed.get_mut(&m)
+                    {
+                        s.remove(&ip);
+                    }
+                }
+            }
+        }
+        if self.changes.added.remove(&id).is_none() {
+            self.changes.removed.insert(id, table);
+        }
+        if driver_changed {
+            self.refresh_user_drivers();
+        }
+    }
+
+    /// Removes an attribute row known by its owner, without scanning every entity.
+    pub(crate) fn remove_attr_row(&mut self, e: EntityId, id: FactId) {
+        let is_driver = self.kind_of(e) == Some(Kind::Driver);
+        if let Some(rows) = self.attrs.get_mut(&e)
+            && let Some(pos) = rows.iter().position(|(f, _)| *f == id)
+        {
+            rows.remove(pos);
+            if self.changes.added.remove(&id).is_none() {
+                self.changes.removed.insert(id, Table::Attrs);
+            }
+            if is_driver {
+                self.refresh_user_drivers();
+            }
+        }
+    }
+
+    /// Removes an address row known by its address.
+    pub(crate) fn remove_address(&mut self, ip: IpAddr) {
+        if let Some((id, a)) = self.addresses.remove(&ip) {
+            if let Some(s) = self.held.get_mut(&a.holder) {
+                s.remove(&ip);
+            }
+            if let Some(m) = a.manager
+                && let Some(s) = self.managed.get_mut(&m)
+            {
+                s.remove(&ip);
+            }
+            if self.changes.added.remove(&id).is_none() {
+                self.changes.removed.insert(id, Table::Addresses);
+            }
+        }
+    }
+
+    fn remove_entity_row(&mut self, e: EntityId) {
+        if let Some((id, ent)) = self.entities.remove(&e) {
+            self.by_name.remove(&ent.name);
+            if self.changes.added.remove(&id).is_none() {
+                self.changes.removed.insert(id, Table::Entities);
+            }
+            if ent.kind == Kind::Driver {
+                self.refresh_user_drivers();
+            }
+        }
+    }
+
+    // ----- entities -----------------------------------------------------
+
+    pub fn entity(&self, id: EntityId) -> Option<&Entity> {
+        self.entities.get(&id).map(|(_, e)| e)
+    }
+
+    pub fn kind_of(&self, id: EntityId) -> Option<Kind> {
+        self.entity(id).map(|e| e.kind)
+    }
+
+    pub fn name_of(&self, id: EntityId) -> &str {
+        self.entity(id)
+            .map(|e| e.name.as_str())
+            .unwrap_or("<deleted>")
+    }
+
+    pub fn id_of(&self, name: &str) -> Result<EntityId, CoreError> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| CoreError::NotFound(name.to_string()))
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Entity, CoreError> {
+        self.id_of(name).map(|id| self.entity(id).expect("indexed"))
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// All entities sorted by name.
+    pub fn entities(&self) -> Vec<&Entity> {
+        let mut v: Vec<&Entity> = self.entities.values().map(|(_, e)| e).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn entities_of_kind(&self, kind: Kind) -> Vec<&Entity> {
+        let mut v: Vec<&Entity> = self
+            .entities
+            .values()
+            .map(|(_, e)| e)
+            .filter(|e| e.kind == kind)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Looks a driver up: built-in first, then user-defined.
+    pub fn driver(&self, name: &str) -> Result<&Driver, CoreError> {
+        self.builtin_drivers
+            .get(name)
+            .or_else(|| self.user_drivers.get(name))
+            .ok_or_else(|| CoreError::UnknownDriver(name.to_string()))
+    }
+
+    pub fn drivers(&self) -> Vec<&Driver> {
+        let mut v: Vec<&Driver> = self
+            .builtin_drivers
+            .values()
+            .chain(self.user_drivers.values())
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn driver_of(&self, id: EntityId) -> Option<&Driver> {
+        self.entity(id).and_then(|e| self.driver(&e.driver).ok())
+    }
+
+    pub(crate) fn refresh_user_drivers(&mut self) {
+        if self.loading {
+            return;
+        }
+        let mut map = HashMap::new();
+        for (_, e) in self.entities.values() {
+            if e.kind != Kind::Driver {
+                continue;
+            }
+            let base = self
+                .spec(e.id, "base")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<Kind>().ok())
+                .unwrap_or(Kind::Entity);
+            let default = self.builtin_drivers.get(base.default_driver());
+            let rack_units = match self.spec(e.id, "rackUnits").and_then(Value::as_int) {
+                Some(n) => n.clamp(0, 1000) as u32,
+                None => default.map(|d| d.rack_units).unwrap_or(0),
+            };
+            let ports = match self.spec(e.id, "ports") {
+                Some(Value::Json(serde_json::Value::Object(m))) => m
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?.min(100_000) as u32)))
+                    .collect(),
+                _ => default.map(|d| d.ports.clone()).unwrap_or_default(),
+            };
+            map.insert(
+                e.name.clone(),
+                Driver {
+                    name: e.name.clone(),
+                    kind: base,
+                    rack_units,
+                    ports,
+                    builtin: false,
+                },
+            );
+        }
+        self.user_drivers = map;
+    }
+
+    /// Creates an entity. The driver defaults to the kind's basic one and must
+    /// be a driver of that kind.
+    pub fn create(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        driver: Option<&str>,
+    ) -> Result<EntityId, CoreError> {
+        names::check_name(name)?;
+        if let Some(&existing) = self.by_name.get(name) {
+            return Err(CoreError::Exists {
+                name: name.to_string(),
+                kind: self.kind_of(existing).unwrap_or(Kind::Entity),
+            });
+        }
+        if kind == Kind::Driver && self.builtin_drivers.contains_key(name) {
+            return Err(CoreError::Exists {
+                name: name.to_string(),
+                kind: Kind::Driver,
+            });
+        }
+        let driver = driver.unwrap_or(kind.default_driver());
+        let d = self.driver(driver)?;
+        if d.kind != kind {
+            return Err(CoreError::DriverKindMismatch {
+                driver: driver.to_string(),
+                driver_kind: d.kind,
+                kind,
+            });
+        }
+        let id = EntityId(self.next_entity);
+        self.next_entity += 1;
+        self.add_fact(Fact::Entity(Entity {
+            id,
+            name: name.to_string(),
+            kind,
+            driver: driver.to_string(),
+        }));
+        Ok(id)
+    }
+
+    /// Changes an entity's driver; the new driver must fit where it stands.
+    pub fn set_driver(&mut self, id: EntityId, driver: &str) -> Result<(), CoreError> {
+        let e = self.entity(id).ok_or(CoreError::Gone)?.clone();
+        if e.driver == driver {
+            return Ok(());
+        }
+        let d = self.driver(driver)?.clone();
+        if d.kind != e.kind {
+            return Err(CoreError::DriverKindMismatch {
+                driver: driver.to_string(),
+                driver_kind: d.kind,
+                kind: e.kind,
+            });
+        }
+        for c in self.parent_rows(id) {
+            if let Some(ru) = c.ru
+                && ru.height() != d.rack_units
+            {
+                return Err(CoreError::Rule {
+                    object: e.name.clone(),
+                    rule: format!(
+                        "driver {driver} is {}U but {} occupies RU {ru} in {}",
+                        d.rack_units,
+                        e.name,
+                        self.name_of(c.parent)
+                    ),
+                });
+            }
+        }
+        for (port, _) in self.connected_ports(id) {
+            if !d.has_port(&port.ptype, port.num) {
+                return Err(CoreError::Rule {
+                    object: e.name.clone(),
+                    rule: format!("driver {driver} has no port {port}, which is connected"),
+                });
+            }
+        }
+        self.remove_entity_row(id);
+        self.add_fact(Fact::Entity(Entity {
+            driver: driver.to_string(),
+            ..e
+        }));
+        Ok(())
+    }
+
+    pub fn rename(&mut self, id: EntityId, new: &str) -> Result<(), CoreError> {
+        names::check_name(new)?;
+        let e = self.entity(id).ok_or(CoreError::Gone)?.clone();
+        if e.name == new {
+            return Ok(());
+        }
+        if let Some(&other) = self.by_name.get(new) {
+            return Err(CoreError::Exists {
+                name: new.to_string(),
+                kind: self.kind_of(other).unwrap_or(Kind::Entity),
+            });
+        }
+        if e.kind == Kind::Driver && !self.users_of_driver(&e.name).is_empty() {
+            return Err(CoreError::Rule {
+                object: e.name.clone(),
+                rule: "a driver in use cannot be renamed".into(),
+            });
+        }
+        self.remove_entity_row(id);
+        self.add_fact(Fact::Entity(Entity {
+            name: new.to_string(),
+            ..e
+        }));
+        Ok(())
+    }
+
+    fn users_of_driver(&self, driver: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .entities
+            .values()
+            .filter(|(_, e)| e.driver == driver && e.kind != Kind::Driver)
+            .map(|(_, e)| e.name.as_str())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Deletes an entity and every fact about it: its attributes, its place
+    /// in containers, what it contains, its cables (freeing the peers'
+    /// ports), its addresses, and references to it from other entities.
+    pub fn delete(&mut self, id: EntityId) -> Result<(), CoreError> {
+        let e = self.entity(id).ok_or(CoreError::Gone)?.clone();
+        if e.kind == Kind::Driver {
+            let users = self.users_of_driver(&e.name);
+            if !users.is_empty() {
+                return Err(CoreError::Rule {
+                    object: e.name,
+                    rule: format!("driver is used by {}", users.join(", ")),
+                });
+            }
+        }
+        if let Some(m) = self.managed.get(&id)
+            && !m.is_empty()
+        {
+            return Err(CoreError::Rule {
+                object: e.name,
+                rule: format!(
+                    "IPManager still has {} allocated addresses; release them first",
+                    m.len()
+                ),
+            });
+        }
+        for (fid, _) in self.attrs.remove(&id).unwrap_or_default() {
+            if self.changes.added.remove(&fid).is_none() {
+                self.changes.removed.insert(fid, Table::Attrs);
+            }
+        }
+        let rows: Vec<FactId> = self
+            .children
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .chain(self.parents.get(&id).into_iter().flatten())
+            .copied()
+            .collect();
+        for f in rows {
+            self.remove_fact(Table::Contains, f);
+        }
+        self.children.remove(&id);
+        self.parents.remove(&id);
+        let links: Vec<FactId> = self
+            .port_links
+            .iter()
+            .filter(|((e, _), _)| *e == id)
+            .map(|(_, f)| *f)
+            .collect();
+        for f in links {
+            self.remove_fact(Table::Links, f);
+        }
+        for ip in self.held.remove(&id).unwrap_or_default() {
+            self.remove_address(ip);
+        }
+        // References from other entities' attributes would dangle.
+        let refs: Vec<(EntityId, FactId)> = self
+            .attrs
+            .iter()
+            .flat_map(|(owner, rows)| {
+                rows.iter()
+                    .filter(|(_, a)| a.value == Value::Ref(id))
+                    .map(move |(f, _)| (*owner, *f))
+            })
+            .collect();
+        for (owner, f) in refs {
+            self.remove_attr_row(owner, f);
+        }
+        self.remove_entity_row(id);
+        Ok(())
+    }
+
+    // ----- attributes ---------------------------------------------------
+
+    /// All attribute rows of an entity, hidden ones included, in insertion order.
+    pub fn attr_rows(&self, id: EntityId) -> &[(FactId, Attr)] {
+        self.attrs.get(&id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Visible (or all) attributes sorted by key, subkey, number.
+    pub fn attrs(&self, id: EntityId, include_hidden: bool) -> Vec<&Attr> {
+        let mut v: Vec<&Attr> = self
+            .attr_rows(id)
+            .iter()
+            .map(|(_, a)| a)
+            .filter(|a| include_hidden || !a.is_hidden())
+            .collect();
+        v.sort_by(|a, b| (&a.key, &a.subkey, a.number).cmp(&(&b.key, &b.subkey, b.number)));
+        v
+    }
+
+    /// Rows matching key and, when given, subkey and number.
+    pub fn attrs_matching(
+        &self,
+        id: EntityId,
+        key: &str,
+        subkey: Option<&str>,
+        number: Option<i64>,
+    ) -> Vec<&Attr> {
+        self.attr_rows(id)
+            .iter()
+            .map(|(_, a)| a)
+            .filter(|a| attr_matches(a, key, subkey, number))
+            .collect()
+    }
+
+    /// The single value of `key[.subkey]` (no number), if set.
+    pub fn attr_value(&self, id: EntityId, key: &str, subkey: Option<&str>) -> Option<&Value> {
+        self.attr_rows(id)
+            .iter()
+            .find(|(_, a)| a.key == key && a.subkey.as_deref() == subkey && a.number.is_none())
+            .map(|(_, a)| &a.value)
+    }
+
+    pub(crate) fn spec(&self, id: EntityId, field: &str) -> Option<&Value> {
+        self.attr_value(id, SPEC_KEY, Some(field))
+    }
+
+    fn check_attr_path(key: &str, subkey: Option<&str>) -> Result<(), CoreError> {
+        names::check_key(key)?;
+        if let Some(s) = subkey {
+            names::check_key(s)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_number(
+        &mut self,
+        id: EntityId,
+        key: &str,
+        number: NumberSpec,
+    ) -> Result<Option<i64>, CoreError> {
+        Ok(match number {
+            NumberSpec::None => None,
+            NumberSpec::Fixed(n) => {
+                if n < 0 {
+                    return Err(CoreError::Rule {
+                        object: self.name_of(id).to_string(),
+                        rule: format!("attribute number {n} is negative"),
+                    });
+                }
+                // A fixed number also moves the counter past it, so `auto`
+                // never hands it out again.
+                let next = self.counter(id, key);
+                if n >= next {
+                    self.put_internal(id, COUNTER_KEY, key, Value::Int(n + 1));
+                }
+                Some(n)
+            }
+            NumberSpec::Auto => {
+                let n = self.counter(id, key);
+                self.put_internal(id, COUNTER_KEY, key, Value::Int(n + 1));
+                Some(n)
+            }
+        })
+    }
+
+    fn counter(&self, id: EntityId, key: &str) -> i64 {
+        let stored = self
+            .attr_value(id, COUNTER_KEY, Some(key))
+            .and_then(Value::as_int)
+            .unwrap_or(0);
+        // Rows numbered before counters existed (or loaded from elsewhere) still count.
+        let seen = self
+            .attr_rows(id)
+            .iter()
+            .filter(|(_, a)| a.key == key)
+            .filter_map(|(_, a)| a.number)
+            .max()
+            .map(|n| n + 1)
+            .unwrap_or(0);
+        stored.max(seen)
+    }
+
+    /// Sets a hidden single-valued attribute without validation.
+    pub(crate) fn put_internal(&mut self, id: EntityId, key: &str, subkey: &str, value: Value) {
+        let existing: Vec<(FactId, bool)> = self
+            .attr_rows(id)
+            .iter()
+            .filter(|(_, a)| {
+                a.key == key && a.subkey.as_deref() == Some(subkey) && a.number.is_none()
+            })
+            .map(|(f, a)| (*f, a.value == value))
+            .collect();
+        if existing.len() == 1 && existing[0].1 {
+            return;
+        }
+        for (f, _) in existing {
+            self.remove_attr_row(id, f);
+        }
+        self.add_fact(Fact::Attr(id, Attr::new(key, Some(subkey), None, value)));
+    }
+
+    pub(crate) fn clear_internal(&mut self, id: EntityId, key: &str, subkey: &str) {
+        let rows: Vec<FactId> = self
+            .attr_rows(id)
+            .iter()
+            .filter(|(_, a)| a.key == key && a.subkey.as_deref() == Some(subkey))
+            .map(|(f, _)| *f)
+            .collect();
+        for f in rows {
+            self.remove_attr_row(id, f);
+        }
+    }
+
+    fn check_ref(&self, v: &Value) -> Result<(), CoreError> {
+        if let Value::Ref(r) = v
+            && self.entity(*r).is_none()
+        {
+            return Err(CoreError::Gone);
+        }
+        Ok(())
+    }
+
+    /// Appends an attribute row. Returns the number used.
+    pub fn attr_add(
+        &mut self,
+        id: EntityId,
+        key: &str,
+        subkey: Option<&str>,
+        number: NumberSpec,
+        value: Value,
+    ) -> Result<Option<i64>, CoreError> {
+        Self::check_attr_path(key, subkey)?;
+        self.check_ref(&value)?;
+        self.entity(id).ok_or(CoreError::Gone)?;
+        let number = self.resolve_number(id, key, number)?;
+        self.add_fact(Fact::Attr(id, Attr::new(key, subkey, number, value)));
+        Ok(number)
+    }
+
+    /// Replaces the single row with exactly this key/subkey/number. Equal
+    /// value: nothing changes. Several matching rows: an error, because
+    /// replacing them all would silently drop data.
+    pub fn attr_set(
+        &mut self,
+        id: EntityId,
+        key: &str,
+        subkey: Option<&str>,
+        number: NumberSpec,
+        value: Value,
+    ) -> Result<Option<i64>, CoreError> {
+        Self::check_attr_path(key, subkey)?;
+        self.check_ref(&value)?;
+        self.entity(id).ok_or(CoreError::Gone)?;
+        if number == NumberSpec::Auto {
+            return self.attr_add(id, key, subkey, number, value);
+        }
+        let n = match number {
+            NumberSpec::Fixed(n) => Some(n),
+            _ => None,
+        };
+        let rows: Vec<(FactId, Value)> = self
+            .attr_rows(id)
+            .iter()
+            .filter(|(_, a)| a.key == key && a.subkey.as_deref() == subkey && a.number == n)
+            .map(|(f, a)| (*f, a.value.clone()))
+            .collect();
+        match rows.as_slice() {
+            [] => self.attr_add(id, key, subkey, number, value),
+            [(f, old)] => {
+                if *old != value {
+                    self.remove_attr_row(id, *f);
+                    self.add_fact(Fact::Attr(id, Attr::new(key, subkey, n, value)));
+                }
+                Ok(n)
+            }
+            _ => Err(CoreError::AmbiguousAttr {
+                entity: self.name_of(id).to_string(),
+                path: Attr::new(key, subkey, n, Value::Bool(true)).path(),
+                count: rows.len(),
+            }),
+        }
+    }
+
+    /// Deletes rows matching key and, when given, subkey, number and value.
+    /// Returns how many went.
+    pub fn attr_del(
+        &mut self,
+        id: EntityId,
+        key: &str,
+        subkey: Option<&str>,
+        number: Option<i64>,
+        value: Option<&Value>,
+    ) -> Result<usize, CoreError> {
+        self.entity(id).ok_or(CoreError::Gone)?;
+        let rows: Vec<FactId> = self
+            .attr_rows(id)
+            .iter()
+            .filter(|(_, a)| {
+                attr_matches(a, key, subkey, number) && value.is_none_or(|v| *v == a.value)
+            })
+            .map(|(f, _)| *f)
+            .collect();
+        for f in &rows {
+            self.remove_attr_row(id, *f);
+        }
+        Ok(rows.len())
+    }
+}
+
+pub(crate) fn attr_matches(a: &Attr, key: &str, subkey: Option<&str>, number: Option<i64>) -> bool {
+    a.key == key
+        && subkey.is_none_or(|s| a.subkey.as_deref() == Some(s))
+        && number.is_none_or(|n| a.number == Some(n))
+}
