@@ -1,1 +1,341 @@
-fn main() {}
+//! `clusto`: the command line for the inventory.
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use output::Format;
+
+const AFTER_HELP: &str = "\
+Examples:
+  clusto create datacenter dc1
+  clusto create rack r1 --in dc1
+  clusto create server s1 --in r1 --ru 10
+  clusto create ipmanager net1 --set cidr=10.0.0.0/24 --set gateway=10.0.0.1
+  clusto ip allocate net1 s1 --osport eth0 --port nic-eth:1
+  clusto attr set s1 system.memory 4096          (KEY.SUBKEY, or --subkey)
+  clusto query 'kind:server and in:dc1 and not attr:system.disk=0'
+  clusto get servers -o json
+
+The store is SQLite by default; point --store (or CLUSTO_STORE) at
+sqlite://PATH or postgres://USER@HOST/DB.";
+
+#[derive(Parser, Debug)]
+#[command(name = "clusto", version, about = "Cluster inventory: datacenters, racks, servers, pools, addresses", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Inventory store: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "CLUSTO_STORE")]
+    store: Option<String>,
+    /// Output format for reads.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Message recorded with the revision a write makes.
+    #[arg(short = 'm', long = "message", global = true)]
+    message: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct At {
+    /// Read the inventory as it was at this revision.
+    #[arg(long)]
+    at: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an entity: clusto create KIND NAME [--driver D] [--in CONTAINER [--ru N[-M]]] [--set FIELD=VALUE]…
+    #[command(
+        after_help = "Settings by kind: IPManager cidr, gateway, reserved (a,b-c); NameManager basename, digits, next;\nRack minU, maxU; Pool type (plain|exclusive|unique), group; Driver base, rackUnits, ports (nic-eth=2,pwr-nema-5=1)."
+    )]
+    Create {
+        /// Kind, case-insensitive, singular or plural (server, rack, ipmanager, …).
+        kind: String,
+        name: String,
+        #[arg(long)]
+        driver: Option<String>,
+        /// Container to insert the new entity into.
+        #[arg(long = "in")]
+        container: Option<String>,
+        /// Rack unit(s) when the container is a rack: 12 or 12-13.
+        #[arg(long)]
+        ru: Option<String>,
+        /// Kind-specific setting, FIELD=VALUE; repeatable.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+    },
+    /// List entities of a kind (or all), or show one.
+    Get {
+        /// Kind (server, racks, …) or `all`.
+        kind: String,
+        name: Option<String>,
+        #[command(flatten)]
+        at: At,
+        /// Include hidden (`_`) attributes.
+        #[arg(long)]
+        show_hidden: bool,
+    },
+    /// Everything about one entity: placement, pools, ports, addresses, attributes.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Delete entities (their cables, addresses and memberships go with them).
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Rename an entity; references to it follow.
+    Rename { old: String, new: String },
+    /// Attributes: add, set, get, del.
+    Attr {
+        #[command(subcommand)]
+        op: AttrOp,
+    },
+    /// Put NAME into CONTAINER (a rack needs --ru).
+    Insert {
+        container: String,
+        name: String,
+        #[arg(long)]
+        ru: Option<String>,
+    },
+    /// Take NAME out of CONTAINER.
+    Remove { container: String, name: String },
+    /// Cable two ports: clusto connect s1:nic-eth:1 sw1:nic-eth:10
+    Connect { a: String, b: String },
+    /// Remove the cable on a port, from either end.
+    Disconnect { port: String },
+    /// Ports of a device and port attributes.
+    Port {
+        #[command(subcommand)]
+        op: PortOp,
+    },
+    /// Where a thing is: rack units, switch ports, containers.
+    Locate {
+        name: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// IP addresses from IPManagers.
+    Ip {
+        #[command(subcommand)]
+        op: IpOp,
+    },
+    /// Names from NameManagers.
+    Name {
+        #[command(subcommand)]
+        op: NameOp,
+    },
+    /// Pool membership queries.
+    Pool {
+        #[command(subcommand)]
+        op: PoolOp,
+    },
+    /// What a container holds (direct, or --recursive).
+    Contents {
+        name: String,
+        #[arg(long, short)]
+        recursive: bool,
+        #[command(flatten)]
+        at: At,
+    },
+    /// What holds a thing (direct, or --recursive for all ancestors).
+    Parents {
+        name: String,
+        #[arg(long, short)]
+        recursive: bool,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Run a query: name:GLOB driver:D kind:K attr:K[.S][=V] in:NAME connected-to:NAME, not/and/or, ( ).
+    Query {
+        expr: String,
+        #[command(flatten)]
+        at: At,
+        /// Print the SQL instead of running it.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Revisions, newest first, with what changed; with NAME only those touching it.
+    History {
+        name: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AttrOp {
+    /// Append a row (many rows may share a key).
+    Add(AttrWrite),
+    /// Replace the one row with exactly this key/subkey/number.
+    Set(AttrWrite),
+    /// Show attributes (optionally merged from containers).
+    Get {
+        name: String,
+        key: Option<String>,
+        #[arg(long)]
+        subkey: Option<String>,
+        #[arg(long)]
+        number: Option<i64>,
+        /// Include values inherited from racks, pools, datacenters (nearest first).
+        #[arg(long)]
+        merged: bool,
+        #[arg(long)]
+        show_hidden: bool,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Delete matching rows.
+    Del {
+        name: String,
+        key: String,
+        /// Only rows with this value.
+        value: Option<String>,
+        #[arg(long)]
+        subkey: Option<String>,
+        #[arg(long)]
+        number: Option<i64>,
+        #[arg(long = "type")]
+        value_type: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AttrWrite {
+    pub name: String,
+    pub key: String,
+    pub value: String,
+    #[arg(long)]
+    pub subkey: Option<String>,
+    /// A number, or `auto` for the next unused one.
+    #[arg(long)]
+    pub number: Option<String>,
+    /// string, int, bool, float, ip, datetime, json or ref. Without it,
+    /// plain integers, decimals and true/false are typed, the rest are strings.
+    #[arg(long = "type")]
+    pub value_type: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortOp {
+    /// List a device's ports.
+    List {
+        name: String,
+        #[arg(long, conflicts_with = "connected")]
+        free: bool,
+        #[arg(long)]
+        connected: bool,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Set a port attribute: clusto port set s1 nic-eth:1 mac 00:11:22:33:44:55
+    Set {
+        name: String,
+        port: String,
+        key: String,
+        value: String,
+    },
+    /// Remove a port attribute.
+    Unset {
+        name: String,
+        port: String,
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpOp {
+    /// Give NAME an address from MANAGER (the next free one, or --address).
+    Allocate {
+        manager: String,
+        name: String,
+        #[arg(long)]
+        address: Option<String>,
+        /// OS interface the address is configured on (eth0).
+        #[arg(long)]
+        osport: Option<String>,
+        /// NIC port the address is bound to (nic-eth:1).
+        #[arg(long)]
+        port: Option<String>,
+    },
+    /// Release one address of NAME, or all of them.
+    Release {
+        name: String,
+        address: Option<String>,
+    },
+    /// Addresses handed out by MANAGER.
+    List {
+        manager: String,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NameOp {
+    /// Create a new entity named by MANAGER; prints the name.
+    Allocate {
+        manager: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        driver: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolOp {
+    /// Things in every listed pool (recursively).
+    Members {
+        #[arg(required = true)]
+        pools: Vec<String>,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "clusto",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLUSTO_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("error: {}", msg.lines().next().unwrap_or_default());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -13,6 +13,7 @@ pub mod names;
 pub mod ports;
 pub mod query;
 pub mod relations;
+pub mod resource;
 pub mod resources;
 pub mod time;
 pub mod value;

@@ -1,1 +1,581 @@
+//! clusto's store: a versioned fact store on SQLite or PostgreSQL.
+//!
+//! Every write is one transaction that takes the store's write lock
+//! (`BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL), loads the
+//! inventory, applies the caller's change through the core's rules, and
+//! persists the resulting change set as one revision. Serialising writers
+//! is what makes allocation race-free across processes.
 
+mod history;
+mod query;
+mod schema;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clusto_core::{
+    Address, Attr, ChangeSet, Containment, CoreError, Entity, EntityId, Fact, FactId, Inventory,
+    Kind, Link, PortId, RuRange, Table, Value, ValueType,
+};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+
+pub use history::{Change, HistoryEntry};
+pub use query::compile as compile_query;
+
+/// PostgreSQL advisory lock key for clusto writers ("clusto" in ASCII).
+const PG_WRITE_LOCK: i64 = 0x636c7573746f;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("unsupported store URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("revision {0} does not exist (latest is {1})")]
+    NoSuchRevision(i64, i64),
+    #[error("store holds an unreadable row: {0}")]
+    Corrupt(String),
+    #[error("store schema version {0} is newer than this clusto understands ({1})")]
+    SchemaTooNew(i64, i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Who made a revision and why.
+#[derive(Clone, Debug)]
+pub struct RevisionMeta {
+    pub user: String,
+    pub message: String,
+    /// `cli`, an apply set, `dhcpd`, `controller`, …
+    pub manager: String,
+}
+
+impl RevisionMeta {
+    pub fn new(message: impl Into<String>) -> RevisionMeta {
+        RevisionMeta {
+            user: std::env::var("CLUSTO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            message: message.into(),
+            manager: "cli".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Revision {
+    pub rev: i64,
+    pub at_ms: i64,
+    pub user: String,
+    pub message: String,
+    pub manager: String,
+}
+
+/// What a write produced.
+#[derive(Debug)]
+pub struct Written<T> {
+    pub value: T,
+    /// None when nothing changed (no revision is made).
+    pub revision: Option<i64>,
+    pub changes: ChangeSet,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Visibility of a versioned row as of `at` (None = current).
+pub(crate) fn vis(alias: &str, at: Option<i64>) -> String {
+    match at {
+        None => format!("{alias}.rev_to IS NULL"),
+        Some(r) => format!(
+            "({alias}.rev_from <= {r} AND ({alias}.rev_to IS NULL OR {alias}.rev_to > {r}))"
+        ),
+    }
+}
+
+enum Param {
+    I(Option<i64>),
+    S(Option<String>),
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            if path.is_empty() {
+                return Err(StoreError::UnsupportedUrl(url.into()));
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let u = if path.contains("mode=") {
+                format!("sqlite://{path}")
+            } else {
+                format!("sqlite://{path}{sep}mode=rwc")
+            };
+            (Backend::Sqlite, u)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.into()));
+        };
+        let mut opts =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; the long busy
+                    // timeout makes concurrent writers queue instead of fail.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 60000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                tx
+            }
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        tx.execute("CREATE TABLE IF NOT EXISTS clusto_schema (version BIGINT NOT NULL)")
+            .await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clusto_schema")
+            .fetch_one(&mut *tx)
+            .await?;
+        let v = v.unwrap_or(0);
+        let latest = schema::MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if v > latest {
+            return Err(StoreError::SchemaTooNew(v, latest));
+        }
+        for (version, stmts) in schema::MIGRATIONS {
+            if *version <= v {
+                continue;
+            }
+            for s in *stmts {
+                tx.execute(*s).await?;
+            }
+            sqlx::query("INSERT INTO clusto_schema (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest revision number (0 for an empty store).
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(rev) FROM revisions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn check_at(&self, at: Option<i64>) -> Result<(), StoreError> {
+        if let Some(r) = at {
+            let head = self.head().await?;
+            if r < 0 || r > head {
+                return Err(StoreError::NoSuchRevision(r, head));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole inventory as of `at` (None = now).
+    pub async fn load(&self, at: Option<i64>) -> Result<Inventory, StoreError> {
+        self.check_at(at).await?;
+        let mut conn = self.pool.acquire().await?;
+        load_from(&mut conn, at).await
+    }
+
+    /// Runs `f` against the current inventory inside the write lock and
+    /// records what it changed as one revision. Nothing is written when `f`
+    /// fails or changes nothing.
+    pub async fn write<T, E>(
+        &self,
+        meta: &RevisionMeta,
+        f: impl FnOnce(&mut Inventory) -> Result<T, E>,
+    ) -> Result<Written<T>, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut tx = self.begin_write().await.map_err(E::from)?;
+        let mut inv = load_from(&mut tx, None).await.map_err(E::from)?;
+        let value = f(&mut inv)?;
+        let changes = inv.take_changes();
+        if changes.is_empty() {
+            tx.rollback().await.map_err(|e| E::from(e.into()))?;
+            return Ok(Written {
+                value,
+                revision: None,
+                changes,
+            });
+        }
+        let rev = persist(&mut tx, meta, &changes).await.map_err(E::from)?;
+        tx.commit().await.map_err(|e| E::from(e.into()))?;
+        Ok(Written {
+            value,
+            revision: Some(rev),
+            changes,
+        })
+    }
+
+    pub async fn revisions(&self, limit: Option<i64>) -> Result<Vec<Revision>, StoreError> {
+        let sql = format!(
+            "SELECT rev, at_ms, user_name, message, manager FROM revisions ORDER BY rev DESC{}",
+            limit
+                .map(|l| format!(" LIMIT {}", l.max(0)))
+                .unwrap_or_default()
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(revision_from_row).collect()
+    }
+}
+
+fn revision_from_row(r: &AnyRow) -> Result<Revision, StoreError> {
+    Ok(Revision {
+        rev: r.try_get(0)?,
+        at_ms: r.try_get(1)?,
+        user: r.try_get(2)?,
+        message: r.try_get(3)?,
+        manager: r.try_get(4)?,
+    })
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn entity_from_row(r: &AnyRow, off: usize) -> Result<Entity, StoreError> {
+    let kind: String = r.try_get(off + 2)?;
+    Ok(Entity {
+        id: EntityId(r.try_get(off)?),
+        name: r.try_get(off + 1)?,
+        kind: kind
+            .parse::<Kind>()
+            .map_err(|_| corrupt(format!("kind {kind}")))?,
+        driver: r.try_get(off + 3)?,
+    })
+}
+
+pub(crate) fn attr_from_row(r: &AnyRow, off: usize) -> Result<(EntityId, Attr), StoreError> {
+    let vtype: String = r.try_get(off + 4)?;
+    let ty: ValueType = vtype
+        .parse()
+        .map_err(|_| corrupt(format!("value type {vtype}")))?;
+    let text: Option<String> = r.try_get(off + 5)?;
+    let reference: Option<i64> = r.try_get(off + 6)?;
+    let value = Value::from_stored(ty, text.as_deref(), reference).map_err(corrupt)?;
+    Ok((
+        EntityId(r.try_get(off)?),
+        Attr {
+            key: r.try_get(off + 1)?,
+            subkey: r.try_get(off + 2)?,
+            number: r.try_get(off + 3)?,
+            value,
+        },
+    ))
+}
+
+pub(crate) fn containment_from_row(r: &AnyRow, off: usize) -> Result<Containment, StoreError> {
+    let s: Option<i64> = r.try_get(off + 2)?;
+    let e: Option<i64> = r.try_get(off + 3)?;
+    Ok(Containment {
+        parent: EntityId(r.try_get(off)?),
+        child: EntityId(r.try_get(off + 1)?),
+        ru: match (s, e) {
+            (Some(s), Some(e)) => Some(RuRange {
+                start: s as u32,
+                end: e as u32,
+            }),
+            _ => None,
+        },
+    })
+}
+
+fn port(s: &str) -> Result<PortId, StoreError> {
+    s.parse().map_err(corrupt)
+}
+
+pub(crate) fn link_from_row(r: &AnyRow, off: usize) -> Result<Link, StoreError> {
+    let ap: String = r.try_get(off + 1)?;
+    let bp: String = r.try_get(off + 3)?;
+    Ok(Link {
+        a: EntityId(r.try_get(off)?),
+        a_port: port(&ap)?,
+        b: EntityId(r.try_get(off + 2)?),
+        b_port: port(&bp)?,
+    })
+}
+
+pub(crate) fn address_from_row(r: &AnyRow, off: usize) -> Result<Address, StoreError> {
+    let a: String = r.try_get(off)?;
+    let p: Option<String> = r.try_get(off + 4)?;
+    let m: Option<i64> = r.try_get(off + 2)?;
+    Ok(Address {
+        address: a.parse().map_err(|_| corrupt(format!("address {a}")))?,
+        holder: EntityId(r.try_get(off + 1)?),
+        manager: m.map(EntityId),
+        os_port: r.try_get(off + 3)?,
+        port: p.as_deref().map(port).transpose()?,
+    })
+}
+
+pub(crate) const ENTITY_COLS: &str = "eid, name, kind, driver";
+pub(crate) const ATTR_COLS: &str = "eid, key, subkey, number, vtype, value, ref_eid";
+pub(crate) const CONTAINMENT_COLS: &str = "parent, child, ru_start, ru_end";
+pub(crate) const LINK_COLS: &str = "a, a_port, b, b_port";
+pub(crate) const ADDRESS_COLS: &str = "address, holder, manager, os_port, port";
+
+pub(crate) fn table_name(t: Table) -> &'static str {
+    match t {
+        Table::Entities => "entities",
+        Table::Attrs => "attrs",
+        Table::Contains => "containment",
+        Table::Links => "links",
+        Table::Addresses => "addresses",
+    }
+}
+
+pub(crate) fn table_cols(t: Table) -> &'static str {
+    match t {
+        Table::Entities => ENTITY_COLS,
+        Table::Attrs => ATTR_COLS,
+        Table::Contains => CONTAINMENT_COLS,
+        Table::Links => LINK_COLS,
+        Table::Addresses => ADDRESS_COLS,
+    }
+}
+
+pub(crate) const TABLES: [Table; 5] = [
+    Table::Entities,
+    Table::Attrs,
+    Table::Contains,
+    Table::Links,
+    Table::Addresses,
+];
+
+pub(crate) fn fact_from_row(t: Table, r: &AnyRow, off: usize) -> Result<Fact, StoreError> {
+    Ok(match t {
+        Table::Entities => Fact::Entity(entity_from_row(r, off)?),
+        Table::Attrs => {
+            let (e, a) = attr_from_row(r, off)?;
+            Fact::Attr(e, a)
+        }
+        Table::Contains => Fact::Contains(containment_from_row(r, off)?),
+        Table::Links => Fact::Link(link_from_row(r, off)?),
+        Table::Addresses => Fact::Address(address_from_row(r, off)?),
+    })
+}
+
+async fn load_from(
+    conn: &mut sqlx::AnyConnection,
+    at: Option<i64>,
+) -> Result<Inventory, StoreError> {
+    let mut facts: Vec<(FactId, Fact)> = Vec::new();
+    let mut max_fact = 0i64;
+    for t in TABLES {
+        let sql = format!(
+            "SELECT id, {} FROM {} t WHERE {}",
+            table_cols(t),
+            table_name(t),
+            vis("t", at)
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?;
+        facts.reserve(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get(0)?;
+            facts.push((FactId(id), fact_from_row(t, r, 1)?));
+        }
+        let m: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT MAX(id) FROM {}",
+            table_name(t)
+        )))
+        .fetch_one(&mut *conn)
+        .await?;
+        max_fact = max_fact.max(m.unwrap_or(0));
+    }
+    let max_eid: Option<i64> = sqlx::query_scalar("SELECT MAX(eid) FROM entities")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Inventory::from_facts(
+        facts,
+        max_fact + 1,
+        max_eid.unwrap_or(0) + 1,
+    ))
+}
+
+fn fact_params(f: &Fact) -> Vec<Param> {
+    use Param::*;
+    match f {
+        Fact::Entity(e) => vec![
+            I(Some(e.id.0)),
+            S(Some(e.name.clone())),
+            S(Some(e.kind.as_str().into())),
+            S(Some(e.driver.clone())),
+        ],
+        Fact::Attr(e, a) => vec![
+            I(Some(e.0)),
+            S(Some(a.key.clone())),
+            S(a.subkey.clone()),
+            I(a.number),
+            S(Some(a.value.value_type().as_str().into())),
+            S(a.value.to_text()),
+            I(match a.value {
+                Value::Ref(r) => Some(r.0),
+                _ => None,
+            }),
+        ],
+        Fact::Contains(c) => vec![
+            I(Some(c.parent.0)),
+            I(Some(c.child.0)),
+            I(c.ru.map(|r| r.start as i64)),
+            I(c.ru.map(|r| r.end as i64)),
+        ],
+        Fact::Link(l) => vec![
+            I(Some(l.a.0)),
+            S(Some(l.a_port.to_string())),
+            I(Some(l.b.0)),
+            S(Some(l.b_port.to_string())),
+        ],
+        Fact::Address(a) => vec![
+            S(Some(a.address.to_string())),
+            I(Some(a.holder.0)),
+            I(a.manager.map(|m| m.0)),
+            S(a.os_port.clone()),
+            S(a.port.as_ref().map(|p| p.to_string())),
+        ],
+    }
+}
+
+async fn persist(
+    tx: &mut sqlx::AnyConnection,
+    meta: &RevisionMeta,
+    ch: &ChangeSet,
+) -> Result<i64, StoreError> {
+    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(rev) FROM revisions")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rev = head.unwrap_or(0) + 1;
+    sqlx::query("INSERT INTO revisions (rev, at_ms, user_name, message, manager) VALUES ($1, $2, $3, $4, $5)")
+        .bind(rev)
+        .bind(now_ms())
+        .bind(meta.user.clone())
+        .bind(meta.message.clone())
+        .bind(meta.manager.clone())
+        .execute(&mut *tx)
+        .await?;
+    // Retire first so that a re-added unique row (a renamed entity's new
+    // name, a re-bound address) never meets its old self.
+    for t in TABLES {
+        let ids: Vec<i64> = ch
+            .removed
+            .iter()
+            .filter(|(_, tt)| **tt == t)
+            .map(|(id, _)| id.0)
+            .collect();
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+            let sql = format!(
+                "UPDATE {} SET rev_to = {rev} WHERE id IN ({}) AND rev_to IS NULL",
+                table_name(t),
+                list.join(",")
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+        }
+    }
+    for t in TABLES {
+        let rows: Vec<(i64, &Fact)> = ch
+            .added
+            .iter()
+            .filter(|(_, f)| f.table() == t)
+            .map(|(id, f)| (id.0, f))
+            .collect();
+        let ncols = table_cols(t).split(',').count() + 2;
+        let per_chunk = (30_000 / ncols).max(1);
+        for chunk in rows.chunks(per_chunk) {
+            let mut sql = format!(
+                "INSERT INTO {} (id, {}, rev_from) VALUES ",
+                table_name(t),
+                table_cols(t)
+            );
+            let mut n = 1;
+            for (i, _) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for c in 0..ncols {
+                    if c > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                    n += 1;
+                }
+                sql.push(')');
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (id, f) in chunk {
+                q = q.bind(*id);
+                for p in fact_params(f) {
+                    q = match p {
+                        Param::I(v) => q.bind(v),
+                        Param::S(v) => q.bind(v),
+                    };
+                }
+                q = q.bind(rev);
+            }
+            q.execute(&mut *tx).await?;
+        }
+    }
+    Ok(rev)
+}

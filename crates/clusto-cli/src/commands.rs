@@ -1,0 +1,935 @@
+//! One function per verb. Reads load the inventory (or query SQL); writes
+//! go through `Store::write`, which makes exactly one revision or none.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clusto_core::resource;
+use clusto_core::{
+    CoreError, EntityId, Inventory, Kind, NumberSpec, PortId, RuRange, Value, ValueType, model,
+};
+use clusto_store::{RevisionMeta, Store, StoreError};
+use serde_json::{Value as Json, json};
+
+use crate::output::{Format, emit, paint};
+use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp};
+
+/// Errors from a write closure: a rule broken, or the store failing.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn default_store() -> Result<String> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+        })
+        .ok_or_else(|| anyhow!("no --store given and no HOME to put the default store in"))?;
+    let dir = base.join("clusto");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(format!("sqlite://{}", dir.join("clusto.db").display()))
+}
+
+async fn open(cli: &Cli) -> Result<Store> {
+    let url = match &cli.store {
+        Some(u) => u.clone(),
+        None => default_store()?,
+    };
+    Store::open(&url)
+        .await
+        .with_context(|| format!("opening store {url}"))
+}
+
+fn parse_ru(s: Option<&str>) -> Result<Option<RuRange>, CoreError> {
+    s.map(str::parse).transpose()
+}
+
+fn split_key<'a>(
+    key: &'a str,
+    subkey: Option<&'a str>,
+) -> Result<(&'a str, Option<&'a str>), WriteError> {
+    match key.split_once('.') {
+        Some(_) if subkey.is_some() => Err(WriteError::Usage(format!(
+            "give the subkey either in {key:?} or with --subkey, not both"
+        ))),
+        Some((k, s)) => Ok((k, Some(s))),
+        None => Ok((key, subkey)),
+    }
+}
+
+/// Parses a CLI value; `ref` values name an entity.
+fn parse_value(inv: &Inventory, text: &str, ty: Option<&str>) -> Result<Value, WriteError> {
+    match ty {
+        None => Ok(Value::infer(text)),
+        Some(t) => {
+            let ty: ValueType = t.parse()?;
+            if ty == ValueType::Ref {
+                Ok(Value::Ref(inv.id_of(text)?))
+            } else {
+                Ok(Value::parse_as(ty, text)?)
+            }
+        }
+    }
+}
+
+fn parse_number(n: Option<&str>) -> Result<NumberSpec, WriteError> {
+    match n {
+        None => Ok(NumberSpec::None),
+        Some("auto") => Ok(NumberSpec::Auto),
+        Some(s) => s.parse::<i64>().map(NumberSpec::Fixed).map_err(|_| {
+            WriteError::Usage(format!("--number must be a number or auto, not {s:?}"))
+        }),
+    }
+}
+
+fn kind_arg(s: &str) -> Result<Kind> {
+    s.parse::<Kind>()
+        .map_err(|e| anyhow!("{e}; kinds: {}", kinds_list()))
+}
+
+fn kinds_list() -> String {
+    Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn done(store_rev: Option<i64>, what: &str) {
+    match store_rev {
+        Some(r) => eprintln!("{what} (revision {r})"),
+        None => eprintln!("{what} (no change)"),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let store = open(&cli).await?;
+    let fmt = cli.output;
+    let meta = |default: String| RevisionMeta::new(cli.message.clone().unwrap_or(default));
+    match &cli.command {
+        Command::Completions { .. } => unreachable!("handled before the store is opened"),
+        Command::Create {
+            kind,
+            name,
+            driver,
+            container,
+            ru,
+            set,
+        } => {
+            let kind = kind_arg(kind)?;
+            let mut settings = Vec::new();
+            for s in set {
+                let (f, v) = s
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--set {s:?}: expected FIELD=VALUE"))?;
+                settings.push((f.to_string(), v.to_string()));
+            }
+            let ru = parse_ru(ru.as_deref())?;
+            let w = store
+                .write(
+                    &meta(format!("create {kind} {name}")),
+                    |inv| -> Result<(), WriteError> {
+                        let id = inv.create(kind, name, driver.as_deref())?;
+                        for (f, v) in &settings {
+                            inv.configure(id, f, v)?;
+                        }
+                        if let Some(c) = container {
+                            let c = inv.id_of(c)?;
+                            inv.insert(c, id, ru)?;
+                        } else if ru.is_some() {
+                            return Err(WriteError::Usage("--ru needs --in RACK".into()));
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{kind} {name} created"));
+        }
+        Command::Get {
+            kind,
+            name,
+            at,
+            show_hidden,
+        } => {
+            let inv = store.load(at.at).await?;
+            let ids: Vec<EntityId> = if let Some(n) = name {
+                let e = inv.get(n)?;
+                if kind != "all" && kind_arg(kind)? != e.kind {
+                    bail!("{n} is a {}, not a {kind}", e.kind);
+                }
+                vec![e.id]
+            } else if kind == "all" {
+                inv.entities().into_iter().map(|e| e.id).collect()
+            } else {
+                inv.entities_of_kind(kind_arg(kind)?)
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect()
+            };
+            let items: Vec<Json> = ids
+                .iter()
+                .map(|id| inv.resource(*id, *show_hidden))
+                .collect();
+            let data = if name.is_some() {
+                items.into_iter().next().unwrap_or(Json::Null)
+            } else {
+                resource::list(items)
+            };
+            let rows = ids
+                .iter()
+                .map(|id| {
+                    let e = inv.entity(*id).expect("listed");
+                    let place = match inv.rack_of(*id) {
+                        Some((r, ru)) => format!("{} RU {ru}", inv.name_of(r)),
+                        None => inv
+                            .parents_of(*id)
+                            .into_iter()
+                            .find(|p| inv.kind_of(*p).is_some_and(|k| k.is_location()))
+                            .map(|p| inv.name_of(p).to_string())
+                            .unwrap_or_default(),
+                    };
+                    let addrs: Vec<String> = inv
+                        .addresses_of(*id)
+                        .iter()
+                        .map(|a| a.address.to_string())
+                        .collect();
+                    vec![
+                        e.name.clone(),
+                        e.kind.to_string(),
+                        e.driver.clone(),
+                        place,
+                        addrs.join(","),
+                    ]
+                })
+                .collect();
+            emit(
+                fmt,
+                &data,
+                &["NAME", "KIND", "DRIVER", "LOCATION", "ADDRESSES"],
+                rows,
+            )?;
+        }
+        Command::Describe { name, at } => {
+            let inv = store.load(at.at).await?;
+            let id = inv.id_of(name)?;
+            let r = inv.resource(id, false);
+            match fmt {
+                Format::Table => describe(&inv, id),
+                _ => emit(fmt, &r, &[], vec![vec![name.clone()]])?,
+            }
+        }
+        Command::Delete { names } => {
+            let w = store
+                .write(
+                    &meta(format!("delete {}", names.join(" "))),
+                    |inv| -> Result<(), WriteError> {
+                        for n in names {
+                            let id = inv.id_of(n)?;
+                            inv.delete(id)?;
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("deleted {}", names.join(", ")));
+        }
+        Command::Rename { old, new } => {
+            let w = store
+                .write(
+                    &meta(format!("rename {old} {new}")),
+                    |inv| -> Result<(), WriteError> {
+                        let id = inv.id_of(old)?;
+                        inv.rename(id, new)?;
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{old} renamed to {new}"));
+        }
+        Command::Attr { op } => attr(&store, fmt, op, &meta).await?,
+        Command::Insert {
+            container,
+            name,
+            ru,
+        } => {
+            let ru = parse_ru(ru.as_deref())?;
+            let w = store
+                .write(
+                    &meta(format!("insert {container} {name}")),
+                    |inv| -> Result<(), WriteError> {
+                        let c = inv.id_of(container)?;
+                        let t = inv.id_of(name)?;
+                        inv.insert(c, t, ru)?;
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{name} inserted into {container}"));
+        }
+        Command::Remove { container, name } => {
+            let w = store
+                .write(
+                    &meta(format!("remove {container} {name}")),
+                    |inv| -> Result<(), WriteError> {
+                        let c = inv.id_of(container)?;
+                        let t = inv.id_of(name)?;
+                        inv.remove(c, t)?;
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{name} removed from {container}"));
+        }
+        Command::Connect { a, b } => {
+            let (an, ap) = model::split_port_ref(a)?;
+            let (bn, bp) = model::split_port_ref(b)?;
+            let w = store
+                .write(
+                    &meta(format!("connect {a} {b}")),
+                    |inv| -> Result<(), WriteError> {
+                        let ai = inv.id_of(an)?;
+                        let bi = inv.id_of(bn)?;
+                        inv.connect(ai, &ap, bi, &bp)?;
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{a} connected to {b}"));
+        }
+        Command::Disconnect { port } => {
+            let (n, p) = model::split_port_ref(port)?;
+            let w = store
+                .write(
+                    &meta(format!("disconnect {port}")),
+                    |inv| -> Result<(), WriteError> {
+                        let id = inv.id_of(n)?;
+                        inv.disconnect(id, &p)?;
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{port} disconnected"));
+        }
+        Command::Port { op } => port(&store, fmt, op, &meta).await?,
+        Command::Locate { name, at } => {
+            let inv = store.load(at.at).await?;
+            let id = inv.id_of(name)?;
+            let mut lines: Vec<(String, Json)> = Vec::new();
+            for (p, (peer, pp)) in inv.connected_ports(id) {
+                lines.push((
+                    format!("{name} -> port {pp} on {} (its {p})", inv.name_of(peer)),
+                    json!({"port": p.to_string(), "peer": inv.name_of(peer), "peerPort": pp.to_string()}),
+                ));
+            }
+            if let Some((r, ru)) = inv.rack_of(id) {
+                lines.push((
+                    format!("{name} -> RU {ru} in {}", inv.name_of(r)),
+                    json!({"rack": inv.name_of(r), "ru": ru.to_string()}),
+                ));
+            }
+            for a in inv.ancestors(id) {
+                if inv.kind_of(a).is_some_and(|k| k.is_location()) {
+                    let k = inv.kind_of(a).map(|k| k.as_str()).unwrap_or_default();
+                    lines.push((
+                        format!("{name} -> in {k} {}", inv.name_of(a)),
+                        json!({"kind": k, "name": inv.name_of(a)}),
+                    ));
+                }
+            }
+            let data = Json::Array(lines.iter().map(|l| l.1.clone()).collect());
+            match fmt {
+                Format::Table | Format::Name => {
+                    if lines.is_empty() {
+                        println!("{name} is not placed anywhere");
+                    }
+                    for (l, _) in lines {
+                        println!("{l}");
+                    }
+                }
+                _ => emit(fmt, &data, &[], vec![])?,
+            }
+        }
+        Command::Ip { op } => ip(&store, fmt, op, &meta).await?,
+        Command::Name {
+            op:
+                NameOp::Allocate {
+                    manager,
+                    kind,
+                    driver,
+                },
+        } => {
+            let kind = kind_arg(kind)?;
+            let w = store
+                .write(
+                    &meta(format!("name allocate {manager}")),
+                    |inv| -> Result<String, WriteError> {
+                        let m = inv.id_of(manager)?;
+                        let id = inv.name_allocate(m, kind, driver.as_deref())?;
+                        Ok(inv.name_of(id).to_string())
+                    },
+                )
+                .await?;
+            match fmt {
+                Format::Json | Format::Yaml => emit(
+                    fmt,
+                    &json!({"name": w.value, "kind": kind.as_str()}),
+                    &[],
+                    vec![],
+                )?,
+                _ => println!("{}", w.value),
+            }
+        }
+        Command::Pool {
+            op: PoolOp::Members { pools, at },
+        } => {
+            let inv = store.load(at.at).await?;
+            let ids = pools
+                .iter()
+                .map(|p| inv.id_of(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (p, id) in pools.iter().zip(&ids) {
+                if inv.kind_of(*id) != Some(Kind::Pool) {
+                    bail!(
+                        "{p} is a {}, not a Pool",
+                        inv.kind_of(*id).map(|k| k.as_str()).unwrap_or("?")
+                    );
+                }
+            }
+            names_out(&inv, fmt, inv.pool_intersection(&ids))?;
+        }
+        Command::Contents {
+            name,
+            recursive,
+            at,
+        } => {
+            let inv = store.load(at.at).await?;
+            let id = inv.id_of(name)?;
+            let v = if *recursive {
+                inv.contents_recursive(id)
+            } else {
+                inv.contents(id)
+            };
+            names_out(&inv, fmt, v)?;
+        }
+        Command::Parents {
+            name,
+            recursive,
+            at,
+        } => {
+            let inv = store.load(at.at).await?;
+            let id = inv.id_of(name)?;
+            let v = if *recursive {
+                inv.ancestors(id)
+            } else {
+                inv.parents_of(id)
+            };
+            names_out(&inv, fmt, v)?;
+        }
+        Command::Query { expr, at, explain } => {
+            let q = clusto_core::query::parse(expr)?;
+            if *explain {
+                let (sql, params, _) = clusto_store::compile_query(&q, store.backend(), at.at);
+                println!("{sql}");
+                for (i, p) in params.iter().enumerate() {
+                    println!("  ${} = {p:?}", i + 1);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let names = store.query(&q, at.at).await?;
+            let data = json!(names);
+            let rows = names.iter().map(|n| vec![n.clone()]).collect();
+            emit(fmt, &data, &["NAME"], rows)?;
+        }
+        Command::History { name, limit } => {
+            let h = store.history(name.as_deref(), Some(*limit)).await?;
+            let items: Vec<Json> = h
+                .iter()
+                .map(|e| {
+                    json!({
+                        "revision": e.revision.rev,
+                        "time": clusto_core::time::format_unix_ms(e.revision.at_ms),
+                        "user": e.revision.user,
+                        "manager": e.revision.manager,
+                        "message": e.revision.message,
+                        "changes": e.changes,
+                    })
+                })
+                .collect();
+            match fmt {
+                Format::Table => {
+                    for e in &h {
+                        println!(
+                            "{} {} {} [{}] {}",
+                            paint("33", &format!("revision {}", e.revision.rev)),
+                            clusto_core::time::format_unix_ms(e.revision.at_ms),
+                            e.revision.user,
+                            e.revision.manager,
+                            e.revision.message
+                        );
+                        for c in &e.changes {
+                            let code = match c.op {
+                                '+' => "32",
+                                '-' => "31",
+                                _ => "33",
+                            };
+                            println!("  {} {}", paint(code, &c.op.to_string()), c.text);
+                        }
+                    }
+                }
+                Format::Name => {
+                    for e in &h {
+                        println!("{}", e.revision.rev);
+                    }
+                }
+                _ => emit(fmt, &resource::list(items), &[], vec![])?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn names_out(inv: &Inventory, fmt: Format, ids: Vec<EntityId>) -> Result<()> {
+    let rows: Vec<Vec<String>> = ids
+        .iter()
+        .map(|i| {
+            vec![
+                inv.name_of(*i).to_string(),
+                inv.kind_of(*i).map(|k| k.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let data = Json::Array(
+        ids.iter()
+            .map(|i| json!({"name": inv.name_of(*i), "kind": inv.kind_of(*i).map(|k| k.as_str())}))
+            .collect(),
+    );
+    emit(fmt, &data, &["NAME", "KIND"], rows)
+}
+
+fn describe(inv: &Inventory, id: EntityId) {
+    let e = inv.entity(id).expect("described");
+    println!("Name:     {}", e.name);
+    println!("Kind:     {}", e.kind);
+    println!("Driver:   {}", e.driver);
+    if let Some((r, ru)) = inv.rack_of(id) {
+        println!("Rack:     {} RU {ru}", inv.name_of(r));
+    }
+    let parents: Vec<&str> = inv
+        .parents_of(id)
+        .into_iter()
+        .map(|p| inv.name_of(p))
+        .collect();
+    if !parents.is_empty() {
+        println!("In:       {}", parents.join(", "));
+    }
+    let pools: Vec<&str> = inv
+        .pools_of(id)
+        .into_iter()
+        .map(|p| inv.name_of(p))
+        .collect();
+    if !pools.is_empty() {
+        println!("Pools:    {}", pools.join(", "));
+    }
+    for (k, v) in inv.settings(id) {
+        if k != "last" && k != "next" || e.kind == Kind::NameManager {
+            println!("{:<9} {}", format!("{k}:"), v.to_text().unwrap_or_default());
+        }
+    }
+    let addrs = inv.addresses_of(id);
+    if !addrs.is_empty() {
+        println!("Addresses:");
+        for a in addrs {
+            let m = a
+                .manager
+                .map(|m| inv.name_of(m).to_string())
+                .unwrap_or_else(|| "-".into());
+            let o = a.os_port.clone().unwrap_or_else(|| "-".into());
+            let p = a
+                .port
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into());
+            println!("  {}  manager {m}  os {o}  port {p}", a.address);
+        }
+    }
+    let ports: Vec<_> = inv
+        .ports(id)
+        .into_iter()
+        .filter(|p| p.peer.is_some() || !p.attrs.is_empty())
+        .collect();
+    if !ports.is_empty() {
+        println!("Ports:");
+        for p in ports {
+            let peer = p
+                .peer
+                .map(|(e, pp)| format!("-> {}:{pp}", inv.name_of(e)))
+                .unwrap_or_default();
+            let attrs: Vec<String> = p.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  {:<16} {peer} {}", p.port.to_string(), attrs.join(" "));
+        }
+    }
+    let contents = inv.contents(id);
+    if !contents.is_empty() {
+        println!("Contains:");
+        for c in inv.child_rows(id) {
+            match c.ru {
+                Some(ru) => println!("  RU {ru:<6} {}", inv.name_of(c.child)),
+                None => println!("  {}", inv.name_of(c.child)),
+            }
+        }
+    }
+    let attrs = inv.attrs(id, false);
+    if !attrs.is_empty() {
+        println!("Attributes:");
+        for a in attrs {
+            let (v, t) = inv.value_json(&a.value);
+            let v = match v {
+                Json::String(s) => s,
+                other => other.to_string(),
+            };
+            println!(
+                "  {} = {v}{}",
+                a.path(),
+                t.map(|t| format!(" ({t})")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+async fn attr(
+    store: &Store,
+    fmt: Format,
+    op: &AttrOp,
+    meta: &dyn Fn(String) -> RevisionMeta,
+) -> Result<()> {
+    match op {
+        AttrOp::Add(w) | AttrOp::Set(w) => {
+            let set = matches!(op, AttrOp::Set(_));
+            let AttrWrite {
+                name,
+                key,
+                value,
+                subkey,
+                number,
+                value_type,
+            } = w;
+            let verb = if set { "set" } else { "add" };
+            let r = store
+                .write(
+                    &meta(format!("attr {verb} {name} {key}")),
+                    |inv| -> Result<Option<i64>, WriteError> {
+                        let id = inv.id_of(name)?;
+                        let (k, sk) = split_key(key, subkey.as_deref())?;
+                        let v = parse_value(inv, value, value_type.as_deref())?;
+                        let n = parse_number(number.as_deref())?;
+                        Ok(if set {
+                            inv.attr_set(id, k, sk, n, v)?
+                        } else {
+                            inv.attr_add(id, k, sk, n, v)?
+                        })
+                    },
+                )
+                .await?;
+            let num = r.value.map(|n| format!(" number {n}")).unwrap_or_default();
+            done(r.revision, &format!("{name} {key}{num} {verb}"));
+        }
+        AttrOp::Get {
+            name,
+            key,
+            subkey,
+            number,
+            merged,
+            show_hidden,
+            at,
+        } => {
+            let inv = store.load(at.at).await?;
+            let id = inv.id_of(name)?;
+            let (k, sk) = match key {
+                Some(k) => {
+                    let (k, s) = split_key(k, subkey.as_deref())?;
+                    (Some(k), s)
+                }
+                None => (None, subkey.as_deref()),
+            };
+            let rows: Vec<(clusto_core::Attr, EntityId)> = if *merged {
+                inv.merged_attrs(id, k, sk, *show_hidden)
+                    .into_iter()
+                    .filter(|m| number.is_none_or(|n| m.attr.number == Some(n)))
+                    .map(|m| (m.attr.clone(), m.source))
+                    .collect()
+            } else {
+                inv.attrs(id, *show_hidden)
+                    .into_iter()
+                    .filter(|a| k.is_none_or(|k| a.key == k))
+                    .filter(|a| sk.is_none_or(|s| a.subkey.as_deref() == Some(s)))
+                    .filter(|a| number.is_none_or(|n| a.number == Some(n)))
+                    .map(|a| (a.clone(), id))
+                    .collect()
+            };
+            let data = Json::Array(
+                rows.iter()
+                    .map(|(a, src)| {
+                        let mut j = inv.attr_json(a);
+                        j["source"] = json!(inv.name_of(*src));
+                        j
+                    })
+                    .collect(),
+            );
+            let table_rows = rows
+                .iter()
+                .map(|(a, src)| {
+                    let (v, t) = inv.value_json(&a.value);
+                    let v = match v {
+                        Json::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    vec![
+                        a.key.clone(),
+                        a.subkey.clone().unwrap_or_default(),
+                        a.number.map(|n| n.to_string()).unwrap_or_default(),
+                        v,
+                        t.unwrap_or(a.value.value_type().as_str()).to_string(),
+                        inv.name_of(*src).to_string(),
+                    ]
+                })
+                .collect();
+            if key.is_some() && rows.is_empty() {
+                bail!(
+                    "{name} has no attribute {}",
+                    key.as_deref().unwrap_or_default()
+                );
+            }
+            emit(
+                fmt,
+                &data,
+                &["KEY", "SUBKEY", "NUMBER", "VALUE", "TYPE", "SOURCE"],
+                table_rows,
+            )?;
+        }
+        AttrOp::Del {
+            name,
+            key,
+            value,
+            subkey,
+            number,
+            value_type,
+        } => {
+            let r = store
+                .write(
+                    &meta(format!("attr del {name} {key}")),
+                    |inv| -> Result<usize, WriteError> {
+                        let id = inv.id_of(name)?;
+                        let (k, sk) = split_key(key, subkey.as_deref())?;
+                        let v = value
+                            .as_deref()
+                            .map(|v| parse_value(inv, v, value_type.as_deref()))
+                            .transpose()?;
+                        Ok(inv.attr_del(id, k, sk, *number, v.as_ref())?)
+                    },
+                )
+                .await?;
+            done(
+                r.revision,
+                &format!("{} attribute row(s) deleted from {name}", r.value),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn port(
+    store: &Store,
+    fmt: Format,
+    op: &PortOp,
+    meta: &dyn Fn(String) -> RevisionMeta,
+) -> Result<()> {
+    match op {
+        PortOp::List {
+            name,
+            free,
+            connected,
+            at,
+        } => {
+            let inv = store.load(at.at).await?;
+            let id = inv.id_of(name)?;
+            let ports: Vec<_> = inv
+                .ports(id)
+                .into_iter()
+                .filter(|p| !free || p.peer.is_none())
+                .filter(|p| !connected || p.peer.is_some())
+                .collect();
+            let data = Json::Array(
+                ports
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "port": p.port.to_string(),
+                            "connectedTo": p.peer.as_ref().map(|(e, pp)| format!("{}:{pp}", inv.name_of(*e))),
+                            "attrs": p.attrs,
+                        })
+                    })
+                    .collect(),
+            );
+            let rows = ports
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.port.to_string(),
+                        p.peer
+                            .as_ref()
+                            .map(|(e, pp)| format!("{}:{pp}", inv.name_of(*e)))
+                            .unwrap_or_default(),
+                        p.attrs
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]
+                })
+                .collect();
+            emit(fmt, &data, &["PORT", "CONNECTED-TO", "ATTRIBUTES"], rows)?;
+        }
+        PortOp::Set {
+            name,
+            port,
+            key,
+            value,
+        } => {
+            let p: PortId = port.parse()?;
+            let w = store
+                .write(
+                    &meta(format!("port set {name} {port} {key}")),
+                    |inv| -> Result<(), WriteError> {
+                        let id = inv.id_of(name)?;
+                        inv.port_attr_set(id, &p, key, value)?;
+                        Ok(())
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{name} {port} {key} set"));
+        }
+        PortOp::Unset { name, port, key } => {
+            let p: PortId = port.parse()?;
+            let w = store
+                .write(
+                    &meta(format!("port unset {name} {port} {key}")),
+                    |inv| -> Result<usize, WriteError> {
+                        let id = inv.id_of(name)?;
+                        Ok(inv.port_attr_del(id, &p, key)?)
+                    },
+                )
+                .await?;
+            done(w.revision, &format!("{name} {port} {key} unset"));
+        }
+    }
+    Ok(())
+}
+
+async fn ip(
+    store: &Store,
+    fmt: Format,
+    op: &IpOp,
+    meta: &dyn Fn(String) -> RevisionMeta,
+) -> Result<()> {
+    match op {
+        IpOp::Allocate {
+            manager,
+            name,
+            address,
+            osport,
+            port,
+        } => {
+            let address: Option<IpAddr> = address
+                .as_deref()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| anyhow!("--address {a:?} is not an IP address"))
+                })
+                .transpose()?;
+            let port: Option<PortId> = port.as_deref().map(str::parse).transpose()?;
+            let w = store
+                .write(
+                    &meta(format!("ip allocate {manager} {name}")),
+                    |inv| -> Result<IpAddr, WriteError> {
+                        let m = inv.id_of(manager)?;
+                        let t = inv.id_of(name)?;
+                        Ok(inv.ip_allocate(m, t, address, osport.as_deref(), port.as_ref())?)
+                    },
+                )
+                .await?;
+            match fmt {
+                Format::Json | Format::Yaml => emit(
+                    fmt,
+                    &json!({"address": w.value.to_string(), "holder": name, "manager": manager, "revision": w.revision}),
+                    &[],
+                    vec![],
+                )?,
+                _ => println!("{}", w.value),
+            }
+        }
+        IpOp::Release { name, address } => {
+            let address: Option<IpAddr> = address
+                .as_deref()
+                .map(|a| a.parse().map_err(|_| anyhow!("{a:?} is not an IP address")))
+                .transpose()?;
+            let w = store
+                .write(
+                    &meta(format!("ip release {name}")),
+                    |inv| -> Result<Vec<IpAddr>, WriteError> {
+                        let t = inv.id_of(name)?;
+                        Ok(inv.ip_release(t, address)?)
+                    },
+                )
+                .await?;
+            let list: Vec<String> = w.value.iter().map(|a| a.to_string()).collect();
+            done(
+                w.revision,
+                &format!("released {} from {name}", list.join(", ")),
+            );
+        }
+        IpOp::List { manager, at } => {
+            let inv = store.load(at.at).await?;
+            let m = inv.id_of(manager)?;
+            let range = inv.ip_range(m)?;
+            let mut allocs = inv.allocations(m);
+            allocs.sort_by_key(|a| a.address);
+            let data = Json::Array(
+                allocs
+                    .iter()
+                    .map(|a| {
+                        json!({"address": a.address.to_string(), "holder": inv.name_of(a.holder),
+                               "osPort": a.os_port, "port": a.port.as_ref().map(|p| p.to_string())})
+                    })
+                    .collect(),
+            );
+            let rows = allocs
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.address.to_string(),
+                        inv.name_of(a.holder).to_string(),
+                        a.os_port.clone().unwrap_or_default(),
+                        a.port.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if fmt == Format::Table {
+                println!(
+                    "{manager}: {} gateway {}",
+                    range.cidr,
+                    range.gateway.map(|g| g.to_string()).unwrap_or("-".into())
+                );
+            }
+            emit(fmt, &data, &["ADDRESS", "HOLDER", "OS-PORT", "PORT"], rows)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Kubernetes-shaped views of entities (`apiVersion`, `kind`, `metadata`,
+//! `spec`, `status`): what `clusto get -o json` prints and what manifests
+//! are made of.
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::inventory::{Inventory, SPEC_KEY};
+use crate::kind::Kind;
+use crate::model::{Attr, EntityId};
+use crate::value::Value;
+
+pub const API_VERSION: &str = "clusto.dev/v1alpha1";
+
+impl Inventory {
+    /// An attribute as a manifest item: `{key, subkey?, number?, value, type?}`.
+    /// `type` is given only where the JSON value alone would not say it.
+    pub fn attr_json(&self, a: &Attr) -> Json {
+        let mut m = Map::new();
+        m.insert("key".into(), json!(a.key));
+        if let Some(s) = &a.subkey {
+            m.insert("subkey".into(), json!(s));
+        }
+        if let Some(n) = a.number {
+            m.insert("number".into(), json!(n));
+        }
+        let (v, ty) = self.value_json(&a.value);
+        m.insert("value".into(), v);
+        if let Some(t) = ty {
+            m.insert("type".into(), json!(t));
+        }
+        Json::Object(m)
+    }
+
+    /// A value as JSON, with the type name when JSON cannot carry it.
+    pub fn value_json(&self, v: &Value) -> (Json, Option<&'static str>) {
+        match v {
+            Value::String(s) => (json!(s), None),
+            Value::Int(i) => (json!(i), None),
+            Value::Bool(b) => (json!(b), None),
+            Value::Float(f) => (json!(f), Some("float")),
+            Value::Ip(ip) => (json!(ip.to_string()), Some("ip")),
+            Value::DateTime(_) => (json!(v.to_text()), Some("datetime")),
+            Value::Json(j) => (j.clone(), Some("json")),
+            Value::Ref(r) => (json!(self.name_of(*r)), Some("ref")),
+        }
+    }
+
+    fn direct_parent_of_kind(&self, id: EntityId, kind: Kind) -> Option<&str> {
+        self.parents_of(id)
+            .into_iter()
+            .find(|p| self.kind_of(*p) == Some(kind))
+            .map(|p| self.name_of(p))
+    }
+
+    /// The resource view of one entity.
+    pub fn resource(&self, id: EntityId, include_hidden: bool) -> Json {
+        let Some(e) = self.entity(id) else {
+            return Json::Null;
+        };
+        let mut spec = Map::new();
+        if e.driver != e.kind.default_driver() && e.kind != Kind::Pool {
+            spec.insert("driver".into(), json!(e.driver));
+        }
+        for k in [Kind::Datacenter, Kind::Cage, Kind::Zone] {
+            if let Some(p) = self.direct_parent_of_kind(id, k) {
+                spec.insert(k.as_str().to_ascii_lowercase(), json!(p));
+            }
+        }
+        if let Some((rack, ru)) = self.rack_of(id) {
+            spec.insert("rack".into(), json!(self.name_of(rack)));
+            spec.insert(
+                "ru".into(),
+                if ru.start == ru.end {
+                    json!(ru.start)
+                } else {
+                    json!(ru.to_string())
+                },
+            );
+        }
+        let pools: Vec<&str> = self
+            .parents_of(id)
+            .into_iter()
+            .filter(|p| self.kind_of(*p) == Some(Kind::Pool))
+            .map(|p| self.name_of(p))
+            .collect();
+        match e.kind {
+            Kind::Pool => {
+                spec.insert("type".into(), json!(self.pool_type(id).map(|t| t.as_str())));
+                if let Some(g) = self.pool_group(id) {
+                    spec.insert("group".into(), json!(g));
+                }
+            }
+            Kind::IpManager => {
+                for f in ["cidr", "gateway"] {
+                    if let Some(v) = self.spec(id, f) {
+                        spec.insert(f.into(), json!(v.to_text()));
+                    }
+                }
+                if let Some(Value::Json(r)) = self.spec(id, "reserved") {
+                    spec.insert("reserved".into(), r.clone());
+                }
+            }
+            Kind::NameManager => {
+                for f in ["basename", "digits", "next"] {
+                    if let Some(v) = self.spec(id, f) {
+                        spec.insert(f.into(), self.value_json(v).0);
+                    }
+                }
+            }
+            Kind::Rack => {
+                let (min, max) = self.rack_bounds(id);
+                if (min, max) != (1, 45) {
+                    spec.insert("minU".into(), json!(min));
+                    spec.insert("maxU".into(), json!(max));
+                }
+            }
+            Kind::Driver => {
+                if let Ok(d) = self.driver(&e.name) {
+                    spec.insert("base".into(), json!(d.kind.as_str()));
+                    spec.insert("rackUnits".into(), json!(d.rack_units));
+                    spec.insert("ports".into(), json!(d.ports));
+                }
+            }
+            _ => {}
+        }
+        if !pools.is_empty() {
+            spec.insert("pools".into(), json!(pools));
+        }
+        let ports: Vec<Json> = self
+            .ports(id)
+            .into_iter()
+            .filter(|p| p.peer.is_some() || !p.attrs.is_empty())
+            .map(|p| {
+                let mut m = Map::new();
+                m.insert("port".into(), json!(p.port.to_string()));
+                let mut extra = Map::new();
+                for (k, v) in &p.attrs {
+                    match k.as_str() {
+                        "mac" => {
+                            m.insert("mac".into(), json!(v));
+                        }
+                        "osportname" => {
+                            m.insert("osPort".into(), json!(v));
+                        }
+                        _ => {
+                            extra.insert(k.clone(), json!(v));
+                        }
+                    }
+                }
+                if let Some((peer, pp)) = &p.peer {
+                    m.insert(
+                        "connectedTo".into(),
+                        json!(format!("{}:{pp}", self.name_of(*peer))),
+                    );
+                }
+                if !extra.is_empty() {
+                    m.insert("attrs".into(), Json::Object(extra));
+                }
+                Json::Object(m)
+            })
+            .collect();
+        if !ports.is_empty() {
+            spec.insert("ports".into(), Json::Array(ports));
+        }
+        let attrs: Vec<Json> = self
+            .attrs(id, include_hidden)
+            .into_iter()
+            .filter(|a| include_hidden || a.key != SPEC_KEY)
+            .map(|a| self.attr_json(a))
+            .collect();
+        if !attrs.is_empty() {
+            spec.insert("attrs".into(), Json::Array(attrs));
+        }
+        let mut status = Map::new();
+        let addrs: Vec<Json> = self
+            .addresses_of(id)
+            .into_iter()
+            .map(|a| {
+                let mut m = Map::new();
+                m.insert("address".into(), json!(a.address.to_string()));
+                if let Some(mg) = a.manager {
+                    m.insert("manager".into(), json!(self.name_of(mg)));
+                }
+                if let Some(o) = &a.os_port {
+                    m.insert("osPort".into(), json!(o));
+                }
+                if let Some(p) = &a.port {
+                    m.insert("port".into(), json!(p.to_string()));
+                }
+                Json::Object(m)
+            })
+            .collect();
+        if !addrs.is_empty() {
+            status.insert("addresses".into(), Json::Array(addrs));
+        }
+        if let Some(dc) = self.nearest_of_kind(id, Kind::Datacenter) {
+            status.insert("datacenter".into(), json!(self.name_of(dc)));
+        }
+        let contents: Vec<&str> = self
+            .contents(id)
+            .into_iter()
+            .map(|c| self.name_of(c))
+            .collect();
+        if !contents.is_empty() {
+            let key = if e.kind == Kind::Pool {
+                "members"
+            } else {
+                "contents"
+            };
+            status.insert(key.into(), json!(contents));
+        }
+        if e.kind == Kind::IpManager {
+            status.insert("allocated".into(), json!(self.allocations(id).len()));
+            if let Some(v) = self.spec(id, "last") {
+                status.insert("lastAllocated".into(), json!(v.to_text()));
+            }
+        }
+        json!({
+            "apiVersion": API_VERSION,
+            "kind": e.kind.as_str(),
+            "metadata": { "name": e.name, "uid": e.id.0 },
+            "spec": spec,
+            "status": status,
+        })
+    }
+}
+
+/// Wraps items the way `kubectl get -o json` does.
+pub fn list(items: Vec<Json>) -> Json {
+    json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}

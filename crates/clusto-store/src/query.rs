@@ -1,0 +1,179 @@
+//! Compiles the core's query AST to SQL, so queries run in the database
+//! rather than over a loaded inventory.
+
+use clusto_core::query::Query;
+use clusto_core::{CoreError, Value, ValueType};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{Backend, Store, StoreError, vis};
+
+struct Compiler {
+    backend: Backend,
+    at: Option<i64>,
+    params: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Compiler {
+    fn p(&mut self, v: impl Into<String>) -> String {
+        self.params.push(v.into());
+        format!("${}", self.params.len())
+    }
+
+    fn glob(&mut self, pattern: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("e.name GLOB {}", self.p(pattern)),
+            Backend::Postgres => {
+                let mut like = String::new();
+                for c in pattern.chars() {
+                    match c {
+                        '*' => like.push('%'),
+                        '?' => like.push('_'),
+                        '%' | '_' | '\\' => {
+                            like.push('\\');
+                            like.push(c);
+                        }
+                        c => like.push(c),
+                    }
+                }
+                format!("e.name LIKE {} ESCAPE '\\'", self.p(like))
+            }
+        }
+    }
+
+    fn entity_named(&mut self, alias: &str, name: &str) -> String {
+        self.names.push(name.to_string());
+        let v = vis(alias, self.at);
+        format!(
+            "(SELECT {alias}.eid FROM entities {alias} WHERE {alias}.name = {} AND {v})",
+            self.p(name)
+        )
+    }
+
+    fn compile(&mut self, q: &Query) -> String {
+        let at = self.at;
+        match q {
+            Query::Name(g) => self.glob(g),
+            Query::Driver(d) => format!("e.driver = {}", self.p(d.as_str())),
+            Query::Kind(k) => format!("e.kind = {}", self.p(k.as_str())),
+            Query::HasAttr { key, subkey } => {
+                let mut s = format!(
+                    "EXISTS (SELECT 1 FROM attrs a WHERE a.eid = e.eid AND {} AND a.key = {}",
+                    vis("a", at),
+                    self.p(key.as_str())
+                );
+                if let Some(sk) = subkey {
+                    s.push_str(&format!(" AND a.subkey = {}", self.p(sk.as_str())));
+                }
+                s.push(')');
+                s
+            }
+            Query::AttrEq { key, subkey, value } => {
+                // Typed values compare by their stored text; accept the
+                // spellings a person might type for booleans and floats.
+                let mut forms = vec![value.clone()];
+                for ty in [
+                    ValueType::Bool,
+                    ValueType::Float,
+                    ValueType::Ip,
+                    ValueType::DateTime,
+                ] {
+                    if let Ok(v) = Value::parse_as(ty, value)
+                        && let Some(t) = v.to_text()
+                        && !forms.contains(&t)
+                    {
+                        forms.push(t);
+                    }
+                }
+                let list: Vec<String> = forms.into_iter().map(|f| self.p(f)).collect();
+                let mut s = format!(
+                    "EXISTS (SELECT 1 FROM attrs a WHERE a.eid = e.eid AND {} AND a.key = {}",
+                    vis("a", at),
+                    self.p(key.as_str())
+                );
+                if let Some(sk) = subkey {
+                    s.push_str(&format!(" AND a.subkey = {}", self.p(sk.as_str())));
+                }
+                let refname = self.p(value.as_str());
+                s.push_str(&format!(
+                    " AND (a.value IN ({}) OR (a.vtype = 'ref' AND a.ref_eid IN (SELECT r.eid FROM entities r WHERE r.name = {refname} AND {}))))",
+                    list.join(", "),
+                    vis("r", at)
+                ));
+                s
+            }
+            Query::In(name) => {
+                let root = self.entity_named("p", name);
+                format!(
+                    "e.eid IN (WITH RECURSIVE sub(eid) AS (SELECT c.child FROM containment c WHERE c.parent IN {root} AND {cv} \
+                     UNION SELECT c.child FROM containment c JOIN sub ON c.parent = sub.eid WHERE {cv}) SELECT eid FROM sub)",
+                    cv = vis("c", at)
+                )
+            }
+            Query::ConnectedTo(name) => {
+                let other = self.entity_named("x", name);
+                format!(
+                    "EXISTS (SELECT 1 FROM links l WHERE {} AND ((l.a = e.eid AND l.b IN {other}) OR (l.b = e.eid AND l.a IN {other})))",
+                    vis("l", at)
+                )
+            }
+            Query::Not(q) => format!("NOT ({})", self.compile(q)),
+            Query::And(v) => {
+                let parts: Vec<String> =
+                    v.iter().map(|q| format!("({})", self.compile(q))).collect();
+                parts.join(" AND ")
+            }
+            Query::Or(v) => {
+                let parts: Vec<String> =
+                    v.iter().map(|q| format!("({})", self.compile(q))).collect();
+                parts.join(" OR ")
+            }
+        }
+    }
+}
+
+/// The SQL a query compiles to, with its parameters (for `--explain`).
+pub fn compile(q: &Query, backend: Backend, at: Option<i64>) -> (String, Vec<String>, Vec<String>) {
+    let mut c = Compiler {
+        backend,
+        at,
+        params: Vec::new(),
+        names: Vec::new(),
+    };
+    let cond = c.compile(q);
+    let sql = format!(
+        "SELECT e.name FROM entities e WHERE {} AND e.kind <> 'Driver' AND ({cond}) ORDER BY e.name",
+        vis("e", at)
+    );
+    (sql, c.params, c.names)
+}
+
+impl Store {
+    /// Names of the entities matching `q`, sorted.
+    pub async fn query(&self, q: &Query, at: Option<i64>) -> Result<Vec<String>, StoreError> {
+        self.check_at(at).await?;
+        let (sql, params, names) = compile(q, self.backend, at);
+        let mut conn = self.pool.acquire().await?;
+        // A misspelt container name should be an error, not an empty answer.
+        for n in names {
+            let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT e.eid FROM entities e WHERE e.name = $1 AND {}",
+                vis("e", at)
+            )))
+            .bind(n.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if found.is_none() {
+                return Err(CoreError::NotFound(n).into());
+            }
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for p in params {
+            query = query.bind(p);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+}
