@@ -9,6 +9,7 @@
 mod history;
 mod query;
 mod schema;
+pub mod testing;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

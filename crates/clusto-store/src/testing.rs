@@ -1,0 +1,55 @@
+//! Fresh stores for tests: a new SQLite file, or a new PostgreSQL database
+//! on the server named by `CLUSTO_TEST_PG` (default: the local one).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::{Store, StoreError};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The PostgreSQL server tests use.
+pub fn pg_admin_url() -> String {
+    std::env::var("CLUSTO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A URL for a new, empty store of the given backend.
+pub async fn fresh_url(backend: &str) -> Result<String, StoreError> {
+    match backend {
+        "sqlite" => {
+            let dir = std::env::temp_dir().join("clusto-tests");
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(format!("sqlite://{}", dir.join(format!("t_{}.db", unique())).display()))
+        }
+        "postgres" => {
+            sqlx::any::install_default_drivers();
+            let admin = pg_admin_url();
+            let db = format!("clusto_t_{}", unique());
+            let mut conn = sqlx::AnyConnection::connect(&admin).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            Ok(format!("{base}/{db}"))
+        }
+        other => Err(StoreError::UnsupportedUrl(other.into())),
+    }
+}
+
+/// A new store of the given backend.
+pub async fn fresh(backend: &str) -> Result<Store, StoreError> {
+    Store::open(&fresh_url(backend).await?).await
+}
+
+/// Both backends, for tests that must pass on each.
+pub const BACKENDS: [&str; 2] = ["sqlite", "postgres"];
