@@ -146,20 +146,19 @@ impl Inventory {
                 c.name, c.kind
             )));
         }
-        if c.kind.is_location() {
-            if let Some(other) = self
+        if c.kind.is_location()
+            && let Some(other) = self
                 .parents_of(thing)
                 .into_iter()
                 .find(|p| self.kind_of(*p) == Some(c.kind))
-            {
-                return Err(rule(format!(
-                    "{} is already in {} {}; a thing is in at most one {}",
-                    t.name,
-                    c.kind,
-                    self.name_of(other),
-                    c.kind
-                )));
-            }
+        {
+            return Err(rule(format!(
+                "{} is already in {} {}; a thing is in at most one {}",
+                t.name,
+                c.kind,
+                self.name_of(other),
+                c.kind
+            )));
         }
         if c.kind == Kind::Pool {
             self.check_pool_join(container, thing)?;

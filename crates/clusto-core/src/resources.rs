@@ -504,7 +504,7 @@ impl Inventory {
                 } else {
                     max = n.clamp(0, u32::MAX as i64) as u32;
                 }
-                if n < 1 || n > 1000 || min > max {
+                if !(1..=1000).contains(&n) || min > max {
                     return Err(bad(format!(
                         "rack units must satisfy 1 <= minU <= maxU <= 1000 (minU {min}, maxU {max})"
                     )));

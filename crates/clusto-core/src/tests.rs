@@ -599,7 +599,7 @@ fn from_facts_round_trip() {
     let s = i.create(Kind::Server, "s1", None).unwrap();
     i.insert(r, s, ru("5")).unwrap();
     let ch = i.take_changes();
-    let j = Inventory::from_facts(ch.added.into_iter(), 0, 0);
+    let j = Inventory::from_facts(ch.added, 0, 0);
     assert_eq!(j.rack_of(s), Some((r, RuRange { start: 5, end: 5 })));
     assert_eq!(j.ancestors(s).len(), 2);
     let mut j = j;

@@ -32,6 +32,9 @@ fn slot(f: &Fact) -> Option<String> {
     }
 }
 
+/// Facts a revision added and retired, with their row ids.
+type AddedRemoved = (Vec<(i64, Fact)>, Vec<(i64, Fact)>);
+
 struct Names(HashMap<i64, String>);
 
 impl Names {
@@ -208,7 +211,7 @@ impl Store {
         )))
         .fetch_all(&mut *conn)
         .await?;
-        let mut per_rev: BTreeMap<i64, (Vec<(i64, Fact)>, Vec<(i64, Fact)>)> = BTreeMap::new();
+        let mut per_rev: BTreeMap<i64, AddedRemoved> = BTreeMap::new();
         for t in TABLES {
             let sql = format!(
                 "SELECT id, {}, rev_from, rev_to FROM {} WHERE {} AND (rev_from IN ({rev_list}) OR rev_to IN ({rev_list})) ORDER BY id",
@@ -270,7 +273,7 @@ impl Store {
             }
             out.push(HistoryEntry { revision, changes });
         }
-        out.sort_by(|a, b| b.revision.rev.cmp(&a.revision.rev));
+        out.sort_by_key(|e| std::cmp::Reverse(e.revision.rev));
         Ok(out)
     }
 }

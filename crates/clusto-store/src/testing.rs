@@ -14,12 +14,17 @@ fn unique() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The PostgreSQL server tests use.
 pub fn pg_admin_url() -> String {
-    std::env::var("CLUSTO_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CLUSTO_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A URL for a new, empty store of the given backend.
@@ -28,7 +33,10 @@ pub async fn fresh_url(backend: &str) -> Result<String, StoreError> {
         "sqlite" => {
             let dir = std::env::temp_dir().join("clusto-tests");
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(format!("sqlite://{}", dir.join(format!("t_{}.db", unique())).display()))
+            Ok(format!(
+                "sqlite://{}",
+                dir.join(format!("t_{}.db", unique())).display()
+            ))
         }
         "postgres" => {
             sqlx::any::install_default_drivers();

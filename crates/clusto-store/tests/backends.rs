@@ -17,12 +17,22 @@ fn m(msg: &str) -> RevisionMeta {
     RevisionMeta::new(msg)
 }
 
-async fn w(s: &Store, msg: &str, f: impl FnOnce(&mut Inventory) -> Result<(), CoreError>) -> Option<i64> {
-    s.write(&m(msg), |inv| f(inv).map_err(E::from)).await.unwrap().revision
+async fn w(
+    s: &Store,
+    msg: &str,
+    f: impl FnOnce(&mut Inventory) -> Result<(), CoreError>,
+) -> Option<i64> {
+    s.write(&m(msg), |inv| f(inv).map_err(E::from))
+        .await
+        .unwrap()
+        .revision
 }
 
 fn snapshot(inv: &Inventory) -> Vec<serde_json::Value> {
-    inv.entities().iter().map(|e| inv.resource(e.id, true)).collect()
+    inv.entities()
+        .iter()
+        .map(|e| inv.resource(e.id, true))
+        .collect()
 }
 
 /// A small but complete inventory: every fact type and value type.
@@ -44,18 +54,58 @@ async fn build(s: &Store) {
             inv.insert(r, s, Some(format!("{}", i + 1).parse()?))?;
             inv.insert(if i % 2 == 0 { web } else { un }, s, None)?;
             inv.ip_allocate(net, s, None, Some("eth0"), Some(&"nic-eth:1".parse()?))?;
-            inv.connect(s, &"nic-eth:1".parse()?, sw, &format!("nic-eth:{}", i + 1).parse()?)?;
-            inv.port_attr_set(s, &"nic-eth:1".parse()?, "mac", &format!("02:00:00:00:00:0{i}"))?;
-            inv.attr_set(s, "system", Some("disk"), NumberSpec::None, Value::Int(i * 100))?;
+            inv.connect(
+                s,
+                &"nic-eth:1".parse()?,
+                sw,
+                &format!("nic-eth:{}", i + 1).parse()?,
+            )?;
+            inv.port_attr_set(
+                s,
+                &"nic-eth:1".parse()?,
+                "mac",
+                &format!("02:00:00:00:00:0{i}"),
+            )?;
+            inv.attr_set(
+                s,
+                "system",
+                Some("disk"),
+                NumberSpec::None,
+                Value::Int(i * 100),
+            )?;
         }
         let s0 = inv.id_of("s0")?;
         inv.attr_add(s0, "f", None, NumberSpec::None, Value::Float(1.5))?;
         inv.attr_add(s0, "b", None, NumberSpec::None, Value::Bool(true))?;
-        inv.attr_add(s0, "ip", None, NumberSpec::Auto, Value::Ip("192.0.2.1".parse().unwrap()))?;
-        inv.attr_add(s0, "t", None, NumberSpec::None, Value::parse_as(clusto_core::ValueType::DateTime, "2024-01-02T03:04:05Z")?)?;
-        inv.attr_add(s0, "j", None, NumberSpec::None, Value::Json(serde_json::json!({"a": [1, "x"]})))?;
+        inv.attr_add(
+            s0,
+            "ip",
+            None,
+            NumberSpec::Auto,
+            Value::Ip("192.0.2.1".parse().unwrap()),
+        )?;
+        inv.attr_add(
+            s0,
+            "t",
+            None,
+            NumberSpec::None,
+            Value::parse_as(clusto_core::ValueType::DateTime, "2024-01-02T03:04:05Z")?,
+        )?;
+        inv.attr_add(
+            s0,
+            "j",
+            None,
+            NumberSpec::None,
+            Value::Json(serde_json::json!({"a": [1, "x"]})),
+        )?;
         inv.attr_add(s0, "owner", None, NumberSpec::None, Value::Ref(dc))?;
-        inv.attr_set(dc, "dhcp", Some("enabled"), NumberSpec::None, Value::Bool(true))?;
+        inv.attr_set(
+            dc,
+            "dhcp",
+            Some("enabled"),
+            NumberSpec::None,
+            Value::Bool(true),
+        )?;
         Ok(())
     })
     .await;
@@ -69,20 +119,50 @@ async fn facts_round_trip_through_the_store() {
         let loaded = s.load(None).await.unwrap();
         assert_eq!(loaded.len(), 10, "{b}");
         let s0 = loaded.id_of("s0").unwrap();
-        assert_eq!(loaded.attr_value(s0, "f", None), Some(&Value::Float(1.5)), "{b}");
-        assert_eq!(loaded.attr_value(s0, "owner", None), Some(&Value::Ref(loaded.id_of("dc1").unwrap())));
+        assert_eq!(
+            loaded.attr_value(s0, "f", None),
+            Some(&Value::Float(1.5)),
+            "{b}"
+        );
+        assert_eq!(
+            loaded.attr_value(s0, "owner", None),
+            Some(&Value::Ref(loaded.id_of("dc1").unwrap()))
+        );
         assert_eq!(loaded.rack_of(s0).unwrap().1.start, 1);
-        assert_eq!(loaded.addresses_of(s0)[0].address.to_string(), "10.0.0.10", "{b}: reserved range skipped");
-        assert_eq!(loaded.port_peer(s0, &"nic-eth:1".parse().unwrap()).unwrap().1.to_string(), "nic-eth:1");
-        assert_eq!(loaded.find_by_mac("02:00:00:00:00:00"), vec![(s0, "nic-eth:1".parse().unwrap())]);
-        assert_eq!(loaded.merged_value(s0, "dhcp", Some("enabled")).unwrap().0, &Value::Bool(true));
+        assert_eq!(
+            loaded.addresses_of(s0)[0].address.to_string(),
+            "10.0.0.10",
+            "{b}: reserved range skipped"
+        );
+        assert_eq!(
+            loaded
+                .port_peer(s0, &"nic-eth:1".parse().unwrap())
+                .unwrap()
+                .1
+                .to_string(),
+            "nic-eth:1"
+        );
+        assert_eq!(
+            loaded.find_by_mac("02:00:00:00:00:00"),
+            vec![(s0, "nic-eth:1".parse().unwrap())]
+        );
+        assert_eq!(
+            loaded.merged_value(s0, "dhcp", Some("enabled")).unwrap().0,
+            &Value::Bool(true)
+        );
         // A second load is identical, and writing nothing makes no revision.
         assert_eq!(snapshot(&loaded), snapshot(&s.load(None).await.unwrap()));
         let head = s.head().await.unwrap();
         assert_eq!(w(&s, "noop", |_| Ok(())).await, None);
         let again = w(&s, "same", |inv| {
             let id = inv.id_of("s1")?;
-            inv.attr_set(id, "system", Some("disk"), NumberSpec::None, Value::Int(100))?;
+            inv.attr_set(
+                id,
+                "system",
+                Some("disk"),
+                NumberSpec::None,
+                Value::Int(100),
+            )?;
             Ok(())
         })
         .await;
@@ -119,14 +199,26 @@ async fn history_and_reads_at_a_revision() {
         let s = fresh(b).await.unwrap();
         let r1 = w(&s, "create", |inv| {
             let id = inv.create(Kind::Server, "s1", None)?;
-            inv.attr_set(id, "role", None, NumberSpec::None, Value::String("web".into()))?;
+            inv.attr_set(
+                id,
+                "role",
+                None,
+                NumberSpec::None,
+                Value::String("web".into()),
+            )?;
             Ok(())
         })
         .await
         .unwrap();
         let r2 = w(&s, "change", |inv| {
             let id = inv.id_of("s1")?;
-            inv.attr_set(id, "role", None, NumberSpec::None, Value::String("db".into()))?;
+            inv.attr_set(
+                id,
+                "role",
+                None,
+                NumberSpec::None,
+                Value::String("db".into()),
+            )?;
             Ok(())
         })
         .await
@@ -146,22 +238,47 @@ async fn history_and_reads_at_a_revision() {
         assert_eq!((r1, r2, r3, r4), (1, 2, 3, 4), "{b}");
         let at1 = s.load(Some(1)).await.unwrap();
         let id = at1.id_of("s1").unwrap();
-        assert_eq!(at1.attr_value(id, "role", None), Some(&Value::String("web".into())));
+        assert_eq!(
+            at1.attr_value(id, "role", None),
+            Some(&Value::String("web".into()))
+        );
         let at2 = s.load(Some(2)).await.unwrap();
-        assert_eq!(at2.attr_value(id, "role", None), Some(&Value::String("db".into())));
+        assert_eq!(
+            at2.attr_value(id, "role", None),
+            Some(&Value::String("db".into()))
+        );
         assert!(s.load(Some(3)).await.unwrap().get("db1").is_ok());
         assert!(s.load(None).await.unwrap().is_empty());
-        assert!(matches!(s.load(Some(9)).await, Err(StoreError::NoSuchRevision(9, 4))));
+        assert!(matches!(
+            s.load(Some(9)).await,
+            Err(StoreError::NoSuchRevision(9, 4))
+        ));
         // Deleted things stay in history, under every name they had.
         let h = s.history(Some("s1"), None).await.unwrap();
-        assert_eq!(h.iter().map(|e| e.revision.rev).collect::<Vec<_>>(), vec![4, 3, 2, 1]);
+        assert_eq!(
+            h.iter().map(|e| e.revision.rev).collect::<Vec<_>>(),
+            vec![4, 3, 2, 1]
+        );
         assert_eq!(h[1].changes[0].op, '~');
-        assert!(h[1].changes[0].text.contains("renamed to db1"), "{:?}", h[1].changes);
-        assert!(h[2].changes.iter().any(|c| c.op == '~' && c.text.contains("web → db")), "{:?}", h[2].changes);
+        assert!(
+            h[1].changes[0].text.contains("renamed to db1"),
+            "{:?}",
+            h[1].changes
+        );
+        assert!(
+            h[2].changes
+                .iter()
+                .any(|c| c.op == '~' && c.text.contains("web → db")),
+            "{:?}",
+            h[2].changes
+        );
         assert_eq!(s.history(Some("db1"), None).await.unwrap().len(), 4);
         assert!(h[0].changes.iter().all(|c| c.op == '-'));
         assert_eq!(h[3].revision.message, "create");
-        assert!(matches!(s.history(Some("nope"), None).await, Err(StoreError::Core(CoreError::NotFound(_)))));
+        assert!(matches!(
+            s.history(Some("nope"), None).await,
+            Err(StoreError::Core(CoreError::NotFound(_)))
+        ));
         assert_eq!(s.history(None, Some(2)).await.unwrap().len(), 2);
         // queries at a revision
         let q = parse("name:s*").unwrap();
@@ -179,29 +296,67 @@ async fn queries_run_in_sql() {
             let s = s.clone();
             async move { s.query(&parse(e).unwrap(), None).await }
         };
-        assert_eq!(q("kind:server").await.unwrap(), ["s0", "s1", "s2", "s3"], "{b}");
+        assert_eq!(
+            q("kind:server").await.unwrap(),
+            ["s0", "s1", "s2", "s3"],
+            "{b}"
+        );
         assert_eq!(q("kind:server and in:web").await.unwrap(), ["s0", "s2"]);
-        assert_eq!(q("kind:server and in:dc1 and in:unallocated").await.unwrap(), ["s1", "s3"]);
-        assert_eq!(q("in:dc1 and not kind:server").await.unwrap(), ["r1", "sw1"]);
+        assert_eq!(
+            q("kind:server and in:dc1 and in:unallocated")
+                .await
+                .unwrap(),
+            ["s1", "s3"]
+        );
+        assert_eq!(
+            q("in:dc1 and not kind:server").await.unwrap(),
+            ["r1", "sw1"]
+        );
         assert_eq!(q("attr:system.disk=0").await.unwrap(), ["s0"]);
         assert_eq!(q("attr:system.disk,200").await.unwrap(), ["s2"]);
-        assert_eq!(q("kind:server and not attr:system.disk=0").await.unwrap(), ["s1", "s2", "s3"]);
+        assert_eq!(
+            q("kind:server and not attr:system.disk=0").await.unwrap(),
+            ["s1", "s2", "s3"]
+        );
         assert_eq!(q("attr:b=true").await.unwrap(), ["s0"]);
         assert_eq!(q("attr:b=yes").await.unwrap(), ["s0"], "typed bool compare");
-        assert_eq!(q("attr:owner=dc1").await.unwrap(), ["s0"], "references compare by name");
+        assert_eq!(
+            q("attr:owner=dc1").await.unwrap(),
+            ["s0"],
+            "references compare by name"
+        );
         assert_eq!(q("attr:dhcp").await.unwrap(), ["dc1"]);
         assert_eq!(q("attr:dhcp.nothing").await.unwrap(), Vec::<String>::new());
-        assert_eq!(q("connected-to:sw1").await.unwrap(), ["s0", "s1", "s2", "s3"]);
+        assert_eq!(
+            q("connected-to:sw1").await.unwrap(),
+            ["s0", "s1", "s2", "s3"]
+        );
         assert_eq!(q("connected-to:s2").await.unwrap(), ["sw1"]);
-        assert_eq!(q("name:s? and (in:web or attr:system.disk=300)").await.unwrap(), ["s0", "s2", "s3"]);
-        assert_eq!(q("name:*1").await.unwrap(), ["dc1", "net1", "r1", "s1", "sw1"]);
-        assert_eq!(q("name:S*").await.unwrap(), Vec::<String>::new(), "globs are case-sensitive");
+        assert_eq!(
+            q("name:s? and (in:web or attr:system.disk=300)")
+                .await
+                .unwrap(),
+            ["s0", "s2", "s3"]
+        );
+        assert_eq!(
+            q("name:*1").await.unwrap(),
+            ["dc1", "net1", "r1", "s1", "sw1"]
+        );
+        assert_eq!(
+            q("name:S*").await.unwrap(),
+            Vec::<String>::new(),
+            "globs are case-sensitive"
+        );
         assert_eq!(q("driver:exclusivepool").await.unwrap(), ["unallocated"]);
         let e = q("in:dc9").await.unwrap_err();
         assert_eq!(e.to_string(), "dc9 not found");
         // the query is SQL, not an in-memory filter
-        let (sql, _, _) = clusto_store::compile_query(&parse("in:dc1 and attr:x=1").unwrap(), s.backend(), None);
-        assert!(sql.contains("WITH RECURSIVE") && sql.contains("FROM attrs"), "{sql}");
+        let (sql, _, _) =
+            clusto_store::compile_query(&parse("in:dc1 and attr:x=1").unwrap(), s.backend(), None);
+        assert!(
+            sql.contains("WITH RECURSIVE") && sql.contains("FROM attrs"),
+            "{sql}"
+        );
         // nested pools are followed by in:
         w(&s, "nest", |inv| {
             let all = inv.create(Kind::Pool, "all", None)?;
@@ -253,12 +408,25 @@ async fn concurrent_allocations_never_collide() {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n, "{b}: duplicate addresses handed out");
-        assert_eq!(s.load(None).await.unwrap().allocations(s.load(None).await.unwrap().id_of("net").unwrap()).len(), 40);
+        assert_eq!(
+            s.load(None)
+                .await
+                .unwrap()
+                .allocations(s.load(None).await.unwrap().id_of("net").unwrap())
+                .len(),
+            40
+        );
     }
 }
 
 #[tokio::test]
 async fn bad_urls_are_refused() {
-    assert!(matches!(Store::open("mysql://x").await, Err(StoreError::UnsupportedUrl(_))));
-    assert!(matches!(Store::open("sqlite://").await, Err(StoreError::UnsupportedUrl(_))));
+    assert!(matches!(
+        Store::open("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+    assert!(matches!(
+        Store::open("sqlite://").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
 }
