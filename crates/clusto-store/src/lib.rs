@@ -256,7 +256,9 @@ impl Store {
                 changes,
             });
         }
-        let rev = persist(&mut tx, meta, &changes).await.map_err(E::from)?;
+        let rev = persist(&mut tx, self.backend == Backend::Sqlite, meta, &changes)
+            .await
+            .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok(Written {
             value,
@@ -499,6 +501,7 @@ fn fact_params(f: &Fact) -> Vec<Param> {
 
 async fn persist(
     tx: &mut sqlx::AnyConnection,
+    sqlite: bool,
     meta: &RevisionMeta,
     ch: &ChangeSet,
 ) -> Result<i64, StoreError> {
@@ -558,9 +561,15 @@ async fn persist(
                     if c > 0 {
                         sql.push(',');
                     }
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                    n += 1;
+                    // SQLite looks numbered parameters up in a list, which
+                    // turns big batches quadratic; anonymous ones are free.
+                    if sqlite {
+                        sql.push('?');
+                    } else {
+                        sql.push('$');
+                        sql.push_str(&n.to_string());
+                        n += 1;
+                    }
                 }
                 sql.push(')');
             }

@@ -56,9 +56,11 @@ impl Compiler {
             Query::Name(g) => self.glob(g),
             Query::Driver(d) => format!("e.driver = {}", self.p(d.as_str())),
             Query::Kind(k) => format!("e.kind = {}", self.p(k.as_str())),
+            // Uncorrelated `e.eid IN (SELECT …)` subqueries: evaluated once,
+            // through the (key, subkey, value) index, instead of once per entity.
             Query::HasAttr { key, subkey } => {
                 let mut s = format!(
-                    "EXISTS (SELECT 1 FROM attrs a WHERE a.eid = e.eid AND {} AND a.key = {}",
+                    "e.eid IN (SELECT a.eid FROM attrs a WHERE {} AND a.key = {}",
                     vis("a", at),
                     self.p(key.as_str())
                 );
@@ -86,21 +88,19 @@ impl Compiler {
                     }
                 }
                 let list: Vec<String> = forms.into_iter().map(|f| self.p(f)).collect();
-                let mut s = format!(
-                    "EXISTS (SELECT 1 FROM attrs a WHERE a.eid = e.eid AND {} AND a.key = {}",
-                    vis("a", at),
-                    self.p(key.as_str())
-                );
+                let mut key_match =
+                    format!("{} AND a.key = {}", vis("a", at), self.p(key.as_str()));
                 if let Some(sk) = subkey {
-                    s.push_str(&format!(" AND a.subkey = {}", self.p(sk.as_str())));
+                    key_match.push_str(&format!(" AND a.subkey = {}", self.p(sk.as_str())));
                 }
                 let refname = self.p(value.as_str());
-                s.push_str(&format!(
-                    " AND (a.value IN ({}) OR (a.vtype = 'ref' AND a.ref_eid IN (SELECT r.eid FROM entities r WHERE r.name = {refname} AND {}))))",
+                format!(
+                    "e.eid IN (SELECT a.eid FROM attrs a WHERE {key_match} AND a.value IN ({}) \
+                     UNION SELECT a.eid FROM entities r JOIN attrs a ON a.ref_eid = r.eid \
+                     WHERE r.name = {refname} AND {} AND {key_match})",
                     list.join(", "),
                     vis("r", at)
-                ));
-                s
+                )
             }
             Query::In(name) => {
                 let root = self.entity_named("p", name);
@@ -112,9 +112,10 @@ impl Compiler {
             }
             Query::ConnectedTo(name) => {
                 let other = self.entity_named("x", name);
+                let lv = vis("l", at);
                 format!(
-                    "EXISTS (SELECT 1 FROM links l WHERE {} AND ((l.a = e.eid AND l.b IN {other}) OR (l.b = e.eid AND l.a IN {other})))",
-                    vis("l", at)
+                    "e.eid IN (SELECT l.a FROM links l WHERE {lv} AND l.b IN {other} \
+                     UNION SELECT l.b FROM links l WHERE {lv} AND l.a IN {other})"
                 )
             }
             Query::Not(q) => format!("NOT ({})", self.compile(q)),
