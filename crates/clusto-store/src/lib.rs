@@ -11,6 +11,7 @@ mod query;
 mod schema;
 pub mod testing;
 
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clusto_core::{
@@ -92,6 +93,11 @@ pub struct Written<T> {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The inventory as of the revision this process last wrote or read.
+    /// Every change to the store makes a revision, so when the head still
+    /// equals that revision the copy is exact and a long-running process
+    /// (apply, dhcpd, controller) skips reloading everything per write.
+    cache: Arc<Mutex<Option<(i64, Inventory)>>>,
 }
 
 fn now_ms() -> i64 {
@@ -152,7 +158,11 @@ impl Store {
             });
         }
         let pool = opts.connect(&url).await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            cache: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -230,7 +240,32 @@ impl Store {
     pub async fn load(&self, at: Option<i64>) -> Result<Inventory, StoreError> {
         self.check_at(at).await?;
         let mut conn = self.pool.acquire().await?;
+        if at.is_none() {
+            let head = head_of(&mut conn).await?;
+            if let Some((rev, inv)) = self.cache.lock().expect("cache lock").as_ref()
+                && *rev == head
+            {
+                return Ok(inv.clone());
+            }
+            let inv = load_from(&mut conn, None).await?;
+            *self.cache.lock().expect("cache lock") = Some((head, inv.clone()));
+            return Ok(inv);
+        }
         load_from(&mut conn, at).await
+    }
+
+    /// The current inventory inside a write transaction: the cached copy
+    /// when nothing changed since, else a fresh load.
+    async fn load_for_write(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<(i64, Inventory), StoreError> {
+        let head = head_of(conn).await?;
+        let cached = self.cache.lock().expect("cache lock").take();
+        match cached {
+            Some((rev, inv)) if rev == head => Ok((head, inv)),
+            _ => Ok((head, load_from(conn, None).await?)),
+        }
     }
 
     /// Runs `f` against the current inventory inside the write lock and
@@ -245,11 +280,13 @@ impl Store {
         E: From<StoreError>,
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
-        let mut inv = load_from(&mut tx, None).await.map_err(E::from)?;
+        let (head, mut inv) = self.load_for_write(&mut tx).await.map_err(E::from)?;
+        // On error the half-changed inventory is dropped with the transaction.
         let value = f(&mut inv)?;
         let changes = inv.take_changes();
         if changes.is_empty() {
             tx.rollback().await.map_err(|e| E::from(e.into()))?;
+            *self.cache.lock().expect("cache lock") = Some((head, inv));
             return Ok(Written {
                 value,
                 revision: None,
@@ -260,6 +297,7 @@ impl Store {
             .await
             .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
+        *self.cache.lock().expect("cache lock") = Some((rev, inv));
         Ok(Written {
             value,
             revision: Some(rev),
@@ -415,6 +453,13 @@ pub(crate) fn fact_from_row(t: Table, r: &AnyRow, off: usize) -> Result<Fact, St
         Table::Links => Fact::Link(link_from_row(r, off)?),
         Table::Addresses => Fact::Address(address_from_row(r, off)?),
     })
+}
+
+async fn head_of(conn: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT MAX(rev) FROM revisions")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(v.unwrap_or(0))
 }
 
 async fn load_from(

@@ -430,3 +430,40 @@ async fn bad_urls_are_refused() {
         Err(StoreError::UnsupportedUrl(_))
     ));
 }
+
+#[tokio::test]
+async fn two_handles_see_each_others_writes() {
+    for b in BACKENDS {
+        let url = clusto_store::testing::fresh_url(b).await.unwrap();
+        let a = Store::open(&url).await.unwrap();
+        let c = Store::open(&url).await.unwrap();
+        w(&a, "a1", |inv| {
+            inv.create(Kind::Server, "s1", None).map(|_| ())
+        })
+        .await;
+        assert!(c.load(None).await.unwrap().get("s1").is_ok(), "{b}");
+        w(&c, "c1", |inv| {
+            inv.create(Kind::Server, "s2", None).map(|_| ())
+        })
+        .await;
+        // `a` still holds its copy from before c's write; it must notice.
+        assert!(a.load(None).await.unwrap().get("s2").is_ok(), "{b}");
+        w(&a, "a2", |inv| {
+            let s2 = inv.id_of("s2")?;
+            inv.rename(s2, "s3")
+        })
+        .await;
+        let inv = c.load(None).await.unwrap();
+        assert!(inv.get("s3").is_ok() && inv.get("s2").is_err(), "{b}");
+        // a failed write leaves no trace in the writer's copy either
+        let r = a
+            .write(&m("bad"), |inv| -> Result<(), E> {
+                inv.create(Kind::Server, "ghost", None)?;
+                Err(CoreError::Gone.into())
+            })
+            .await;
+        assert!(r.is_err());
+        assert!(a.load(None).await.unwrap().get("ghost").is_err(), "{b}");
+        assert_eq!(a.head().await.unwrap(), 3);
+    }
+}
