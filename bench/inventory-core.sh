@@ -37,8 +37,8 @@ row("1,000 get_by_name", rs_rack["get_by_name_x1000_s"], py["get_by_name_x1000_s
 row("1,000 merged-attribute reads", rs_rack["d_merged_read_s"], py["d_merged_read_s"])
 print(f"| peak RSS (MiB) | {rs_rack['peak_rss_mib']:.1f} | {py_rss:.1f} | |")
 print(f"\nclusto-rs extra: query 'kind:server and in:dc1 and in:unallocated' in SQL {rs_rack['c_query_sql_s']*1000:.2f} ms "
-      f"({rs_rack['c_query_sql_matches']} matches); load whole inventory {rs_rack['load_inventory_s']*1000:.1f} ms; "
-      f"merged read with a fresh load each {rs_rack['d_merged_read_with_load_per_read_ms']:.1f} ms; revisions {rs_rack['revisions']}")
+      f"({rs_rack['c_query_sql_matches']} matches); cold load of the whole inventory (new handle) {rs_rack['load_inventory_s']*1000:.1f} ms; "
+      f"one merged read with a cold load (new process equivalent) {rs_rack['d_merged_read_with_load_per_read_ms']:.1f} ms; revisions {rs_rack['revisions']}")
 print(f"checks: rs lookups correct {rs_rack['b_get_by_attr_correct']}/1000, orig {py['b_get_by_attr_correct']}/1000; "
       f"merged enabled rs {rs_rack['d_merged_read_enabled']}, orig {py['d_merged_read_enabled']}; "
       f"pick4 rs {rs_rack['c_pick4_result']} orig {py['c_pick4_result']}")

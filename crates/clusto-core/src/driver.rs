@@ -81,6 +81,9 @@ pub fn builtins() -> Vec<Driver> {
         builtin("simplenamemanager", Kind::NameManager, 0, &[]),
         builtin("entity", Kind::Entity, 0, &[]),
         builtin("driver", Kind::Driver, 0, &[]),
+        builtin("racklayout", Kind::RackLayout, 0, &[]),
+        builtin("vmmanager", Kind::VmManager, 0, &[]),
+        builtin("basicvirtualmachine", Kind::VirtualMachine, 0, &[("nic-eth", 4)]),
     ]
 }
 

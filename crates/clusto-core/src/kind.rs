@@ -23,10 +23,15 @@ pub enum Kind {
     Entity,
     /// A user-defined driver, stored as data so new models need no recompile.
     Driver,
+    /// What every rack of a model holds, as data (the original's rack factory).
+    RackLayout,
+    /// A backend that runs virtual machines (libvirt, EC2).
+    VmManager,
+    VirtualMachine,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Datacenter,
         Kind::Cage,
         Kind::Zone,
@@ -42,6 +47,9 @@ impl Kind {
         Kind::NameManager,
         Kind::Entity,
         Kind::Driver,
+        Kind::RackLayout,
+        Kind::VmManager,
+        Kind::VirtualMachine,
     ];
 
     /// The manifest spelling (`IPManager`, `NetworkSwitch`, …).
@@ -62,7 +70,15 @@ impl Kind {
             Kind::NameManager => "NameManager",
             Kind::Entity => "Entity",
             Kind::Driver => "Driver",
+            Kind::RackLayout => "RackLayout",
+            Kind::VmManager => "VMManager",
+            Kind::VirtualMachine => "VirtualMachine",
         }
+    }
+
+    /// Kinds that describe other things rather than being things themselves.
+    pub fn is_definition(self) -> bool {
+        matches!(self, Kind::Driver | Kind::RackLayout)
     }
 
     /// Datacenters, cages and zones: a thing is directly in at most one of each.
@@ -80,12 +96,13 @@ impl Kind {
                 | Kind::PowerStrip
                 | Kind::ConsoleServer
                 | Kind::Appliance
+                | Kind::VirtualMachine
         )
     }
 
     /// Whether `self` may directly contain a thing of kind `child`.
     pub fn may_contain(self, child: Kind) -> bool {
-        if child == Kind::Driver {
+        if child.is_definition() {
             return false;
         }
         match self {
@@ -127,6 +144,9 @@ impl Kind {
             Kind::NameManager => "simplenamemanager",
             Kind::Entity => "entity",
             Kind::Driver => "driver",
+            Kind::RackLayout => "racklayout",
+            Kind::VmManager => "vmmanager",
+            Kind::VirtualMachine => "basicvirtualmachine",
         }
     }
 }
@@ -159,6 +179,9 @@ impl FromStr for Kind {
             "namemanager" | "namemanagers" => Kind::NameManager,
             "entity" | "entities" => Kind::Entity,
             "driver" | "drivers" => Kind::Driver,
+            "racklayout" | "racklayouts" | "layout" | "layouts" => Kind::RackLayout,
+            "vmmanager" | "vmmanagers" => Kind::VmManager,
+            "virtualmachine" | "virtualmachines" | "vm" | "vms" => Kind::VirtualMachine,
             _ => return Err(CoreError::UnknownKind(s.to_string())),
         };
         Ok(k)

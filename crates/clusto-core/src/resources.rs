@@ -542,7 +542,7 @@ impl Inventory {
             }
             (Kind::Driver, "base") => {
                 let k: Kind = text.parse()?;
-                if k == Kind::Driver {
+                if k.is_definition() {
                     return Err(bad("a driver's base must be a thing's kind".into()));
                 }
                 self.put_internal(id, SPEC_KEY, "base", Value::String(k.as_str().to_string()));
@@ -562,6 +562,17 @@ impl Inventory {
                     "ports",
                     Value::Json(serde_json::Value::Object(map)),
                 );
+            }
+            // Kinds whose settings are structured data checked by the
+            // manifest layer's types: stored as given.
+            (Kind::RackLayout | Kind::VmManager | Kind::VirtualMachine, f) if settings_for(e.kind).contains(&f) => {
+                let t = text.trim_start();
+                let v = if t.starts_with('{') || t.starts_with('[') {
+                    Value::Json(serde_json::from_str(t).map_err(|err| bad(format!("{f}: {err}")))?)
+                } else {
+                    Value::infer(text)
+                };
+                self.put_internal(id, SPEC_KEY, f, v);
             }
             (k, f) => {
                 return Err(bad(format!("{k} has no setting {f:?}{}", settings_hint(k))));
@@ -591,6 +602,19 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
         Kind::Rack => &["minU", "maxU"],
         Kind::Pool => &["type", "group"],
         Kind::Driver => &["base", "rackUnits", "ports"],
+        Kind::RackLayout => &["devices", "connections", "serverSlots"],
+        Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved"],
+        Kind::VirtualMachine => &[
+            "manager",
+            "host",
+            "cpus",
+            "memoryMiB",
+            "diskGiB",
+            "image",
+            "instanceType",
+            "powerState",
+            "allowTermination",
+        ],
         _ => &[],
     }
 }

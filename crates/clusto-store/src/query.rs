@@ -143,7 +143,7 @@ pub fn compile(q: &Query, backend: Backend, at: Option<i64>) -> (String, Vec<Str
     };
     let cond = c.compile(q);
     let sql = format!(
-        "SELECT e.name FROM entities e WHERE {} AND e.kind <> 'Driver' AND ({cond}) ORDER BY e.name",
+        "SELECT e.name FROM entities e WHERE {} AND e.kind NOT IN ('Driver', 'RackLayout') AND ({cond}) ORDER BY e.name",
         vis("e", at)
     );
     (sql, c.params, c.names)
