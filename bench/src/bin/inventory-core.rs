@@ -261,7 +261,10 @@ async fn main() -> Result<()> {
     // process per read
     let t = Instant::now();
     for id in ids.iter().take(20) {
-        let inv = Store::open(&format!("sqlite://{db}")).await?.load(None).await?;
+        let inv = Store::open(&format!("sqlite://{db}"))
+            .await?
+            .load(None)
+            .await?;
         let _ = inv.merged_value(*id, "dhcp", Some("enabled"));
     }
     res.insert(

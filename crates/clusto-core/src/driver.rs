@@ -83,7 +83,12 @@ pub fn builtins() -> Vec<Driver> {
         builtin("driver", Kind::Driver, 0, &[]),
         builtin("racklayout", Kind::RackLayout, 0, &[]),
         builtin("vmmanager", Kind::VmManager, 0, &[]),
-        builtin("basicvirtualmachine", Kind::VirtualMachine, 0, &[("nic-eth", 4)]),
+        builtin(
+            "basicvirtualmachine",
+            Kind::VirtualMachine,
+            0,
+            &[("nic-eth", 4)],
+        ),
     ]
 }
 

@@ -565,7 +565,9 @@ impl Inventory {
             }
             // Kinds whose settings are structured data checked by the
             // manifest layer's types: stored as given.
-            (Kind::RackLayout | Kind::VmManager | Kind::VirtualMachine, f) if settings_for(e.kind).contains(&f) => {
+            (Kind::RackLayout | Kind::VmManager | Kind::VirtualMachine, f)
+                if settings_for(e.kind).contains(&f) =>
+            {
                 let t = text.trim_start();
                 let v = if t.starts_with('{') || t.starts_with('[') {
                     Value::Json(serde_json::from_str(t).map_err(|err| bad(format!("{f}: {err}")))?)

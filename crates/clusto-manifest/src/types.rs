@@ -294,7 +294,7 @@ pub struct LayoutDevice {
     pub attrs: Attrs,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerSlot {
     /// The switch (name template); may be omitted when the layout has one.
@@ -422,7 +422,7 @@ pub struct EntitySpec {
 /// A whole document: `apiVersion`, `kind`, `metadata`, `spec`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Document<S> {
+pub struct Document<S: Default> {
     pub api_version: String,
     pub kind: String,
     pub metadata: Metadata,

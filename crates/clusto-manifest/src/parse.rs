@@ -1,0 +1,469 @@
+//! Reading manifests: files, directories (recursively), or stdin; many
+//! documents per file; every error carries file, line and column.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clusto_core::Kind;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::*;
+
+/// Where something was written.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Loc {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// One problem with the manifests: where, which object, which rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, thiserror::Error, serde::Serialize)]
+pub struct ManifestError {
+    pub loc: Loc,
+    /// `Server s1`, when known.
+    pub object: Option<String>,
+    pub rule: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.object {
+            Some(o) => write!(f, "{}: {o}: {}", self.loc, self.rule),
+            None => write!(f, "{}: {}", self.loc, self.rule),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    Location(LocationSpec),
+    Rack(RackSpec),
+    Device(DeviceSpec),
+    Pool(PoolSpec),
+    IpManager(IpManagerSpec),
+    NameManager(NameManagerSpec),
+    Driver(DriverSpec),
+    RackLayout(RackLayoutSpec),
+    VmManager(VmManagerSpec),
+    VirtualMachine(VirtualMachineSpec),
+    Entity(EntitySpec),
+}
+
+/// A parsed manifest object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    pub kind: Kind,
+    pub metadata: Metadata,
+    pub spec: Spec,
+    pub loc: Loc,
+}
+
+impl Object {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// `Server s1`, as errors name it.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind, self.metadata.name)
+    }
+}
+
+/// A manifest source: a file name (or `-`) and its text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    pub file: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{0}: no *.yaml or *.yml files found")]
+    Empty(String),
+}
+
+fn is_manifest(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReadError> {
+    let io = |err| ReadError::Io {
+        path: dir.display().to_string(),
+        err,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_manifest(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Reads files, directories (recursively, `*.yaml|*.yml`, sorted) or `-`.
+pub fn read_sources(paths: &[String]) -> Result<Vec<Source>, ReadError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|err| {
+                ReadError::Io {
+                    path: "-".into(),
+                    err,
+                }
+            })?;
+            out.push(Source {
+                file: "-".into(),
+                text,
+            });
+            continue;
+        }
+        let path = Path::new(p);
+        let files = if path.is_dir() {
+            let mut v = Vec::new();
+            walk(path, &mut v)?;
+            if v.is_empty() {
+                return Err(ReadError::Empty(p.clone()));
+            }
+            v
+        } else {
+            vec![path.to_path_buf()]
+        };
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|err| ReadError::Io {
+                path: f.display().to_string(),
+                err,
+            })?;
+            out.push(Source {
+                file: f.display().to_string(),
+                text,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a YAML stream into documents with the line each starts on.
+fn split_documents(text: &str) -> Vec<(u64, String)> {
+    let mut docs = Vec::new();
+    let mut cur = String::new();
+    let mut start = 1u64;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let ln = i as u64 + 1;
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker = |m: &str| {
+            bare == m || bare.starts_with(&format!("{m} ")) || bare.starts_with(&format!("{m}\t"))
+        };
+        if marker("---") || marker("...") {
+            docs.push((start, std::mem::take(&mut cur)));
+            start = ln;
+            // Content after `--- ` belongs to the new document; blank the
+            // marker so columns stay right.
+            let rest = &bare[3..];
+            cur.push_str(&" ".repeat(3));
+            cur.push_str(rest);
+            cur.push('\n');
+            if marker("...") {
+                cur.clear();
+                cur.push('\n');
+            }
+            continue;
+        }
+        cur.push_str(line);
+    }
+    docs.push((start, cur));
+    docs.into_iter()
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<HeadMeta>,
+}
+
+#[derive(Deserialize)]
+struct HeadMeta {
+    name: Option<serde_json::Value>,
+}
+
+fn options() -> serde_saphyr::Options {
+    // Untyped values (attribute values) must not turn `NO` into false.
+    serde_saphyr::options! { strict_booleans: true }
+}
+
+fn yaml_error(
+    file: &str,
+    doc_line: u64,
+    object: Option<String>,
+    e: &serde_saphyr::Error,
+) -> ManifestError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() + doc_line - 1, l.column()))
+        .unwrap_or((doc_line, 1));
+    let rendered = e.without_snippet().to_string();
+    // The message carries its own "at line X column Y"; ours is in front.
+    let rule = rendered
+        .split(" at line ")
+        .next()
+        .unwrap_or(&rendered)
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    let rule = match rule.split_once(": ") {
+        Some((pre, rest)) if pre.starts_with("line ") => rest.to_string(),
+        _ => rule,
+    };
+    ManifestError {
+        loc: Loc {
+            file: file.to_string(),
+            line,
+            column,
+        },
+        object,
+        rule,
+    }
+}
+
+fn typed<S: DeserializeOwned + Default>(
+    file: &str,
+    line: u64,
+    text: &str,
+    label: &str,
+    wrap: fn(S) -> Spec,
+) -> Result<(Metadata, Spec), ManifestError> {
+    serde_saphyr::from_str_with_options::<Document<S>>(text, options())
+        .map(|d| (d.metadata, wrap(d.spec)))
+        .map_err(|e| yaml_error(file, line, Some(label.to_string()), &e))
+}
+
+/// Parses every document of one source; returns the objects and every error.
+pub fn parse_source(src: &Source) -> (Vec<Object>, Vec<ManifestError>) {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let file = src.file.as_str();
+    for (line, text) in split_documents(&src.text) {
+        let at = |column| Loc {
+            file: file.to_string(),
+            line,
+            column,
+        };
+        let head: Head = match serde_saphyr::from_str_with_options(&text, options()) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(yaml_error(file, line, None, &e));
+                continue;
+            }
+        };
+        let name = match head.metadata.and_then(|m| m.name) {
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => {
+                errors.push(ManifestError {
+                    loc: at(1),
+                    object: head.kind.clone(),
+                    rule: "metadata.name is required".into(),
+                });
+                continue;
+            }
+        };
+        let Some(kind_text) = head.kind else {
+            errors.push(ManifestError {
+                loc: at(1),
+                object: Some(name),
+                rule: "kind is required".into(),
+            });
+            continue;
+        };
+        let label = format!("{kind_text} {name}");
+        match head.api_version.as_deref() {
+            Some(API_VERSION) => {}
+            other => {
+                errors.push(ManifestError {
+                    loc: at(1),
+                    object: Some(label),
+                    rule: format!(
+                        "apiVersion must be {API_VERSION}, not {}",
+                        other.unwrap_or("missing")
+                    ),
+                });
+                continue;
+            }
+        }
+        // Kinds are spelt exactly as in the contract (`IPManager`), as in Kubernetes.
+        let Some(kind) = clusto_core::Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind_text)
+        else {
+            errors.push(ManifestError {
+                loc: at(1),
+                object: Some(label),
+                rule: format!(
+                    "unknown kind {kind_text:?}; kinds: {}",
+                    clusto_core::Kind::ALL.map(|k| k.as_str()).join(", ")
+                ),
+            });
+            continue;
+        };
+        let parsed = match kind {
+            Kind::Datacenter | Kind::Cage | Kind::Zone => {
+                typed(file, line, &text, &label, Spec::Location)
+            }
+            Kind::Rack => typed(file, line, &text, &label, Spec::Rack),
+            Kind::Server
+            | Kind::VirtualServer
+            | Kind::NetworkSwitch
+            | Kind::PowerStrip
+            | Kind::ConsoleServer
+            | Kind::Appliance => typed(file, line, &text, &label, Spec::Device),
+            Kind::Pool => typed(file, line, &text, &label, Spec::Pool),
+            Kind::IpManager => typed(file, line, &text, &label, Spec::IpManager),
+            Kind::NameManager => typed(file, line, &text, &label, Spec::NameManager),
+            Kind::Driver => typed(file, line, &text, &label, Spec::Driver),
+            Kind::RackLayout => typed(file, line, &text, &label, Spec::RackLayout),
+            Kind::VmManager => typed(file, line, &text, &label, Spec::VmManager),
+            Kind::VirtualMachine => typed(file, line, &text, &label, Spec::VirtualMachine),
+            Kind::Entity => typed(file, line, &text, &label, Spec::Entity),
+        };
+        match parsed {
+            Ok((metadata, spec)) => objects.push(Object {
+                kind,
+                metadata,
+                spec,
+                loc: at(1),
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+    (objects, errors)
+}
+
+/// Parses all sources; duplicate objects are errors.
+pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<ManifestError>) {
+    let mut objects: Vec<Object> = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: std::collections::HashMap<String, Loc> = std::collections::HashMap::new();
+    for s in sources {
+        let (o, e) = parse_source(s);
+        errors.extend(e);
+        for obj in o {
+            if let Some(first) = seen.get(obj.name()) {
+                errors.push(ManifestError {
+                    loc: obj.loc.clone(),
+                    object: Some(obj.label()),
+                    rule: format!("{} is declared twice (first at {first})", obj.name()),
+                });
+                continue;
+            }
+            seen.insert(obj.name().to_string(), obj.loc.clone());
+            objects.push(obj);
+        }
+    }
+    (objects, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> Source {
+        Source {
+            file: "m.yaml".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn documents_and_positions() {
+        let text = "# leading comment\n---\napiVersion: clusto.dev/v1alpha1\nkind: Datacenter\nmetadata: {name: dc1}\n---\napiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata:\n  name: s1\nspec:\n  rack: r1\n  rackk: r2\n";
+        let (objs, errs) = parse_source(&src(text));
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].name(), "dc1");
+        assert_eq!(objs[0].loc.line, 2);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = &errs[0];
+        assert_eq!((e.loc.line, e.loc.column), (13, 3), "{e}");
+        assert_eq!(e.object.as_deref(), Some("Server s1"));
+        assert!(
+            e.rule.contains("unknown field") && e.rule.contains("rackk"),
+            "{}",
+            e.rule
+        );
+        assert!(e.to_string().starts_with("m.yaml:13:3: Server s1: "), "{e}");
+    }
+
+    #[test]
+    fn kinds_versions_names_and_types() {
+        let (_, errs) = parse_source(&src("apiVersion: v1\nkind: Server\nmetadata: {name: a}\n"));
+        assert!(
+            errs[0]
+                .rule
+                .contains("apiVersion must be clusto.dev/v1alpha1")
+        );
+        let (_, errs) = parse_source(&src(
+            "apiVersion: clusto.dev/v1alpha1\nkind: Spaceship\nmetadata: {name: a}\n",
+        ));
+        assert!(errs[0].rule.starts_with("unknown kind \"Spaceship\""));
+        let (_, errs) = parse_source(&src(
+            "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {}\n",
+        ));
+        assert_eq!(errs[0].rule, "metadata.name is required");
+        let (_, errs) = parse_source(&src(
+            "apiVersion: clusto.dev/v1alpha1\nkind: NameManager\nmetadata: {name: n}\nspec:\n  basename: s\n  digits: four\n",
+        ));
+        assert_eq!(errs[0].loc.line, 6, "{:?}", errs[0]);
+        let (_, errs) = parse_source(&src("a: [\n"));
+        assert_eq!(errs.len(), 1);
+        let (objs, errs) = parse_source(&src(
+            "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s}\nspec:\n  attrs:\n    country: {code: NO}\n",
+        ));
+        assert!(errs.is_empty(), "{errs:?}");
+        let Spec::Device(d) = &objs[0].spec else {
+            panic!()
+        };
+        assert_eq!(
+            d.attrs.items()[0].value,
+            serde_json::json!("NO"),
+            "the Norway problem"
+        );
+    }
+
+    #[test]
+    fn duplicates_across_files() {
+        let a = src("apiVersion: clusto.dev/v1alpha1\nkind: Pool\nmetadata: {name: p}\n");
+        let mut b = a.clone();
+        b.file = "n.yaml".into();
+        let (objs, errs) = parse_sources(&[a, b]);
+        assert_eq!(objs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "n.yaml:1:1: Pool p: p is declared twice (first at m.yaml:1:1)"
+        );
+    }
+}
