@@ -12,8 +12,9 @@ use clusto_core::{
 use clusto_store::{RevisionMeta, Store, StoreError};
 use serde_json::{Value as Json, json};
 
+use crate::declarative;
 use crate::output::{Format, emit, paint};
-use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp};
+use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp, RackOp};
 
 /// Errors from a write closure: a rule broken, or the store failing.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +116,55 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let fmt = cli.output;
     let meta = |default: String| RevisionMeta::new(cli.message.clone().unwrap_or(default));
     match &cli.command {
-        Command::Completions { .. } => unreachable!("handled before the store is opened"),
+        Command::Completions { .. } | Command::Schema { .. } => {
+            unreachable!("handled before the store is opened")
+        }
+        Command::Plan {
+            manifests,
+            detailed_exitcode,
+            out,
+        } => {
+            return declarative::plan(&store, fmt, manifests, out.as_deref(), *detailed_exitcode)
+                .await;
+        }
+        Command::Apply {
+            plan,
+            manifests,
+            dry_run,
+        } => {
+            return declarative::apply_cmd(
+                &store,
+                fmt,
+                manifests.as_ref(),
+                plan.as_deref(),
+                *dry_run,
+                cli.message.clone(),
+            )
+            .await;
+        }
+        Command::Export { query, at } => {
+            declarative::export_cmd(&store, query.as_deref(), at.at).await?
+        }
+        Command::Rack {
+            op:
+                RackOp::AddServer {
+                    rack,
+                    switch_port,
+                    switch,
+                    name,
+                    name_manager,
+                },
+        } => {
+            declarative::rack_add_server(
+                &store,
+                rack,
+                switch.as_deref(),
+                *switch_port,
+                name.as_deref(),
+                name_manager.as_deref(),
+            )
+            .await?
+        }
         Command::Create {
             kind,
             name,

@@ -1,6 +1,7 @@
 //! `clusto`: the command line for the inventory.
 
 mod commands;
+mod declarative;
 mod output;
 
 use std::process::ExitCode;
@@ -166,8 +167,70 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// Show what applying manifests would change (Terraform-style): + create, ~ update, - delete.
+    #[command(
+        visible_alias = "diff",
+        after_help = "Exit status with --detailed-exitcode: 0 no changes, 1 error, 2 changes.\n\nCI example:\n  clusto plan -f manifests/ --detailed-exitcode; test $? -ne 1"
+    )]
+    Plan {
+        #[command(flatten)]
+        manifests: declarative::ManifestArgs,
+        /// Exit 2 when there are changes (0 none, 1 error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan; `clusto apply FILE` applies exactly it.
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Apply manifests (or a saved plan) in one transaction: one revision, or none when nothing changes.
+    Apply {
+        /// A plan file written by `clusto plan --out`.
+        plan: Option<String>,
+        #[command(flatten)]
+        manifests: Option<declarative::ManifestArgs>,
+        /// Only show the plan.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write manifests for the inventory (or the part a query selects) to stdout.
+    Export {
+        query: Option<String>,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Write the JSON Schemas of every manifest kind (to --out DIR, or stdout).
+    Schema {
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Racks built from layouts.
+    Rack {
+        #[command(subcommand)]
+        op: RackOp,
+    },
     /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RackOp {
+    /// Place a new server as the rack's layout maps SWITCH-PORT: units, NIC 1, power, console.
+    AddServer {
+        rack: String,
+        #[arg(long)]
+        switch_port: u32,
+        /// The switch, when the layout has more than one.
+        #[arg(long)]
+        switch: Option<String>,
+        #[arg(
+            long,
+            conflicts_with = "name_manager",
+            required_unless_present = "name_manager"
+        )]
+        name: Option<String>,
+        #[arg(long)]
+        name_manager: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -322,6 +385,15 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
         );
         return ExitCode::SUCCESS;
+    }
+    if let Command::Schema { out } = &cli.command {
+        return match declarative::schema_cmd(out.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -14,6 +14,9 @@ use crate::value::Value;
 
 /// Attribute key holding kind-specific settings (`cidr`, `minU`, `basename`…).
 pub const SPEC_KEY: &str = "_spec";
+/// Attribute key holding object metadata: `labels`, `annotations`,
+/// `managedBy` (who owns the object), `applied` (hash of what was applied).
+pub const META_KEY: &str = "_meta";
 /// Attribute key holding per-key counters for `number: auto`.
 pub const COUNTER_KEY: &str = "_counter";
 /// Port attributes live under `_port-<type>` with the port number as number.
@@ -268,6 +271,33 @@ impl Inventory {
                 self.refresh_user_drivers();
             }
         }
+    }
+
+    /// Entities the given (non-attribute) fact rows are about.
+    pub fn fact_entities(&self, ids: &std::collections::BTreeSet<FactId>) -> Vec<EntityId> {
+        let mut out = Vec::new();
+        for (eid, (f, _)) in &self.entities {
+            if ids.contains(f) {
+                out.push(*eid);
+            }
+        }
+        for (f, c) in &self.contains {
+            if ids.contains(f) {
+                out.extend([c.parent, c.child]);
+            }
+        }
+        for (f, l) in &self.links {
+            if ids.contains(f) {
+                out.extend([l.a, l.b]);
+            }
+        }
+        for (f, a) in self.addresses.values() {
+            if ids.contains(f) {
+                out.push(a.holder);
+                out.extend(a.manager);
+            }
+        }
+        out
     }
 
     // ----- entities -----------------------------------------------------
@@ -630,6 +660,28 @@ impl Inventory {
         self.attr_value(id, SPEC_KEY, Some(field))
     }
 
+    /// A kind-specific setting (`cidr`, `minU`, `next`, …).
+    pub fn setting(&self, id: EntityId, field: &str) -> Option<&Value> {
+        self.spec(id, field)
+    }
+
+    /// Removes a setting so the kind's default applies again.
+    pub fn clear_setting(&mut self, id: EntityId, field: &str) {
+        self.clear_internal(id, SPEC_KEY, field);
+    }
+
+    /// Object metadata (`labels`, `annotations`, `managedBy`, `applied`).
+    pub fn meta(&self, id: EntityId, key: &str) -> Option<&Value> {
+        self.attr_value(id, META_KEY, Some(key))
+    }
+
+    pub fn set_meta(&mut self, id: EntityId, key: &str, value: Option<Value>) {
+        match value {
+            Some(v) => self.put_internal(id, META_KEY, key, v),
+            None => self.clear_internal(id, META_KEY, key),
+        }
+    }
+
     fn check_attr_path(key: &str, subkey: Option<&str>) -> Result<(), CoreError> {
         names::check_key(key)?;
         if let Some(s) = subkey {
@@ -785,6 +837,45 @@ impl Inventory {
                 count: rows.len(),
             }),
         }
+    }
+
+    /// Makes the visible attributes exactly `want` (a multiset), touching
+    /// only the rows that differ: what declarative apply needs.
+    pub fn converge_attrs(&mut self, id: EntityId, want: Vec<Attr>) -> Result<(), CoreError> {
+        self.entity(id).ok_or(CoreError::Gone)?;
+        for a in &want {
+            if a.is_hidden() {
+                return Err(CoreError::Rule {
+                    object: self.name_of(id).to_string(),
+                    rule: format!(
+                        "attribute key {} is reserved (keys starting with _ are internal)",
+                        a.key
+                    ),
+                });
+            }
+            Self::check_attr_path(&a.key, a.subkey.as_deref())?;
+            self.check_ref(&a.value)?;
+        }
+        let rows: Vec<(FactId, Attr)> = self
+            .attr_rows(id)
+            .iter()
+            .filter(|(_, a)| !a.is_hidden())
+            .cloned()
+            .collect();
+        let mut missing: Vec<Option<Attr>> = want.into_iter().map(Some).collect();
+        for (f, a) in rows {
+            match missing.iter_mut().find(|w| w.as_ref() == Some(&a)) {
+                Some(slot) => *slot = None,
+                None => self.remove_attr_row(id, f),
+            }
+        }
+        for a in missing.into_iter().flatten() {
+            if let Some(n) = a.number {
+                self.resolve_number(id, &a.key, NumberSpec::Fixed(n))?;
+            }
+            self.add_fact(Fact::Attr(id, a));
+        }
+        Ok(())
     }
 
     /// Deletes rows matching key and, when given, subkey, number and value.

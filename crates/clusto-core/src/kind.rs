@@ -108,6 +108,8 @@ impl Kind {
         match self {
             Kind::Rack => child.is_device(),
             Kind::Pool => true,
+            // Hypervisors join their VM manager.
+            Kind::VmManager => matches!(child, Kind::Server | Kind::VirtualServer),
             Kind::Datacenter | Kind::Cage | Kind::Zone | Kind::Entity => child != Kind::Datacenter,
             _ => false,
         }

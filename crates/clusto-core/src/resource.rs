@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::inventory::{Inventory, SPEC_KEY};
+use crate::inventory::{Inventory, META_KEY, SPEC_KEY};
 use crate::kind::Kind;
 use crate::model::{Attr, EntityId};
 use crate::value::Value;
@@ -108,17 +108,35 @@ impl Inventory {
                 }
             }
             Kind::Rack => {
-                let (min, max) = self.rack_bounds(id);
-                if (min, max) != (1, 45) {
-                    spec.insert("minU".into(), json!(min));
-                    spec.insert("maxU".into(), json!(max));
+                for f in ["minU", "maxU"] {
+                    if let Some(v) = self.spec(id, f) {
+                        spec.insert(f.into(), self.value_json(v).0);
+                    }
+                }
+                if let Some(v) = self.spec(id, "layout") {
+                    spec.insert("layout".into(), self.value_json(v).0);
+                }
+            }
+            Kind::RackLayout | Kind::VmManager | Kind::VirtualMachine => {
+                for (k, v) in self.settings(id) {
+                    spec.insert(k, self.value_json(&v).0);
+                }
+                if e.kind == Kind::VmManager {
+                    let hosts: Vec<&str> = self
+                        .contents(id)
+                        .into_iter()
+                        .map(|h| self.name_of(h))
+                        .collect();
+                    if !hosts.is_empty() {
+                        spec.insert("hosts".into(), json!(hosts));
+                    }
                 }
             }
             Kind::Driver => {
-                if let Ok(d) = self.driver(&e.name) {
-                    spec.insert("base".into(), json!(d.kind.as_str()));
-                    spec.insert("rackUnits".into(), json!(d.rack_units));
-                    spec.insert("ports".into(), json!(d.ports));
+                // What was set, not what it resolves to: unset fields
+                // inherit from the base kind's basic driver.
+                for (k, v) in self.settings(id) {
+                    spec.insert(k, self.value_json(&v).0);
                 }
             }
             _ => {}
@@ -165,7 +183,7 @@ impl Inventory {
         let attrs: Vec<Json> = self
             .attrs(id, include_hidden)
             .into_iter()
-            .filter(|a| include_hidden || a.key != SPEC_KEY)
+            .filter(|a| include_hidden || (a.key != SPEC_KEY && a.key != META_KEY))
             .map(|a| self.attr_json(a))
             .collect();
         if !attrs.is_empty() {
@@ -215,10 +233,22 @@ impl Inventory {
                 status.insert("lastAllocated".into(), json!(v.to_text()));
             }
         }
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), json!(e.name));
+        metadata.insert("uid".into(), json!(e.id.0));
+        for (field, key) in [
+            ("labels", "labels"),
+            ("annotations", "annotations"),
+            ("managedBy", "managedBy"),
+        ] {
+            if let Some(v) = self.attr_value(id, META_KEY, Some(key)) {
+                metadata.insert(field.into(), self.value_json(v).0);
+            }
+        }
         json!({
             "apiVersion": API_VERSION,
             "kind": e.kind.as_str(),
-            "metadata": { "name": e.name, "uid": e.id.0 },
+            "metadata": metadata,
             "spec": spec,
             "status": status,
         })

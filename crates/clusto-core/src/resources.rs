@@ -521,6 +521,14 @@ impl Inventory {
                 }
                 self.put_internal(id, SPEC_KEY, field, Value::Int(n));
             }
+            (Kind::Rack, "layout") => {
+                if text.is_empty() {
+                    self.clear_internal(id, SPEC_KEY, "layout");
+                } else {
+                    names::check_name(text)?;
+                    self.put_internal(id, SPEC_KEY, "layout", Value::String(text.to_string()));
+                }
+            }
             (Kind::Pool, "type") => {
                 let t = PoolType::parse(text).ok_or_else(|| {
                     bad(format!(
@@ -601,7 +609,7 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::IpManager => &["cidr", "gateway", "reserved"],
         Kind::NameManager => &["basename", "digits", "next"],
-        Kind::Rack => &["minU", "maxU"],
+        Kind::Rack => &["minU", "maxU", "layout"],
         Kind::Pool => &["type", "group"],
         Kind::Driver => &["base", "rackUnits", "ports"],
         Kind::RackLayout => &["devices", "connections", "serverSlots"],

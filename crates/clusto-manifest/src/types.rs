@@ -150,6 +150,8 @@ pub struct LocationSpec {
     pub datacenter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<String>,
     #[serde(default, skip_serializing_if = "Attrs::is_empty")]

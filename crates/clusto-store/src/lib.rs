@@ -39,6 +39,10 @@ pub enum StoreError {
     NoSuchRevision(i64, i64),
     #[error("store holds an unreadable row: {0}")]
     Corrupt(String),
+    #[error(
+        "the inventory changed since the plan was made (planned against revision {planned}, now {head}); plan again"
+    )]
+    Stale { planned: i64, head: i64 },
     #[error("store schema version {0} is newer than this clusto understands ({1})")]
     SchemaTooNew(i64, i64),
 }
@@ -254,6 +258,26 @@ impl Store {
         load_from(&mut conn, at).await
     }
 
+    /// The current inventory with the revision it is as of.
+    pub async fn load_head(&self) -> Result<(i64, Inventory), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let head = head_of(&mut conn).await?;
+        if let Some((rev, inv)) = self.cache.lock().expect("cache lock").as_ref()
+            && *rev == head
+        {
+            return Ok((head, inv.clone()));
+        }
+        let inv = load_from(&mut conn, None).await?;
+        // Another writer may have committed between the two reads; then the
+        // pair is not a consistent snapshot, so read again.
+        if head_of(&mut conn).await? != head {
+            drop(conn);
+            return Box::pin(self.load_head()).await;
+        }
+        *self.cache.lock().expect("cache lock") = Some((head, inv.clone()));
+        Ok((head, inv))
+    }
+
     /// The current inventory inside a write transaction: the cached copy
     /// when nothing changed since, else a fresh load.
     async fn load_for_write(
@@ -279,8 +303,32 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        self.write_at(meta, None, f).await
+    }
+
+    /// Like [`Store::write`], but refuses (changing nothing) unless the
+    /// newest revision is `expect_head`: how a reviewed plan is applied
+    /// exactly as reviewed.
+    pub async fn write_at<T, E>(
+        &self,
+        meta: &RevisionMeta,
+        expect_head: Option<i64>,
+        f: impl FnOnce(&mut Inventory) -> Result<T, E>,
+    ) -> Result<Written<T>, E>
+    where
+        E: From<StoreError>,
+    {
         let mut tx = self.begin_write().await.map_err(E::from)?;
         let (head, mut inv) = self.load_for_write(&mut tx).await.map_err(E::from)?;
+        if let Some(want) = expect_head
+            && want != head
+        {
+            *self.cache.lock().expect("cache lock") = Some((head, inv));
+            return Err(E::from(StoreError::Stale {
+                planned: want,
+                head,
+            }));
+        }
         // On error the half-changed inventory is dropped with the transaction.
         let value = f(&mut inv)?;
         let changes = inv.take_changes();

@@ -1,0 +1,365 @@
+//! plan / apply / export / schema / rack add-server: the declarative path.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clusto_core::{EntityId, Inventory};
+use clusto_manifest::plan::Plan;
+use clusto_manifest::{
+    ApplyOptions, ManifestError, Object, Source, apply, diff, export, layout, parse_sources,
+    read_sources, schema,
+};
+use clusto_store::{RevisionMeta, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::output::{Format, emit, paint, print_json, print_yaml};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ManifestArgs {
+    /// Manifest files or directories (recursively *.yaml|*.yml); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// The apply set that owns these objects (default: derived from the paths).
+    #[arg(long)]
+    pub apply_set: Option<String>,
+    /// Delete objects of this apply set that the manifests no longer declare.
+    #[arg(long)]
+    pub prune: bool,
+    /// Take over objects owned by another apply set.
+    #[arg(long)]
+    pub force_conflicts: bool,
+}
+
+/// A reviewed plan, as `plan --out` writes it and `apply PLAN` reads it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanFile {
+    api_version: String,
+    kind: String,
+    base_revision: i64,
+    apply_set: String,
+    prune: bool,
+    force_conflicts: bool,
+    sources: Vec<Source>,
+    plan: Plan,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{} error(s) in the manifests; nothing was changed", .0.len())]
+    Manifest(Vec<ManifestError>),
+    #[error("the plan computed now differs from the reviewed plan; plan again")]
+    PlanDiffers,
+}
+
+/// `manifests/` → `manifests`, `rack.yaml` → `rack`, several → joined with `+`.
+fn default_apply_set(files: &[String]) -> String {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            if f == "-" {
+                return "stdin".to_string();
+            }
+            let t = f.trim_start_matches("./").trim_end_matches('/');
+            let t = t
+                .strip_suffix(".yaml")
+                .or_else(|| t.strip_suffix(".yml"))
+                .unwrap_or(t);
+            t.to_string()
+        })
+        .collect();
+    names.join("+")
+}
+
+fn options(a: &ManifestArgs) -> ApplyOptions {
+    ApplyOptions {
+        apply_set: a
+            .apply_set
+            .clone()
+            .unwrap_or_else(|| default_apply_set(&a.files)),
+        prune: a.prune,
+        force_conflicts: a.force_conflicts,
+    }
+}
+
+fn report(errors: &[ManifestError]) -> ExitCode {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!("{} error(s); nothing was changed.", errors.len());
+    ExitCode::FAILURE
+}
+
+fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
+    let (objects, errors) = parse_sources(sources);
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Plans against a copy of the current inventory.
+fn compute(
+    inv: &Inventory,
+    objects: &[Object],
+    opts: &ApplyOptions,
+) -> Result<Plan, Vec<ManifestError>> {
+    let mut after = inv.clone();
+    let errors = apply(&mut after, objects, opts);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let changes = after.take_changes();
+    Ok(diff(inv, &after, &changes))
+}
+
+fn print_plan(plan: &Plan, base: i64, fmt: Format) -> Result<()> {
+    match fmt {
+        Format::Json => print_json(
+            &json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary}),
+        ),
+        Format::Yaml => print_yaml(
+            &json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary}),
+        ),
+        _ => {
+            print!("{}", plan.render(&paint));
+            Ok(())
+        }
+    }
+}
+
+pub async fn plan(
+    store: &Store,
+    fmt: Format,
+    args: &ManifestArgs,
+    out: Option<&str>,
+    detailed: bool,
+) -> Result<ExitCode> {
+    let sources = read_sources(&args.files)?;
+    let objects = match parse(&sources) {
+        Ok(o) => o,
+        Err(e) => return Ok(report(&e)),
+    };
+    let opts = options(args);
+    let (head, inv) = store.load_head().await?;
+    let plan = match compute(&inv, &objects, &opts) {
+        Ok(p) => p,
+        Err(e) => return Ok(report(&e)),
+    };
+    print_plan(&plan, head, fmt)?;
+    if let Some(path) = out {
+        let file = PlanFile {
+            api_version: clusto_manifest::types::API_VERSION.into(),
+            kind: "Plan".into(),
+            base_revision: head,
+            apply_set: opts.apply_set.clone(),
+            prune: opts.prune,
+            force_conflicts: opts.force_conflicts,
+            sources,
+            plan: plan.clone(),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&file)?)
+            .with_context(|| format!("writing {path}"))?;
+        eprintln!("Saved the plan to {path}; apply it with: clusto apply {path}");
+    }
+    Ok(if detailed && !plan.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn apply_cmd(
+    store: &Store,
+    fmt: Format,
+    args: Option<&ManifestArgs>,
+    plan_file: Option<&str>,
+    dry_run: bool,
+    message: Option<String>,
+) -> Result<ExitCode> {
+    let (sources, opts, expect, reviewed, label) = match (plan_file, args) {
+        (Some(p), _) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
+            let f: PlanFile =
+                serde_json::from_str(&text).map_err(|e| anyhow!("{p} is not a plan file: {e}"))?;
+            if f.kind != "Plan" {
+                bail!("{p} is not a plan file (kind {:?})", f.kind);
+            }
+            let opts = ApplyOptions {
+                apply_set: f.apply_set.clone(),
+                prune: f.prune,
+                force_conflicts: f.force_conflicts,
+            };
+            (
+                f.sources,
+                opts,
+                Some(f.base_revision),
+                Some(f.plan),
+                p.to_string(),
+            )
+        }
+        (None, Some(a)) => (
+            read_sources(&a.files)?,
+            options(a),
+            None,
+            None,
+            a.files.join(" "),
+        ),
+        (None, None) => bail!("give -f FILES or a plan file"),
+    };
+    let objects = match parse(&sources) {
+        Ok(o) => o,
+        Err(e) => return Ok(report(&e)),
+    };
+    if dry_run {
+        let (head, inv) = store.load_head().await?;
+        return match compute(&inv, &objects, &opts) {
+            Ok(p) => {
+                print_plan(&p, head, fmt)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(report(&e)),
+        };
+    }
+    let meta = RevisionMeta {
+        manager: opts.owner(),
+        ..RevisionMeta::new(message.unwrap_or_else(|| format!("apply {label}")))
+    };
+    let r = store
+        .write_at(&meta, expect, |inv| -> Result<Plan, ApplyFailure> {
+            let before = inv.clone();
+            let errors = apply(inv, &objects, &opts);
+            if !errors.is_empty() {
+                return Err(ApplyFailure::Manifest(errors));
+            }
+            let plan = diff(&before, inv, inv.changes());
+            if let Some(r) = &reviewed
+                && *r != plan
+            {
+                return Err(ApplyFailure::PlanDiffers);
+            }
+            Ok(plan)
+        })
+        .await;
+    let w = match r {
+        Ok(w) => w,
+        Err(ApplyFailure::Manifest(e)) => return Ok(report(&e)),
+        Err(e) => return Err(e.into()),
+    };
+    let plan = w.value;
+    match fmt {
+        Format::Json | Format::Yaml => emit(
+            fmt,
+            &json!({"revision": w.revision, "changes": plan.changes, "summary": plan.summary}),
+            &[],
+            vec![],
+        )?,
+        _ => {
+            if plan.is_empty() && w.revision.is_none() {
+                println!("No changes.");
+            } else {
+                let text = plan.render(&paint);
+                // The summary line of a plan says "Plan:"; after apply say what was done.
+                let body = text.rsplit_once("\n\n").map(|x| x.0).unwrap_or("");
+                if !body.is_empty() {
+                    println!("{body}\n");
+                }
+                println!(
+                    "Apply complete! Resources: {} added, {} changed, {} destroyed (revision {}).",
+                    plan.summary.add,
+                    plan.summary.change,
+                    plan.summary.destroy,
+                    w.revision
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "none".into())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn export_cmd(store: &Store, query: Option<&str>, at: Option<i64>) -> Result<()> {
+    let inv = store.load(at).await?;
+    let ids: Vec<EntityId> = match query {
+        Some(q) => {
+            let q = clusto_core::query::parse(q)?;
+            let names = store.query(&q, at).await?;
+            names
+                .iter()
+                .map(|n| inv.id_of(n))
+                .collect::<Result<_, _>>()?
+        }
+        None => {
+            // Definitions first, so a reader sees drivers and layouts before their users.
+            let mut v: Vec<&clusto_core::Entity> = inv.entities();
+            v.sort_by_key(|e| (!e.kind.is_definition(), e.kind, e.name.clone()));
+            v.into_iter().map(|e| e.id).collect()
+        }
+    };
+    let docs = export::export(&inv, &ids);
+    let mut out = String::new();
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&d)?);
+    }
+    print!("{out}");
+    Ok(())
+}
+
+pub fn schema_cmd(out: Option<&str>) -> Result<()> {
+    let all = schema::all();
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+            let files = schema::files();
+            for (name, text) in &files {
+                let path = format!("{dir}/{name}");
+                std::fs::write(&path, text).with_context(|| format!("writing {path}"))?;
+            }
+            eprintln!("wrote {} schemas to {dir}", files.len());
+        }
+        None => {
+            let m: serde_json::Map<String, serde_json::Value> = all
+                .into_iter()
+                .map(|(k, s)| (k.as_str().to_string(), s))
+                .collect();
+            print_json(&serde_json::Value::Object(m))?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PlaceFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Place(#[from] layout::PlaceError),
+}
+
+pub async fn rack_add_server(
+    store: &Store,
+    rack: &str,
+    switch: Option<&str>,
+    switch_port: u32,
+    name: Option<&str>,
+    name_manager: Option<&str>,
+) -> Result<()> {
+    let w = store
+        .write(
+            &RevisionMeta::new(format!("rack add-server {rack} port {switch_port}")),
+            |inv| -> Result<String, PlaceFailure> {
+                let id = layout::place_server(inv, rack, switch, switch_port, name, name_manager)?;
+                Ok(inv.name_of(id).to_string())
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{rack}: {e}"))?;
+    println!("{}", w.value);
+    Ok(())
+}

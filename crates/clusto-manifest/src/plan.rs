@@ -1,0 +1,306 @@
+//! The plan: what an apply would create, change (field by field, old → new)
+//! and destroy, computed by diffing the resource views before and after.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clusto_core::{ChangeSet, EntityId, Inventory, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::apply::{APPLIED, MANAGED_BY};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Json>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectChange {
+    pub action: Action,
+    pub kind: String,
+    pub name: String,
+    pub fields: Vec<FieldChange>,
+    /// The object's manifest is unchanged since it was applied, so these
+    /// changes undo edits made outside the apply set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub changes: Vec<ObjectChange>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn summary_line(&self) -> String {
+        if self.is_empty() {
+            return "No changes. The inventory matches the manifests.".into();
+        }
+        format!(
+            "Plan: {} to add, {} to change, {} to destroy.",
+            self.summary.add, self.summary.change, self.summary.destroy
+        )
+    }
+
+    /// Terraform-style text; `paint(code, text)` adds colour on a TTY.
+    pub fn render(&self, paint: &dyn Fn(&str, &str) -> String) -> String {
+        let mut s = String::new();
+        for c in &self.changes {
+            let (sym, code) = match c.action {
+                Action::Create => ("+", "32"),
+                Action::Update => ("~", "33"),
+                Action::Delete => ("-", "31"),
+            };
+            let drift = if c.drift {
+                " (drift: changed outside this apply set)"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "{} {} {}{drift}\n",
+                paint(code, sym),
+                c.kind,
+                c.name
+            ));
+            for f in &c.fields {
+                let show =
+                    |v: &Option<Json>| v.as_ref().map(compact).unwrap_or_else(|| "(none)".into());
+                match c.action {
+                    Action::Create => s.push_str(&format!("    {} = {}\n", f.path, show(&f.new))),
+                    Action::Delete => {}
+                    Action::Update => match (&f.old, &f.new) {
+                        (None, Some(_)) => s.push_str(&format!(
+                            "    {} {} = {}\n",
+                            paint("32", "+"),
+                            f.path,
+                            show(&f.new)
+                        )),
+                        (Some(_), None) => s.push_str(&format!(
+                            "    {} {} = {}\n",
+                            paint("31", "-"),
+                            f.path,
+                            show(&f.old)
+                        )),
+                        _ => s.push_str(&format!(
+                            "    {} {}: {} → {}\n",
+                            paint("33", "~"),
+                            f.path,
+                            show(&f.old),
+                            show(&f.new)
+                        )),
+                    },
+                }
+            }
+        }
+        s.push('\n');
+        s.push_str(&self.summary_line());
+        s.push('\n');
+        s
+    }
+}
+
+fn compact(v: &Json) -> String {
+    match v {
+        Json::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Flattens a resource into `path → value` for field-level diffs. Lists
+/// keyed by identity (attributes, ports, addresses) become maps so a
+/// change to one row shows as that row.
+pub(crate) fn flatten(res: &Json) -> BTreeMap<String, Json> {
+    let mut out = BTreeMap::new();
+    if let Some(m) = res["metadata"].as_object() {
+        for (k, v) in m {
+            if k != "name" && k != "uid" {
+                out.insert(format!("metadata.{k}"), v.clone());
+            }
+        }
+    }
+    if let Some(spec) = res["spec"].as_object() {
+        for (k, v) in spec {
+            match k.as_str() {
+                "attrs" => {
+                    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                    for a in v.as_array().into_iter().flatten() {
+                        let mut p = a["key"].as_str().unwrap_or_default().to_string();
+                        if let Some(sk) = a["subkey"].as_str() {
+                            p = format!("{p}.{sk}");
+                        }
+                        if let Some(n) = a["number"].as_i64() {
+                            p = format!("{p}#{n}");
+                        }
+                        let i = seen.entry(p.clone()).or_default();
+                        *i += 1;
+                        let p = if *i > 1 { format!("{p}[{i}]") } else { p };
+                        out.insert(format!("spec.attrs.{p}"), a["value"].clone());
+                    }
+                }
+                "ports" => {
+                    for p in v.as_array().into_iter().flatten() {
+                        let port = p["port"].as_str().unwrap_or_default();
+                        for (f, fv) in p.as_object().into_iter().flatten() {
+                            if f != "port" {
+                                out.insert(format!("spec.ports.{port}.{f}"), fv.clone());
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    out.insert(format!("spec.{k}"), v.clone());
+                }
+            }
+        }
+    }
+    for a in res["status"]["addresses"].as_array().into_iter().flatten() {
+        let mut d = a.clone();
+        let addr = d["address"].as_str().unwrap_or_default().to_string();
+        if let Some(o) = d.as_object_mut() {
+            o.remove("address");
+        }
+        out.insert(format!("addresses.{addr}"), d);
+    }
+    out
+}
+
+/// The plan for going from `before` to `after`, given what changed.
+pub fn diff(before: &Inventory, after: &Inventory, changes: &ChangeSet) -> Plan {
+    let mut touched: BTreeSet<EntityId> = BTreeSet::new();
+    for f in changes.added.values() {
+        touched.extend(f.entities());
+    }
+    // Removed facts are named by id; find the entities they were about.
+    let removed: BTreeSet<_> = changes.removed.keys().copied().collect();
+    if !removed.is_empty() {
+        for e in before.entities() {
+            if before
+                .attr_rows(e.id)
+                .iter()
+                .any(|(f, _)| removed.contains(f))
+            {
+                touched.insert(e.id);
+            }
+        }
+        for f in before.fact_entities(&removed) {
+            touched.insert(f);
+        }
+    }
+    let mut plan = Plan::default();
+    for id in touched {
+        let (b, a) = (before.entity(id), after.entity(id));
+        let change = match (b, a) {
+            (None, None) => continue,
+            (None, Some(e)) => {
+                let fields = flatten(&after.resource(id, false))
+                    .into_iter()
+                    .filter(|(p, _)| !p.starts_with("metadata.applied"))
+                    .map(|(path, v)| FieldChange {
+                        path,
+                        old: None,
+                        new: Some(v),
+                    })
+                    .collect();
+                plan.summary.add += 1;
+                ObjectChange {
+                    action: Action::Create,
+                    kind: e.kind.to_string(),
+                    name: e.name.clone(),
+                    fields,
+                    drift: false,
+                }
+            }
+            (Some(e), None) => {
+                plan.summary.destroy += 1;
+                ObjectChange {
+                    action: Action::Delete,
+                    kind: e.kind.to_string(),
+                    name: e.name.clone(),
+                    fields: vec![],
+                    drift: false,
+                }
+            }
+            (Some(eb), Some(ea)) => {
+                let old = flatten(&before.resource(id, false));
+                let new = flatten(&after.resource(id, false));
+                let mut fields = Vec::new();
+                if eb.name != ea.name {
+                    fields.push(FieldChange {
+                        path: "metadata.name".into(),
+                        old: Some(Json::String(eb.name.clone())),
+                        new: Some(Json::String(ea.name.clone())),
+                    });
+                }
+                if eb.driver != ea.driver {
+                    fields.push(FieldChange {
+                        path: "spec.driver".into(),
+                        old: Some(Json::String(eb.driver.clone())),
+                        new: Some(Json::String(ea.driver.clone())),
+                    });
+                }
+                let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+                for k in keys {
+                    if k == "spec.driver" || k.starts_with("metadata.applied") {
+                        continue;
+                    }
+                    if old.get(k) != new.get(k) {
+                        fields.push(FieldChange {
+                            path: k.clone(),
+                            old: old.get(k).cloned(),
+                            new: new.get(k).cloned(),
+                        });
+                    }
+                }
+                if fields.is_empty() {
+                    continue;
+                }
+                // The object is no longer as last applied: someone edited it.
+                let drift = matches!(before.meta(id, MANAGED_BY), Some(Value::String(_)))
+                    && matches!(before.meta(id, APPLIED), Some(Value::String(x)) if *x != crate::apply::state_hash(before, id));
+                plan.summary.change += 1;
+                ObjectChange {
+                    action: Action::Update,
+                    kind: ea.kind.to_string(),
+                    name: ea.name.clone(),
+                    fields,
+                    drift,
+                }
+            }
+        };
+        plan.changes.push(change);
+    }
+    plan.changes.sort_by(|a, b| {
+        let rank = |c: &ObjectChange| match c.action {
+            Action::Delete => 0,
+            Action::Create => 1,
+            Action::Update => 2,
+        };
+        (rank(a), &a.kind, &a.name).cmp(&(rank(b), &b.kind, &b.name))
+    });
+    plan
+}
