@@ -18,7 +18,7 @@ use crate::output::{Format, emit, paint, print_json, print_yaml};
 #[derive(clap::Args, Debug, Clone)]
 pub struct ManifestArgs {
     /// Manifest files or directories (recursively *.yaml|*.yml); `-` reads stdin.
-    #[arg(short = 'f', long = "filename", required = true)]
+    #[arg(short = 'f', long = "filename")]
     pub files: Vec<String>,
     /// The apply set that owns these objects (default: derived from the paths).
     #[arg(long)]
@@ -63,7 +63,8 @@ fn default_apply_set(files: &[String]) -> String {
             if f == "-" {
                 return "stdin".to_string();
             }
-            let t = f.trim_start_matches("./").trim_end_matches('/');
+            let t = f.trim_end_matches('/');
+            let t = t.rsplit('/').next().unwrap_or(t);
             let t = t
                 .strip_suffix(".yaml")
                 .or_else(|| t.strip_suffix(".yml"))
@@ -139,6 +140,9 @@ pub async fn plan(
     out: Option<&str>,
     detailed: bool,
 ) -> Result<ExitCode> {
+    if args.files.is_empty() {
+        bail!("give the manifests with -f FILE|DIR|-");
+    }
     let sources = read_sources(&args.files)?;
     let objects = match parse(&sources) {
         Ok(o) => o,
@@ -202,14 +206,16 @@ pub async fn apply_cmd(
                 p.to_string(),
             )
         }
-        (None, Some(a)) => (
+        (None, Some(a)) if !a.files.is_empty() => (
             read_sources(&a.files)?,
             options(a),
             None,
             None,
             a.files.join(" "),
         ),
-        (None, None) => bail!("give -f FILES or a plan file"),
+        (None, Some(_)) | (None, None) => {
+            bail!("give the manifests with -f FILE|DIR|-, or a plan file")
+        }
     };
     let objects = match parse(&sources) {
         Ok(o) => o,

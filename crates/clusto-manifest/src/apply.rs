@@ -302,6 +302,12 @@ struct Applier<'a> {
 
 impl Applier<'_> {
     fn fail(&mut self, o: &Object, rule: impl Into<String>) {
+        let rule = rule.into();
+        // Core errors name their object first; the position already does.
+        let rule = rule
+            .strip_prefix(&format!("{}: ", o.name()))
+            .map(str::to_string)
+            .unwrap_or(rule);
         self.errors.push(err(&o.loc, &o.label(), rule));
     }
 
@@ -427,8 +433,6 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     // 2. Ownership, metadata, settings.
     for o in &owned {
         let id = a.inv.id_of(o.name()).expect("created");
-        a.inv
-            .set_meta(id, MANAGED_BY, Some(Value::String(owner.clone())));
         let labels = (!o.metadata.labels.is_empty())
             .then(|| Value::Json(serde_json::json!(o.metadata.labels)));
         a.inv.set_meta(id, "labels", labels);
@@ -571,7 +575,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
                     } else {
                         anchor(a.inv.name_of(*p))
                     };
-                    a.errors.push(err(&o.loc, &o.label(), core_rule(e)));
+                    a.fail(o, core_rule(e));
                 }
             }
         }
@@ -615,18 +619,29 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             ]
         })
         .collect();
+    // A cable goes only when a manifest speaks for it: one of its ports is
+    // declared, or both ends are objects of these manifests. So servers
+    // cabled by hand or by discovery to a layout's switch stay cabled.
+    let declared_ports: HashSet<(String, PortId)> = owned
+        .iter()
+        .flat_map(|o| {
+            ports_of(o)
+                .iter()
+                .filter_map(move |p| Some((o.name().to_string(), p.port.parse().ok()?)))
+        })
+        .collect();
+    let owned_names: HashSet<&str> = owned.iter().map(|o| o.name()).collect();
     for o in &owned {
         let Ok(id) = a.inv.id_of(o.name()) else {
             continue;
         };
         for (port, (peer, pp)) in a.inv.connected_ports(id) {
-            let key = (
-                o.name().to_string(),
-                port.clone(),
-                a.inv.name_of(peer).to_string(),
-                pp.clone(),
-            );
-            if !wanted_pairs.contains(&key) {
+            let peer_name = a.inv.name_of(peer).to_string();
+            let spoken = declared_ports.contains(&(o.name().to_string(), port.clone()))
+                || declared_ports.contains(&(peer_name.clone(), pp.clone()))
+                || owned_names.contains(peer_name.as_str());
+            let key = (o.name().to_string(), port.clone(), peer_name, pp.clone());
+            if spoken && !wanted_pairs.contains(&key) {
                 let _ = a.inv.disconnect(id, &port);
             }
         }
@@ -715,12 +730,17 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             continue;
         };
         let h = state_hash(a.inv, id);
-        // Only what this apply changed (or never recorded) is re-recorded,
-        // so re-applying manifests that match makes no revision.
+        // An apply set owns what it creates or changes. An object that
+        // matches its manifest already is left as it is (and unowned if it
+        // was), so applying an export back to its store makes no revision.
         let unchanged = initial.get(o.name()) == Some(&h);
-        if !(unchanged && a.inv.meta(id, APPLIED).is_some()) {
-            a.inv.set_meta(id, APPLIED, Some(Value::String(h)));
+        let ours = matches!(a.inv.meta(id, MANAGED_BY), Some(Value::String(x)) if *x == owner);
+        if unchanged && (!ours || a.inv.meta(id, APPLIED).is_some()) {
+            continue;
         }
+        a.inv
+            .set_meta(id, MANAGED_BY, Some(Value::String(owner.clone())));
+        a.inv.set_meta(id, APPLIED, Some(Value::String(h)));
     }
 
     let mut errors = a.errors;

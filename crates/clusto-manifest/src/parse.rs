@@ -175,15 +175,15 @@ fn split_documents(text: &str) -> Vec<(u64, String)> {
         };
         if marker("---") || marker("...") {
             docs.push((start, std::mem::take(&mut cur)));
-            start = ln;
-            // Content after `--- ` belongs to the new document; blank the
-            // marker so columns stay right.
             let rest = &bare[3..];
-            cur.push_str(&" ".repeat(3));
-            cur.push_str(rest);
-            cur.push('\n');
-            if marker("...") {
-                cur.clear();
+            if marker("...") || rest.trim().is_empty() || rest.trim_start().starts_with('#') {
+                start = ln + 1;
+            } else {
+                // Content after `--- ` belongs to the new document; blank
+                // the marker so columns stay right.
+                start = ln;
+                cur.push_str("   ");
+                cur.push_str(rest);
                 cur.push('\n');
             }
             continue;
@@ -405,7 +405,7 @@ mod tests {
         let (objs, errs) = parse_source(&src(text));
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0].name(), "dc1");
-        assert_eq!(objs[0].loc.line, 2);
+        assert_eq!(objs[0].loc.line, 3, "the first line after the marker");
         assert_eq!(errs.len(), 1, "{errs:?}");
         let e = &errs[0];
         assert_eq!((e.loc.line, e.loc.column), (13, 3), "{e}");

@@ -1,0 +1,492 @@
+//! plan / apply / export end to end, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::io::Write;
+
+use common::Clusto;
+
+const BACKENDS: [&str; 2] = ["sqlite", "postgres"];
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "clusto-manifest-test-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn head(c: &Clusto) -> i64 {
+    c.json(&["history", "--limit", "1"])["items"][0]["revision"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn example_manifests_plan_apply_and_reapply() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        let m = repo("manifests");
+        let r = c.run(&["plan", "-f", &m, "--detailed-exitcode"]);
+        assert_eq!(r.code, 2, "{b}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("+ Rack sv3-001"), "{}", r.stdout);
+        assert!(
+            r.stdout.contains("+ NetworkSwitch sv3-001-sw1"),
+            "layout devices are in the plan"
+        );
+        assert!(
+            r.stdout
+                .ends_with("Plan: 20 to add, 0 to change, 0 to destroy.\n"),
+            "{}",
+            r.stdout
+        );
+        let p = c.json(&["plan", "-f", &m]);
+        assert_eq!(p["summary"]["add"], 20);
+        assert_eq!(head(&c), 0, "plan writes nothing");
+        let out = c.ok(&["apply", "-f", &m]);
+        assert!(
+            out.contains(
+                "Apply complete! Resources: 20 added, 0 changed, 0 destroyed (revision 1)."
+            ),
+            "{out}"
+        );
+        // order in files does not matter; layout cabling and slot placement happened
+        let sw = c.json(&["port", "list", "sv3-001-sw1", "--connected"]);
+        let peers: Vec<&str> = sw
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["connectedTo"].as_str().unwrap())
+            .collect();
+        assert!(
+            peers.contains(&"xenhost1:nic-eth:1") && peers.contains(&"sv3-001-ts1:nic-eth:1"),
+            "{peers:?}"
+        );
+        assert_eq!(
+            c.json(&["get", "datacenter", "eqix-sv3"])["spec"]["driver"],
+            "equinixdatacenter"
+        );
+        let addr =
+            c.json(&["get", "server", "xenhost1"])["status"]["addresses"][0]["address"].clone();
+        assert_eq!(
+            addr, "192.168.20.10",
+            "reserved .2-.9 and the gateway are skipped"
+        );
+        // re-apply: no changes, no revision; allocations are stable
+        assert_eq!(c.ok(&["apply", "-f", &m]), "No changes.\n");
+        assert_eq!(head(&c), 1);
+        assert_eq!(c.run(&["plan", "-f", &m, "--detailed-exitcode"]).code, 0);
+        assert_eq!(
+            c.json(&["get", "server", "xenhost1"])["status"]["addresses"][0]["address"],
+            addr
+        );
+        // history names the apply set
+        assert_eq!(
+            c.json(&["history", "--limit", "1"])["items"][0]["manager"],
+            "applyset:manifests"
+        );
+        // merged attributes from the datacenter reach the servers
+        let merged = c.json(&["attr", "get", "xenhost1", "dhcp.enabled", "--merged"]);
+        assert_eq!(merged[0]["source"], "eqix-sv3");
+        // stdin works and is its own apply set
+        let mut child = c
+            .cmd()
+            .args(["plan", "-f", "-", "--apply-set", "manifests"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                std::fs::read_to_string(repo("manifests/datacenter.yaml"))
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("No changes."),
+            "{b}"
+        );
+    }
+}
+
+const BAD: &str = r#"apiVersion: clusto.dev/v1alpha1
+kind: Rack
+metadata: {name: r1}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: a}
+spec:
+  rack: r1
+  ru: 5
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: b}
+spec:
+  rack: r1
+  ru: 5
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: c}
+spec:
+  rakc: r1
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: d}
+spec:
+  datacenter: nowhere
+  addresses:
+    - {manager: net, address: 10.9.9.9}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: IPManager
+metadata: {name: net}
+spec:
+  cidr: 10.0.0.0/24
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Pool
+metadata: {name: free}
+spec:
+  type: exclusive
+  members: [a]
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Pool
+metadata: {name: web}
+spec:
+  members: [a]
+"#;
+
+#[tokio::test]
+async fn every_error_reported_with_position_and_nothing_written() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        let d = tmpdir("bad");
+        let f = write(&d, "bad.yaml", BAD);
+        // a syntax/type error stops before any semantic check, with its position
+        let r = c.run(&["apply", "-f", &f]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.contains("bad.yaml:23:3: Server c: unknown field"),
+            "{b}: {}",
+            r.stderr
+        );
+        let fixed = BAD.replace("rakc: r1", "rack: r1\n  ru: 7");
+        let f = write(&d, "bad.yaml", &fixed);
+        let r = c.run(&["apply", "-f", &f]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        let e = &r.stderr;
+        assert!(
+            e.contains("bad.yaml:12:1: Server b: RU 5 of rack r1 overlaps a at RU 5"),
+            "{b}: {e}"
+        );
+        assert!(
+            e.contains("bad.yaml:26:1: Server d: container nowhere does not exist"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "Server d: net: 10.9.9.9 is not a host address of IPManager net (10.0.0.0/24)"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("bad.yaml:5:1: Server a: a is in exclusive pool free; it cannot join web"),
+            "{e}"
+        );
+        assert!(e.contains("error(s); nothing was changed."), "{e}");
+        assert_eq!(head(&c), 0, "{b}: nothing written");
+        assert!(
+            c.json(&["get", "all"])["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+const OWNED: &str = r#"apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: s1}
+spec:
+  attrs: {role: web}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: s2}
+"#;
+
+#[tokio::test]
+async fn ownership_prune_conflicts_drift_and_plan_files() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        let d = tmpdir("own");
+        let f = write(&d, "a.yaml", OWNED);
+        c.ok(&["apply", "-f", &f, "--apply-set", "team-a"]);
+        c.ok(&["create", "server", "handmade"]);
+        // conflict: another apply set may not change team-a's objects
+        let g = write(&d, "b.yaml", &OWNED.replace("role: web", "role: db"));
+        let r = c.run(&["apply", "-f", &g, "--apply-set", "team-b"]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr
+                .contains("conflict: s1 is owned by applyset:team-a, not applyset:team-b"),
+            "{b}: {}",
+            r.stderr
+        );
+        c.ok(&[
+            "apply",
+            "-f",
+            &g,
+            "--apply-set",
+            "team-b",
+            "--force-conflicts",
+        ]);
+        assert_eq!(
+            c.json(&["get", "server", "s1"])["metadata"]["managedBy"],
+            "applyset:team-b"
+        );
+        c.ok(&[
+            "apply",
+            "-f",
+            &f,
+            "--apply-set",
+            "team-a",
+            "--force-conflicts",
+        ]);
+        // prune: only team-a's objects that left the manifests, shown first
+        let only_s1 = write(&d, "a.yaml", OWNED.split("---").next().unwrap());
+        let plan = c.ok(&["plan", "-f", &only_s1, "--apply-set", "team-a", "--prune"]);
+        assert!(
+            plan.contains("- Server s2") && plan.contains("0 to add, 0 to change, 1 to destroy"),
+            "{plan}"
+        );
+        assert!(!plan.contains("handmade"));
+        let without = c.ok(&["plan", "-f", &only_s1, "--apply-set", "team-a"]);
+        assert!(
+            without.contains("No changes"),
+            "without --prune nothing is deleted: {without}"
+        );
+        c.ok(&["apply", "-f", &only_s1, "--apply-set", "team-a", "--prune"]);
+        assert_eq!(c.fail(&["get", "server", "s2"]), "s2 not found");
+        assert!(
+            c.json(&["get", "server", "handmade"])["metadata"]["name"] == "handmade",
+            "{b}: CLI objects are never pruned"
+        );
+        // drift: an out-of-band change on an owned object shows in the plan
+        c.ok(&["attr", "set", "s1", "role", "cache"]);
+        let r = c.run(&[
+            "plan",
+            "-f",
+            &only_s1,
+            "--apply-set",
+            "team-a",
+            "--detailed-exitcode",
+        ]);
+        assert_eq!(r.code, 2);
+        assert!(
+            r.stdout
+                .contains("~ Server s1 (drift: changed outside this apply set)"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("spec.attrs.role: \"cache\" → \"web\""),
+            "{}",
+            r.stdout
+        );
+        // plan files: applied exactly, refused when stale
+        let pf = d.join("plan.json").display().to_string();
+        c.ok(&[
+            "plan",
+            "-f",
+            &only_s1,
+            "--apply-set",
+            "team-a",
+            "--out",
+            &pf,
+        ]);
+        let before = head(&c);
+        c.ok(&["apply", &pf]);
+        assert_eq!(head(&c), before + 1);
+        assert_eq!(c.json(&["attr", "get", "s1", "role"])[0]["value"], "web");
+        c.ok(&["attr", "set", "s1", "role", "cache"]);
+        c.ok(&[
+            "plan",
+            "-f",
+            &only_s1,
+            "--apply-set",
+            "team-a",
+            "--out",
+            &pf,
+        ]);
+        c.ok(&["attr", "set", "s1", "role", "other"]);
+        let e = c.run(&["apply", &pf]);
+        assert_eq!(e.code, 1);
+        assert!(
+            e.stderr
+                .contains("the inventory changed since the plan was made"),
+            "{b}: {}",
+            e.stderr
+        );
+        assert_eq!(
+            c.json(&["attr", "get", "s1", "role"])[0]["value"],
+            "other",
+            "refused apply changed nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn export_round_trips() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        c.ok(&["apply", "-f", &repo("manifests")]);
+        // imperative additions are exported too
+        c.ok(&["create", "server", "extra", "--in", "sv3-001", "--ru", "20"]);
+        c.ok(&[
+            "attr",
+            "add",
+            "extra",
+            "note",
+            "2024-01-01T00:00:00Z",
+            "--type",
+            "datetime",
+        ]);
+        c.ok(&["attr", "add", "extra", "owner", "eqix-sv3", "--type", "ref"]);
+        c.ok(&["ip", "allocate", "subnet-dmz", "extra", "--osport", "eth0"]);
+        c.ok(&["insert", "unallocated", "extra"]);
+        c.ok(&[
+            "rack",
+            "add-server",
+            "sv3-001",
+            "--switch-port",
+            "5",
+            "--name-manager",
+            "servernames",
+        ]);
+        let exported = c.ok(&["export"]);
+        let d = tmpdir("export");
+        let f = write(&d, "export.yaml", &exported);
+        // applying the export to its own store changes nothing
+        let h = head(&c);
+        let r = c.ok(&[
+            "apply",
+            "-f",
+            &f,
+            "--apply-set",
+            "manifests",
+            "--force-conflicts",
+        ]);
+        assert_eq!(r, "No changes.\n", "{b}");
+        assert_eq!(head(&c), h);
+        // and to an empty store reproduces the inventory
+        let fresh = Clusto::fresh(b).await;
+        fresh.ok(&["apply", "-f", &f]);
+        assert_eq!(fresh.ok(&["export"]), exported, "{b}: round trip");
+        // a query exports a part
+        let part = c.ok(&["export", "kind:server and in:production"]);
+        assert_eq!(part.matches("kind: Server").count(), 2, "{part}");
+    }
+}
+
+#[tokio::test]
+async fn rack_layout_places_servers_by_switch_port() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        c.ok(&["apply", "-f", &repo("manifests")]);
+        assert_eq!(
+            c.ok(&[
+                "rack",
+                "add-server",
+                "sv3-001",
+                "--switch-port",
+                "4",
+                "--name-manager",
+                "servernames"
+            ]),
+            "s0000\n"
+        );
+        let s = c.json(&["get", "server", "s0000"]);
+        assert_eq!(s["spec"]["rack"], "sv3-001");
+        assert_eq!(s["spec"]["ru"], 4);
+        let ports = s["spec"]["ports"].as_array().unwrap();
+        let to: Vec<&str> = ports
+            .iter()
+            .map(|p| p["connectedTo"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            to,
+            [
+                "sv3-001-ts1:console-serial:4",
+                "sv3-001-sw1:nic-eth:4",
+                "sv3-001-pwr1:pwr-nema-5:4"
+            ],
+            "{b}"
+        );
+        assert!(
+            c.fail(&[
+                "rack",
+                "add-server",
+                "sv3-001",
+                "--switch-port",
+                "4",
+                "--name",
+                "x"
+            ])
+            .contains("already has s0000 on it")
+        );
+        assert!(
+            c.fail(&[
+                "rack",
+                "add-server",
+                "sv3-001",
+                "--switch-port",
+                "40",
+                "--name",
+                "x"
+            ])
+            .contains("no server slot for switch port 40")
+        );
+        assert!(
+            c.fail(&[
+                "rack",
+                "add-server",
+                "sv3-001",
+                "--switch-port",
+                "1",
+                "--name",
+                "x"
+            ])
+            .contains("already has xenhost1")
+        );
+        assert!(
+            c.fail(&["get", "server", "x"]).contains("not found"),
+            "failed placement leaves nothing"
+        );
+    }
+}
