@@ -116,7 +116,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let fmt = cli.output;
     let meta = |default: String| RevisionMeta::new(cli.message.clone().unwrap_or(default));
     match &cli.command {
-        Command::Completions { .. } | Command::Schema { .. } => {
+        Command::Completions { .. } | Command::Schema { .. } | Command::Generate { .. } => {
             unreachable!("handled before the store is opened")
         }
         Command::Plan {

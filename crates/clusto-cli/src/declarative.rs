@@ -143,17 +143,23 @@ pub async fn plan(
     if args.files.is_empty() {
         bail!("give the manifests with -f FILE|DIR|-");
     }
+    let t = std::time::Instant::now();
     let sources = read_sources(&args.files)?;
     let objects = match parse(&sources) {
         Ok(o) => o,
         Err(e) => return Ok(report(&e)),
     };
+    tracing::info!(objects = objects.len(), elapsed = ?t.elapsed(), "manifests parsed");
     let opts = options(args);
+    let t = std::time::Instant::now();
     let (head, inv) = store.load_head().await?;
+    tracing::info!(entities = inv.len(), elapsed = ?t.elapsed(), "inventory loaded");
+    let t = std::time::Instant::now();
     let plan = match compute(&inv, &objects, &opts) {
         Ok(p) => p,
         Err(e) => return Ok(report(&e)),
     };
+    tracing::info!(elapsed = ?t.elapsed(), "plan computed");
     print_plan(&plan, head, fmt)?;
     if let Some(path) = out {
         let file = PlanFile {

@@ -208,6 +208,13 @@ pub enum Command {
         #[command(subcommand)]
         op: RackOp,
     },
+    /// Write manifests for a synthetic datacenter (for benchmarks and demos) to stdout.
+    Generate {
+        #[arg(long, default_value_t = 10)]
+        racks: usize,
+        #[arg(long, default_value_t = 40)]
+        servers_per_rack: usize,
+    },
     /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
     Completions { shell: clap_complete::Shell },
 }
@@ -383,6 +390,17 @@ fn main() -> ExitCode {
             &mut Cli::command(),
             "clusto",
             &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Command::Generate {
+        racks,
+        servers_per_rack,
+    } = &cli.command
+    {
+        print!(
+            "{}",
+            clusto_manifest::generate::datacenter(*racks, *servers_per_rack)
         );
         return ExitCode::SUCCESS;
     }

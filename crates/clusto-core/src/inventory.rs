@@ -22,16 +22,25 @@ pub const COUNTER_KEY: &str = "_counter";
 /// Port attributes live under `_port-<type>` with the port number as number.
 pub const PORT_KEY_PREFIX: &str = "_port-";
 
-/// What one write did: rows to insert and rows to retire.
+/// What one write did: rows to insert and rows to retire (with what they said).
 #[derive(Clone, Debug, Default)]
 pub struct ChangeSet {
     pub added: BTreeMap<FactId, Fact>,
-    pub removed: BTreeMap<FactId, Table>,
+    pub removed: BTreeMap<FactId, Fact>,
 }
 
 impl ChangeSet {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// Entities any added or removed fact is about.
+    pub fn entities(&self) -> std::collections::BTreeSet<EntityId> {
+        self.added
+            .values()
+            .chain(self.removed.values())
+            .flat_map(Fact::entities)
+            .collect()
     }
 }
 
@@ -159,72 +168,34 @@ impl Inventory {
         id
     }
 
-    pub(crate) fn remove_fact(&mut self, table: Table, id: FactId) {
-        let mut driver_changed = false;
-        match table {
-            Table::Entities => {
-                if let Some(eid) = self
-                    .entities
-                    .iter()
-                    .find(|(_, (f, _))| *f == id)
-                    .map(|(k, _)| *k)
-                    && let Some((_, e)) = self.entities.remove(&eid)
-                {
-                    self.by_name.remove(&e.name);
-                    driver_changed = e.kind == Kind::Driver;
-                }
-            }
-            Table::Attrs => {
-                let mut owner = None;
-                for (e, rows) in self.attrs.iter_mut() {
-                    if let Some(pos) = rows.iter().position(|(f, _)| *f == id) {
-                        rows.remove(pos);
-                        owner = Some(*e);
-                        break;
-                    }
-                }
-                driver_changed = owner.and_then(|e| self.kind_of(e)) == Some(Kind::Driver);
-            }
-            Table::Contains => {
-                if let Some(c) = self.contains.remove(&id) {
-                    if let Some(v) = self.children.get_mut(&c.parent) {
-                        v.retain(|f| *f != id);
-                    }
-                    if let Some(v) = self.parents.get_mut(&c.child) {
-                        v.retain(|f| *f != id);
-                    }
-                }
-            }
-            Table::Links => {
-                if let Some(l) = self.links.remove(&id) {
-                    self.port_links.remove(&(l.a, l.a_port));
-                    self.port_links.remove(&(l.b, l.b_port));
-                }
-            }
-            Table::Addresses => {
-                if let Some(ip) = self
-                    .addresses
-                    .iter()
-                    .find(|(_, (f, _))| *f == id)
-                    .map(|(k, _)| *k)
-                    && let Some((_, a)) = self.addresses.remove(&ip)
-                {
-                    if let Some(s) = self.held.get_mut(&a.holder) {
-                        s.remove(&ip);
-                    }
-                    if let Some(m) = a.manager
-                        && let Some(s) = self.managed.get_mut(&m)
-                    {
-                        s.remove(&ip);
-                    }
-                }
-            }
-        }
+    /// Records a removal; a fact added in this same write simply vanishes.
+    fn journal_removed(&mut self, id: FactId, fact: Fact) {
         if self.changes.added.remove(&id).is_none() {
-            self.changes.removed.insert(id, table);
+            self.changes.removed.insert(id, fact);
         }
-        if driver_changed {
-            self.refresh_user_drivers();
+    }
+
+    /// Removes a containment or link row.
+    pub(crate) fn remove_fact(&mut self, table: Table, id: FactId) {
+        let fact = match table {
+            Table::Contains => self.contains.remove(&id).map(|c| {
+                if let Some(v) = self.children.get_mut(&c.parent) {
+                    v.retain(|f| *f != id);
+                }
+                if let Some(v) = self.parents.get_mut(&c.child) {
+                    v.retain(|f| *f != id);
+                }
+                Fact::Contains(c)
+            }),
+            Table::Links => self.links.remove(&id).map(|l| {
+                self.port_links.remove(&(l.a, l.a_port.clone()));
+                self.port_links.remove(&(l.b, l.b_port.clone()));
+                Fact::Link(l)
+            }),
+            _ => unreachable!("entities, attributes and addresses have their own removers"),
+        };
+        if let Some(f) = fact {
+            self.journal_removed(id, f);
         }
     }
 
@@ -234,10 +205,8 @@ impl Inventory {
         if let Some(rows) = self.attrs.get_mut(&e)
             && let Some(pos) = rows.iter().position(|(f, _)| *f == id)
         {
-            rows.remove(pos);
-            if self.changes.added.remove(&id).is_none() {
-                self.changes.removed.insert(id, Table::Attrs);
-            }
+            let (_, attr) = rows.remove(pos);
+            self.journal_removed(id, Fact::Attr(e, attr));
             if is_driver {
                 self.refresh_user_drivers();
             }
@@ -255,19 +224,16 @@ impl Inventory {
             {
                 s.remove(&ip);
             }
-            if self.changes.added.remove(&id).is_none() {
-                self.changes.removed.insert(id, Table::Addresses);
-            }
+            self.journal_removed(id, Fact::Address(a));
         }
     }
 
     fn remove_entity_row(&mut self, e: EntityId) {
         if let Some((id, ent)) = self.entities.remove(&e) {
             self.by_name.remove(&ent.name);
-            if self.changes.added.remove(&id).is_none() {
-                self.changes.removed.insert(id, Table::Entities);
-            }
-            if ent.kind == Kind::Driver {
+            let is_driver = ent.kind == Kind::Driver;
+            self.journal_removed(id, Fact::Entity(ent));
+            if is_driver {
                 self.refresh_user_drivers();
             }
         }
@@ -567,10 +533,8 @@ impl Inventory {
                 ),
             });
         }
-        for (fid, _) in self.attrs.remove(&id).unwrap_or_default() {
-            if self.changes.added.remove(&fid).is_none() {
-                self.changes.removed.insert(fid, Table::Attrs);
-            }
+        for (fid, attr) in self.attrs.remove(&id).unwrap_or_default() {
+            self.journal_removed(fid, Fact::Attr(id, attr));
         }
         let rows: Vec<FactId> = self
             .children

@@ -362,17 +362,6 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         owned.push(o);
     }
 
-    // States before, so step 9 can tell whether this apply changed them.
-    let initial: HashMap<String, String> = owned
-        .iter()
-        .filter_map(|o| {
-            Some((
-                o.name().to_string(),
-                state_hash(a.inv, a.inv.id_of(o.name()).ok()?),
-            ))
-        })
-        .collect();
-
     // Prune first, so what it frees (units, ports, addresses) can be reused.
     if opts.prune {
         let stale: Vec<(EntityId, String)> = a
@@ -723,21 +712,20 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
     }
 
-    // 9. Remember the state applied, so a later plan can tell edits made
-    // outside the apply set (drift) from changes to the manifests.
+    // 9. An apply set owns what it creates or changes, and remembers the
+    // state it left, so a later plan can tell edits made outside it (drift).
+    // An object that already matched its manifest is left as it was (and
+    // unowned if it was), so applying an export back to its store is a no-op.
+    let touched = a.inv.changes().entities();
     for o in &owned {
         let Ok(id) = a.inv.id_of(o.name()) else {
             continue;
         };
-        let h = state_hash(a.inv, id);
-        // An apply set owns what it creates or changes. An object that
-        // matches its manifest already is left as it is (and unowned if it
-        // was), so applying an export back to its store makes no revision.
-        let unchanged = initial.get(o.name()) == Some(&h);
         let ours = matches!(a.inv.meta(id, MANAGED_BY), Some(Value::String(x)) if *x == owner);
-        if unchanged && (!ours || a.inv.meta(id, APPLIED).is_some()) {
+        if !touched.contains(&id) && (!ours || a.inv.meta(id, APPLIED).is_some()) {
             continue;
         }
+        let h = state_hash(a.inv, id);
         a.inv
             .set_meta(id, MANAGED_BY, Some(Value::String(owner.clone())));
         a.inv.set_meta(id, APPLIED, Some(Value::String(h)));

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod export;
+pub mod generate;
 pub mod layout;
 pub mod parse;
 pub mod plan;

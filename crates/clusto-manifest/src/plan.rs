@@ -191,26 +191,7 @@ pub(crate) fn flatten(res: &Json) -> BTreeMap<String, Json> {
 
 /// The plan for going from `before` to `after`, given what changed.
 pub fn diff(before: &Inventory, after: &Inventory, changes: &ChangeSet) -> Plan {
-    let mut touched: BTreeSet<EntityId> = BTreeSet::new();
-    for f in changes.added.values() {
-        touched.extend(f.entities());
-    }
-    // Removed facts are named by id; find the entities they were about.
-    let removed: BTreeSet<_> = changes.removed.keys().copied().collect();
-    if !removed.is_empty() {
-        for e in before.entities() {
-            if before
-                .attr_rows(e.id)
-                .iter()
-                .any(|(f, _)| removed.contains(f))
-            {
-                touched.insert(e.id);
-            }
-        }
-        for f in before.fact_entities(&removed) {
-            touched.insert(f);
-        }
-    }
+    let touched: BTreeSet<EntityId> = changes.entities();
     let mut plan = Plan::default();
     for id in touched {
         let (b, a) = (before.entity(id), after.entity(id));

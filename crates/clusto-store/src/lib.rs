@@ -616,7 +616,7 @@ async fn persist(
         let ids: Vec<i64> = ch
             .removed
             .iter()
-            .filter(|(_, tt)| **tt == t)
+            .filter(|(_, f)| f.table() == t)
             .map(|(id, _)| id.0)
             .collect();
         for chunk in ids.chunks(500) {
