@@ -263,101 +263,193 @@ fn typed<S: DeserializeOwned + Default>(
         .map_err(|e| yaml_error(file, line, Some(label.to_string()), &e))
 }
 
-/// Parses every document of one source; returns the objects and every error.
-pub fn parse_source(src: &Source) -> (Vec<Object>, Vec<ManifestError>) {
-    let mut objects = Vec::new();
-    let mut errors = Vec::new();
-    let file = src.file.as_str();
-    for (line, text) in split_documents(&src.text) {
-        let at = |column| Loc {
-            file: file.to_string(),
-            line,
-            column,
-        };
-        let head: Head = match serde_saphyr::from_str_with_options(&text, options()) {
-            Ok(h) => h,
-            Err(e) => {
-                errors.push(yaml_error(file, line, None, &e));
-                continue;
+fn unquote(v: &str) -> String {
+    let v = v.split(" #").next().unwrap_or(v).trim();
+    let v = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+        .unwrap_or(v);
+    v.to_string()
+}
+
+/// Reads `apiVersion`, `kind` and `metadata.name` off a document's lines
+/// when they are written the usual block way; None sends the document
+/// through a full parse of its head instead.
+fn scan_head(text: &str) -> Option<(String, String, String)> {
+    let (mut api, mut kind, mut name) = (None, None, None);
+    let mut in_meta = false;
+    for line in text.lines() {
+        if line.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            in_meta = false;
+            if let Some(v) = line.strip_prefix("apiVersion:") {
+                api = Some(unquote(v));
+            } else if let Some(v) = line.strip_prefix("kind:") {
+                kind = Some(unquote(v));
+            } else if let Some(v) = line.strip_prefix("metadata:") {
+                let v = v.trim();
+                if v.is_empty() {
+                    in_meta = true;
+                } else {
+                    let inner = v.strip_prefix('{')?.strip_suffix('}')?;
+                    for part in inner.split(',') {
+                        if let Some(n) = part.trim().strip_prefix("name:") {
+                            name = Some(unquote(n));
+                        }
+                    }
+                }
             }
-        };
-        let name = match head.metadata.and_then(|m| m.name) {
-            Some(serde_json::Value::String(s)) => s,
-            Some(other) => other.to_string(),
-            None => {
-                errors.push(ManifestError {
-                    loc: at(1),
-                    object: head.kind.clone(),
-                    rule: "metadata.name is required".into(),
-                });
-                continue;
-            }
-        };
-        let Some(kind_text) = head.kind else {
-            errors.push(ManifestError {
-                loc: at(1),
-                object: Some(name),
-                rule: "kind is required".into(),
-            });
-            continue;
-        };
-        let label = format!("{kind_text} {name}");
-        match head.api_version.as_deref() {
-            Some(API_VERSION) => {}
-            other => {
-                errors.push(ManifestError {
-                    loc: at(1),
-                    object: Some(label),
-                    rule: format!(
-                        "apiVersion must be {API_VERSION}, not {}",
-                        other.unwrap_or("missing")
-                    ),
-                });
-                continue;
+        } else if in_meta && let Some(v) = line.trim_start().strip_prefix("name:") {
+            if line.len() - line.trim_start().len() == 2 {
+                name = Some(unquote(v));
+                in_meta = false;
             }
         }
-        // Kinds are spelt exactly as in the contract (`IPManager`), as in Kubernetes.
-        let Some(kind) = clusto_core::Kind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == kind_text)
-        else {
-            errors.push(ManifestError {
-                loc: at(1),
-                object: Some(label),
-                rule: format!(
-                    "unknown kind {kind_text:?}; kinds: {}",
-                    clusto_core::Kind::ALL.map(|k| k.as_str()).join(", ")
-                ),
-            });
-            continue;
-        };
-        let parsed = match kind {
-            Kind::Datacenter | Kind::Cage | Kind::Zone => {
-                typed(file, line, &text, &label, Spec::Location)
-            }
-            Kind::Rack => typed(file, line, &text, &label, Spec::Rack),
-            Kind::Server
-            | Kind::VirtualServer
-            | Kind::NetworkSwitch
-            | Kind::PowerStrip
-            | Kind::ConsoleServer
-            | Kind::Appliance => typed(file, line, &text, &label, Spec::Device),
-            Kind::Pool => typed(file, line, &text, &label, Spec::Pool),
-            Kind::IpManager => typed(file, line, &text, &label, Spec::IpManager),
-            Kind::NameManager => typed(file, line, &text, &label, Spec::NameManager),
-            Kind::Driver => typed(file, line, &text, &label, Spec::Driver),
-            Kind::RackLayout => typed(file, line, &text, &label, Spec::RackLayout),
-            Kind::VmManager => typed(file, line, &text, &label, Spec::VmManager),
-            Kind::VirtualMachine => typed(file, line, &text, &label, Spec::VirtualMachine),
-            Kind::Entity => typed(file, line, &text, &label, Spec::Entity),
-        };
-        match parsed {
-            Ok((metadata, spec)) => objects.push(Object {
-                kind,
-                metadata,
-                spec,
-                loc: at(1),
-            }),
+    }
+    let (api, kind, name) = (api?, kind?, name?);
+    if [&api, &kind, &name]
+        .iter()
+        .any(|v| v.is_empty() || v.contains(['{', '[', '&', '*', '!', '|', '>']))
+    {
+        return None;
+    }
+    Some((api, kind, name))
+}
+
+/// Parses one document (starting at `line` of `file`).
+fn parse_document(file: &str, line: u64, text: &str) -> Result<Object, ManifestError> {
+    let at = |column| Loc {
+        file: file.to_string(),
+        line,
+        column,
+    };
+    let (api_version, kind_text, name) = match scan_head(text) {
+        Some(h) => (Some(h.0), h.1, h.2),
+        None => {
+            let head: Head = serde_saphyr::from_str_with_options(text, options())
+                .map_err(|e| yaml_error(file, line, None, &e))?;
+            let name = match head.metadata.and_then(|m| m.name) {
+                Some(serde_json::Value::String(s)) => s,
+                Some(other) => other.to_string(),
+                None => {
+                    return Err(ManifestError {
+                        loc: at(1),
+                        object: head.kind.clone(),
+                        rule: "metadata.name is required".into(),
+                    });
+                }
+            };
+            let Some(kind_text) = head.kind else {
+                return Err(ManifestError {
+                    loc: at(1),
+                    object: Some(name),
+                    rule: "kind is required".into(),
+                });
+            };
+            (head.api_version, kind_text, name)
+        }
+    };
+    let label = format!("{kind_text} {name}");
+    if api_version.as_deref() != Some(API_VERSION) {
+        return Err(ManifestError {
+            loc: at(1),
+            object: Some(label),
+            rule: format!(
+                "apiVersion must be {API_VERSION}, not {}",
+                api_version.as_deref().unwrap_or("missing")
+            ),
+        });
+    }
+    // Kinds are spelt exactly as in the contract (`IPManager`), as in Kubernetes.
+    let Some(kind) = clusto_core::Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind_text)
+    else {
+        return Err(ManifestError {
+            loc: at(1),
+            object: Some(label),
+            rule: format!(
+                "unknown kind {kind_text:?}; kinds: {}",
+                clusto_core::Kind::ALL.map(|k| k.as_str()).join(", ")
+            ),
+        });
+    };
+    let (metadata, spec) = match kind {
+        Kind::Datacenter | Kind::Cage | Kind::Zone => {
+            typed(file, line, text, &label, Spec::Location)
+        }
+        Kind::Rack => typed(file, line, text, &label, Spec::Rack),
+        Kind::Server
+        | Kind::VirtualServer
+        | Kind::NetworkSwitch
+        | Kind::PowerStrip
+        | Kind::ConsoleServer
+        | Kind::Appliance => typed(file, line, text, &label, Spec::Device),
+        Kind::Pool => typed(file, line, text, &label, Spec::Pool),
+        Kind::IpManager => typed(file, line, text, &label, Spec::IpManager),
+        Kind::NameManager => typed(file, line, text, &label, Spec::NameManager),
+        Kind::Driver => typed(file, line, text, &label, Spec::Driver),
+        Kind::RackLayout => typed(file, line, text, &label, Spec::RackLayout),
+        Kind::VmManager => typed(file, line, text, &label, Spec::VmManager),
+        Kind::VirtualMachine => typed(file, line, text, &label, Spec::VirtualMachine),
+        Kind::Entity => typed(file, line, text, &label, Spec::Entity),
+    }?;
+    Ok(Object {
+        kind,
+        metadata,
+        spec,
+        loc: at(1),
+    })
+}
+
+/// Parses every document of one source; returns the objects and every error.
+pub fn parse_source(src: &Source) -> (Vec<Object>, Vec<ManifestError>) {
+    parse_sources_unchecked(std::slice::from_ref(src))
+}
+
+/// Parses documents on every core; results keep the input order.
+fn parse_sources_unchecked(sources: &[Source]) -> (Vec<Object>, Vec<ManifestError>) {
+    let docs: Vec<(&str, u64, String)> = sources
+        .iter()
+        .flat_map(|s| {
+            split_documents(&s.text)
+                .into_iter()
+                .map(move |(l, t)| (s.file.as_str(), l, t))
+        })
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let per = docs.len().div_ceil(threads).max(256);
+    let results: Vec<Result<Object, ManifestError>> = if docs.len() <= per {
+        docs.iter()
+            .map(|(f, l, t)| parse_document(f, *l, t))
+            .collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = docs
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(f, l, t)| parse_document(f, *l, t))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => objects.push(o),
             Err(e) => errors.push(e),
         }
     }
@@ -369,9 +461,9 @@ pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<ManifestError>) {
     let mut objects: Vec<Object> = Vec::new();
     let mut errors = Vec::new();
     let mut seen: std::collections::HashMap<String, Loc> = std::collections::HashMap::new();
-    for s in sources {
-        let (o, e) = parse_source(s);
-        errors.extend(e);
+    let (o, e) = parse_sources_unchecked(sources);
+    errors.extend(e);
+    {
         for obj in o {
             if let Some(first) = seen.get(obj.name()) {
                 errors.push(ManifestError {
