@@ -299,11 +299,12 @@ fn scan_head(text: &str) -> Option<(String, String, String)> {
                     }
                 }
             }
-        } else if in_meta && let Some(v) = line.trim_start().strip_prefix("name:") {
-            if line.len() - line.trim_start().len() == 2 {
-                name = Some(unquote(v));
-                in_meta = false;
-            }
+        } else if in_meta
+            && let Some(v) = line.trim_start().strip_prefix("name:")
+            && line.len() - line.trim_start().len() == 2
+        {
+            name = Some(unquote(v));
+            in_meta = false;
         }
     }
     let (api, kind, name) = (api?, kind?, name?);
