@@ -109,8 +109,12 @@ fn compute(
     objects: &[Object],
     opts: &ApplyOptions,
 ) -> Result<Plan, Vec<ManifestError>> {
+    let t = std::time::Instant::now();
     let mut after = inv.clone();
+    tracing::debug!(elapsed = ?t.elapsed(), "inventory copied");
+    let t = std::time::Instant::now();
     let errors = apply(&mut after, objects, opts);
+    tracing::debug!(elapsed = ?t.elapsed(), "manifests applied to the copy");
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -262,6 +266,11 @@ pub async fn apply_cmd(
         Err(ApplyFailure::Manifest(e)) => return Ok(report(&e)),
         Err(e) => return Err(e.into()),
     };
+    tracing::info!(
+        statements = w.statements,
+        rows = w.changes.added.len() + w.changes.removed.len(),
+        "apply written"
+    );
     let plan = w.value;
     match fmt {
         Format::Json | Format::Yaml => emit(

@@ -35,11 +35,35 @@ pub struct AttrItem {
 
 /// A list of `{key, subkey, number, value}` rows, or the shorthand map
 /// `{key: value}` / `{key: {subkey: value}}`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Attrs {
     List(Vec<AttrItem>),
     Map(BTreeMap<String, serde_json::Value>),
+}
+
+// By hand rather than `untagged`: the input's shape (sequence or mapping)
+// picks the variant, so nothing is buffered and errors keep their position.
+impl<'de> Deserialize<'de> for Attrs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Attrs, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Attrs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a list of {key, subkey, number, value} or a map {key: {subkey: value}}",
+                )
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Attrs, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Attrs::List)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Attrs, A::Error> {
+                BTreeMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Attrs::Map)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for Attrs {
@@ -91,11 +115,40 @@ impl Attrs {
 }
 
 /// Rack units: `12` or `"12-13"`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Ru {
     Unit(u32),
     Range(String),
+}
+
+impl<'de> Deserialize<'de> for Ru {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ru, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Ru;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a rack unit (12) or range (\"12-13\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Ru, E> {
+                u32::try_from(v)
+                    .map(Ru::Unit)
+                    .map_err(|_| E::custom("rack unit too large"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Ru, E> {
+                u32::try_from(v)
+                    .map(Ru::Unit)
+                    .map_err(|_| E::custom("rack unit must be positive"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Ru, E> {
+                Ok(match v.parse::<u32>() {
+                    Ok(n) => Ru::Unit(n),
+                    Err(_) => Ru::Range(v.to_string()),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Ru {

@@ -91,6 +91,9 @@ pub struct Written<T> {
     /// None when nothing changed (no revision is made).
     pub revision: Option<i64>,
     pub changes: ChangeSet,
+    /// SQL statements the write issued: batched, so this stays small
+    /// however many rows change.
+    pub statements: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -339,9 +342,10 @@ impl Store {
                 value,
                 revision: None,
                 changes,
+                statements: 0,
             });
         }
-        let rev = persist(&mut tx, self.backend == Backend::Sqlite, meta, &changes)
+        let (rev, statements) = persist(&mut tx, self.backend == Backend::Sqlite, meta, &changes)
             .await
             .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
@@ -350,6 +354,7 @@ impl Store {
             value,
             revision: Some(rev),
             changes,
+            statements,
         })
     }
 
@@ -746,7 +751,8 @@ async fn persist(
     sqlite: bool,
     meta: &RevisionMeta,
     ch: &ChangeSet,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, usize), StoreError> {
+    let mut statements = 3;
     let head: Option<i64> = sqlx::query_scalar("SELECT MAX(rev) FROM revisions")
         .fetch_one(&mut *tx)
         .await?;
@@ -776,6 +782,7 @@ async fn persist(
                 list.join(",")
             );
             sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            statements += 1;
         }
     }
     for t in TABLES {
@@ -827,7 +834,8 @@ async fn persist(
                 q = q.bind(rev);
             }
             q.execute(&mut *tx).await?;
+            statements += 1;
         }
     }
-    Ok(rev)
+    Ok((rev, statements))
 }
