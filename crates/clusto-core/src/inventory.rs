@@ -63,6 +63,12 @@ pub struct Inventory {
     pub(crate) parents: HashMap<EntityId, Vec<FactId>>,
     pub(crate) links: HashMap<FactId, Link>,
     pub(crate) port_links: HashMap<(EntityId, PortId), FactId>,
+    /// Ports with a cable, per device: so finding a device's cables never
+    /// scans every cable in the inventory.
+    pub(crate) cabled: HashMap<EntityId, BTreeSet<PortId>>,
+    /// Entities that have (or had) a reference attribute to an entity; may
+    /// hold stale entries, which only cost a look.
+    referrers: HashMap<EntityId, BTreeSet<EntityId>>,
     pub(crate) addresses: HashMap<IpAddr, (FactId, Address)>,
     pub(crate) held: HashMap<EntityId, BTreeSet<IpAddr>>,
     pub(crate) managed: HashMap<EntityId, BTreeSet<IpAddr>>,
@@ -132,7 +138,12 @@ impl Inventory {
                 self.by_name.insert(e.name.clone(), e.id);
                 self.entities.insert(e.id, (id, e));
             }
-            Fact::Attr(e, a) => self.attrs.entry(e).or_default().push((id, a)),
+            Fact::Attr(e, a) => {
+                if let Value::Ref(r) = a.value {
+                    self.referrers.entry(r).or_default().insert(e);
+                }
+                self.attrs.entry(e).or_default().push((id, a))
+            }
             Fact::Contains(c) => {
                 self.children.entry(c.parent).or_default().push(id);
                 self.parents.entry(c.child).or_default().push(id);
@@ -141,6 +152,8 @@ impl Inventory {
             Fact::Link(l) => {
                 self.port_links.insert((l.a, l.a_port.clone()), id);
                 self.port_links.insert((l.b, l.b_port.clone()), id);
+                self.cabled.entry(l.a).or_default().insert(l.a_port.clone());
+                self.cabled.entry(l.b).or_default().insert(l.b_port.clone());
                 self.links.insert(id, l);
             }
             Fact::Address(a) => {
@@ -190,6 +203,11 @@ impl Inventory {
             Table::Links => self.links.remove(&id).map(|l| {
                 self.port_links.remove(&(l.a, l.a_port.clone()));
                 self.port_links.remove(&(l.b, l.b_port.clone()));
+                for (e, p) in [(l.a, &l.a_port), (l.b, &l.b_port)] {
+                    if let Some(set) = self.cabled.get_mut(&e) {
+                        set.remove(p);
+                    }
+                }
                 Fact::Link(l)
             }),
             _ => unreachable!("entities, attributes and addresses have their own removers"),
@@ -237,33 +255,6 @@ impl Inventory {
                 self.refresh_user_drivers();
             }
         }
-    }
-
-    /// Entities the given (non-attribute) fact rows are about.
-    pub fn fact_entities(&self, ids: &std::collections::BTreeSet<FactId>) -> Vec<EntityId> {
-        let mut out = Vec::new();
-        for (eid, (f, _)) in &self.entities {
-            if ids.contains(f) {
-                out.push(*eid);
-            }
-        }
-        for (f, c) in &self.contains {
-            if ids.contains(f) {
-                out.extend([c.parent, c.child]);
-            }
-        }
-        for (f, l) in &self.links {
-            if ids.contains(f) {
-                out.extend([l.a, l.b]);
-            }
-        }
-        for (f, a) in self.addresses.values() {
-            if ids.contains(f) {
-                out.push(a.holder);
-                out.extend(a.manager);
-            }
-        }
-        out
     }
 
     // ----- entities -----------------------------------------------------
@@ -550,10 +541,11 @@ impl Inventory {
         self.children.remove(&id);
         self.parents.remove(&id);
         let links: Vec<FactId> = self
-            .port_links
-            .iter()
-            .filter(|((e, _), _)| *e == id)
-            .map(|(_, f)| *f)
+            .cabled
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.port_links.get(&(id, p.clone())).copied())
             .collect();
         for f in links {
             self.remove_fact(Table::Links, f);
@@ -563,12 +555,15 @@ impl Inventory {
         }
         // References from other entities' attributes would dangle.
         let refs: Vec<(EntityId, FactId)> = self
-            .attrs
-            .iter()
-            .flat_map(|(owner, rows)| {
-                rows.iter()
+            .referrers
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|owner| {
+                self.attr_rows(owner)
+                    .iter()
                     .filter(|(_, a)| a.value == Value::Ref(id))
-                    .map(move |(f, _)| (*owner, *f))
+                    .map(move |(f, _)| (owner, *f))
             })
             .collect();
         for (owner, f) in refs {

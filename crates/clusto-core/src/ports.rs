@@ -38,14 +38,12 @@ impl Inventory {
 
     /// Ports of `id` that have a cable, with the far end.
     pub fn connected_ports(&self, id: EntityId) -> Vec<(PortId, (EntityId, PortId))> {
-        let mut v: Vec<(PortId, (EntityId, PortId))> = self
-            .port_links
-            .keys()
-            .filter(|(e, _)| *e == id)
-            .filter_map(|(_, p)| Some((p.clone(), self.port_peer(id, p)?)))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        self.cabled
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p.clone(), self.port_peer(id, p)?)))
+            .collect()
     }
 
     /// Every port the driver defines, with cabling and attributes.
