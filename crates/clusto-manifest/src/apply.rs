@@ -334,16 +334,17 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         inv,
         errors: Vec::new(),
     };
-    let (objects, links) = match layout::expand(a.inv, objects) {
+    let (generated, links) = match layout::expand(a.inv, objects) {
         Ok(x) => x,
         Err(e) => return e,
     };
+    let objects: Vec<&Object> = objects.iter().chain(generated.iter()).collect();
     let owner = opts.owner();
     let declared: HashSet<&str> = objects.iter().map(|o| o.name()).collect();
 
     // Ownership: refuse objects another apply set owns, unless forced.
     let mut owned: Vec<&Object> = Vec::new();
-    for o in &objects {
+    for &o in &objects {
         if let Ok(id) = a.inv.id_of(o.name())
             && let Some(Value::String(by)) = a.inv.meta(id, MANAGED_BY)
             && by.starts_with("applyset:")

@@ -44,14 +44,14 @@ pub fn stored_layout(inv: &Inventory, name: &str) -> Option<RackLayoutSpec> {
     })
 }
 
-/// Adds the devices and cables of every rack's layout to the objects.
+/// The devices and cables every rack's layout adds to the objects.
 /// Devices the manifests declare themselves are left to their own manifest.
 #[allow(clippy::type_complexity)]
 pub fn expand(
     inv: &Inventory,
     objects: &[Object],
 ) -> Result<(Vec<Object>, Vec<(NamedLink, String)>), Vec<ManifestError>> {
-    let mut out: Vec<Object> = objects.to_vec();
+    let mut out: Vec<Object> = Vec::new();
     let mut links = Vec::new();
     let mut errors = Vec::new();
     let declared: std::collections::HashSet<String> =
