@@ -51,17 +51,21 @@ async fn example_manifests_plan_apply_and_reapply() {
         );
         assert!(
             r.stdout
-                .ends_with("Plan: 20 to add, 0 to change, 0 to destroy.\n"),
+                .ends_with("Plan: 21 to add, 0 to change, 0 to destroy.\n"),
             "{}",
             r.stdout
         );
+        assert!(
+            r.stdout.contains("+ Server s0000"),
+            "nameFrom allocates in the plan too"
+        );
         let p = c.json(&["plan", "-f", &m]);
-        assert_eq!(p["summary"]["add"], 20);
+        assert_eq!(p["summary"]["add"], 21);
         assert_eq!(head(&c), 0, "plan writes nothing");
         let out = c.ok(&["apply", "-f", &m]);
         assert!(
             out.contains(
-                "Apply complete! Resources: 20 added, 0 changed, 0 destroyed (revision 1)."
+                "Apply complete! Resources: 21 added, 0 changed, 0 destroyed (revision 1)."
             ),
             "{out}"
         );
@@ -95,6 +99,12 @@ async fn example_manifests_plan_apply_and_reapply() {
             c.json(&["get", "server", "xenhost1"])["status"]["addresses"][0]["address"],
             addr
         );
+        // the NameManager-named spare kept its name: no s0001 appeared
+        assert_eq!(
+            c.json(&["get", "server", "s0000"])["spec"]["pools"],
+            serde_json::json!(["unallocated"])
+        );
+        assert_eq!(c.fail(&["get", "server", "s0001"]), "s0001 not found");
         // history names the apply set
         assert_eq!(
             c.json(&["history", "--limit", "1"])["items"][0]["manager"],
@@ -429,9 +439,9 @@ async fn rack_layout_places_servers_by_switch_port() {
                 "--name-manager",
                 "servernames"
             ]),
-            "s0000\n"
+            "s0001\n"
         );
-        let s = c.json(&["get", "server", "s0000"]);
+        let s = c.json(&["get", "server", "s0001"]);
         assert_eq!(s["spec"]["rack"], "sv3-001");
         assert_eq!(s["spec"]["ru"], 4);
         let ports = s["spec"]["ports"].as_array().unwrap();
@@ -458,7 +468,7 @@ async fn rack_layout_places_servers_by_switch_port() {
                 "--name",
                 "x"
             ])
-            .contains("already has s0000 on it")
+            .contains("already has s0001 on it")
         );
         assert!(
             c.fail(&[

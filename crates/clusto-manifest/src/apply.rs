@@ -19,6 +19,8 @@ use crate::types::*;
 pub const MANAGED_BY: &str = "managedBy";
 /// Hash of the object as last applied, to tell drift from edits.
 pub const APPLIED: &str = "applied";
+/// The claim that ties a `nameFrom` manifest to the name it was given.
+pub const CLAIM: &str = "claim";
 
 #[derive(Clone, Debug, Default)]
 pub struct ApplyOptions {
@@ -338,7 +340,13 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         Ok(x) => x,
         Err(e) => return e,
     };
-    let objects: Vec<&Object> = objects.iter().chain(generated.iter()).collect();
+    let named = name_from_managers(&mut a, objects, opts);
+    let objects: Vec<&Object> = objects
+        .iter()
+        .filter(|o| !o.name().is_empty())
+        .chain(named.iter())
+        .chain(generated.iter())
+        .collect();
     let owner = opts.owner();
     let declared: HashSet<&str> = objects.iter().map(|o| o.name()).collect();
 
@@ -736,6 +744,77 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     errors.sort();
     errors.dedup();
     errors
+}
+
+/// Gives objects that ask for a name from a NameManager the name they got
+/// before (found by their claim), or a new one now.
+fn name_from_managers(a: &mut Applier, objects: &[Object], opts: &ApplyOptions) -> Vec<Object> {
+    let nameless: Vec<&Object> = objects.iter().filter(|o| o.name().is_empty()).collect();
+    if nameless.is_empty() {
+        return Vec::new();
+    }
+    // The NameManagers these manifests declare must exist (with their
+    // settings) before they can name anything; the later phases will find
+    // them already converged.
+    for o in objects
+        .iter()
+        .filter(|o| o.kind == Kind::NameManager && !o.name().is_empty())
+    {
+        let id = match a.inv.id_of(o.name()) {
+            Ok(id) => id,
+            Err(_) => match a.inv.create(Kind::NameManager, o.name(), None) {
+                Ok(id) => id,
+                Err(e) => {
+                    a.fail(o, core_rule(e));
+                    continue;
+                }
+            },
+        };
+        for (f, v) in settings(o) {
+            apply_setting(a, o, id, f, v);
+        }
+    }
+    let owner = opts.owner();
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    for e in a.inv.entities() {
+        if let Some(Value::String(c)) = a.inv.meta(e.id, CLAIM)
+            && matches!(a.inv.meta(e.id, MANAGED_BY), Some(Value::String(by)) if *by == owner)
+        {
+            claimed.insert(c.clone(), e.name.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for o in nameless {
+        let (Some(from), Some(claim)) = (&o.metadata.name_from, &o.metadata.claim) else {
+            continue;
+        };
+        let name = match claimed.get(claim) {
+            Some(n) => n.clone(),
+            None => {
+                let Some(mgr) = a.id(o, from, "NameManager") else {
+                    continue;
+                };
+                let driver = desired_driver(o);
+                match a.inv.name_allocate(mgr, o.kind, driver.as_deref()) {
+                    Ok(id) => {
+                        a.inv
+                            .set_meta(id, CLAIM, Some(Value::String(claim.clone())));
+                        a.inv
+                            .set_meta(id, MANAGED_BY, Some(Value::String(owner.clone())));
+                        a.inv.name_of(id).to_string()
+                    }
+                    Err(e) => {
+                        a.fail(o, core_rule(e));
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut named = o.clone();
+        named.metadata.name = name;
+        out.push(named);
+    }
+    out
 }
 
 fn apply_setting(a: &mut Applier, o: &Object, id: EntityId, field: &str, want: Option<String>) {

@@ -75,7 +75,10 @@ impl Object {
 
     /// `Server s1`, as errors name it.
     pub fn label(&self) -> String {
-        format!("{} {}", self.kind, self.metadata.name)
+        match (&self.metadata.claim, self.metadata.name.as_str()) {
+            (Some(c), "") => format!("{} (claim {c})", self.kind),
+            (_, n) => format!("{} {n}", self.kind),
+        }
     }
 }
 
@@ -210,6 +213,9 @@ struct Head {
 #[derive(Deserialize)]
 struct HeadMeta {
     name: Option<serde_json::Value>,
+    #[serde(rename = "nameFrom")]
+    name_from: Option<String>,
+    claim: Option<String>,
 }
 
 fn options() -> serde_saphyr::Options {
@@ -329,14 +335,19 @@ fn parse_document(file: &str, line: u64, text: &str) -> Result<Object, ManifestE
         None => {
             let head: Head = serde_saphyr::from_str_with_options(text, options())
                 .map_err(|e| yaml_error(file, line, None, &e))?;
-            let name = match head.metadata.and_then(|m| m.name) {
-                Some(serde_json::Value::String(s)) => s,
-                Some(other) => other.to_string(),
-                None => {
+            let (name, generated) = match head.metadata {
+                Some(m) => (m.name, m.name_from.zip(m.claim)),
+                None => (None, None),
+            };
+            let name = match (name, generated) {
+                (Some(serde_json::Value::String(s)), _) => s,
+                (Some(other), _) => other.to_string(),
+                (None, Some((from, claim))) => format!("(claim {claim} from {from})"),
+                (None, None) => {
                     return Err(ManifestError {
                         loc: at(1),
                         object: head.kind.clone(),
-                        rule: "metadata.name is required".into(),
+                        rule: "metadata.name is required (or nameFrom with claim)".into(),
                     });
                 }
             };
@@ -395,6 +406,27 @@ fn parse_document(file: &str, line: u64, text: &str) -> Result<Object, ManifestE
         Kind::VirtualMachine => typed(file, line, text, &label, Spec::VirtualMachine),
         Kind::Entity => typed(file, line, text, &label, Spec::Entity),
     }?;
+    let naming = match (
+        metadata.name.is_empty(),
+        &metadata.name_from,
+        &metadata.claim,
+    ) {
+        (false, None, None) | (true, Some(_), Some(_)) => None,
+        (false, Some(_), _) | (false, None, Some(_)) => {
+            Some("give metadata.name or nameFrom with claim, not both")
+        }
+        (true, None, _) => Some("metadata.name is required (or nameFrom with claim)"),
+        (true, Some(_), None) => {
+            Some("nameFrom needs a claim: a key that finds the same object on every apply")
+        }
+    };
+    if let Some(rule) = naming {
+        return Err(ManifestError {
+            loc: at(1),
+            object: Some(label),
+            rule: rule.into(),
+        });
+    }
     Ok(Object {
         kind,
         metadata,
@@ -466,15 +498,19 @@ pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<ManifestError>) {
     errors.extend(e);
     {
         for obj in o {
-            if let Some(first) = seen.get(obj.name()) {
+            let key = match (&obj.metadata.claim, obj.name()) {
+                (Some(c), "") => format!("claim {c}"),
+                (_, n) => n.to_string(),
+            };
+            if let Some(first) = seen.get(&key) {
                 errors.push(ManifestError {
                     loc: obj.loc.clone(),
                     object: Some(obj.label()),
-                    rule: format!("{} is declared twice (first at {first})", obj.name()),
+                    rule: format!("{key} is declared twice (first at {first})"),
                 });
                 continue;
             }
-            seen.insert(obj.name().to_string(), obj.loc.clone());
+            seen.insert(key, obj.loc.clone());
             objects.push(obj);
         }
     }
@@ -526,7 +562,10 @@ mod tests {
         let (_, errs) = parse_source(&src(
             "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {}\n",
         ));
-        assert_eq!(errs[0].rule, "metadata.name is required");
+        assert_eq!(
+            errs[0].rule,
+            "metadata.name is required (or nameFrom with claim)"
+        );
         let (_, errs) = parse_source(&src(
             "apiVersion: clusto.dev/v1alpha1\nkind: NameManager\nmetadata: {name: n}\nspec:\n  basename: s\n  digits: four\n",
         ));

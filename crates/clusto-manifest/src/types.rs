@@ -11,7 +11,16 @@ pub const API_VERSION: &str = clusto_core::resource::API_VERSION;
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
+    /// The object's name. May be left out when `nameFrom` names it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// A NameManager that names the object at its first apply (`s0042`).
+    #[serde(default, rename = "nameFrom", skip_serializing_if = "Option::is_none")]
+    pub name_from: Option<String>,
+    /// With `nameFrom`: a key, unique in the apply set, that ties this
+    /// manifest to the name it got, so re-applies find the same object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -20,9 +20,43 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "\n", " ", ":", "- ", "---\n", "{", "}", "[", "]", "&a ", "*a", "!!str ", "|", ">", "'", "\"", "#", "0", "-1",
-    "99999999999999999999", "nic-eth:1", "10.0.0.0/8", "kind: Server\n", "ru: 0", "ru: \"9-3\"", "\t", "\u{0}", "é",
-    "<<: *a", "~", "null", ".nan", "attrs:", "spec:", "metadata:", "name: x", "apiVersion: clusto.dev/v1alpha1\n",
+    "\n",
+    " ",
+    ":",
+    "- ",
+    "---\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    "&a ",
+    "*a",
+    "!!str ",
+    "|",
+    ">",
+    "'",
+    "\"",
+    "#",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "nic-eth:1",
+    "10.0.0.0/8",
+    "kind: Server\n",
+    "ru: 0",
+    "ru: \"9-3\"",
+    "\t",
+    "\u{0}",
+    "é",
+    "<<: *a",
+    "~",
+    "null",
+    ".nan",
+    "attrs:",
+    "spec:",
+    "metadata:",
+    "name: x",
+    "apiVersion: clusto.dev/v1alpha1\n",
 ];
 
 fn corpus() -> Vec<String> {
@@ -74,7 +108,10 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 fn mutated_manifests_never_panic() {
     let corpus = corpus();
     let mut rng = Rng(7);
-    let iterations = std::env::var("CLUSTO_FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
+    let iterations = std::env::var("CLUSTO_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
     let mut parsed = 0;
     for _ in 0..iterations {
         let pick = rng.below(corpus.len());
@@ -92,7 +129,10 @@ fn mutated_manifests_never_panic() {
         let _ = apply(&mut inv, &objects, &ApplyOptions::default());
         parsed += objects.len();
     }
-    assert!(parsed > 0, "the mutations should leave some documents valid");
+    assert!(
+        parsed > 0,
+        "the mutations should leave some documents valid"
+    );
 }
 
 #[test]
