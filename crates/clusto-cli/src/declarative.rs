@@ -147,17 +147,25 @@ pub async fn plan(
     if args.files.is_empty() {
         bail!("give the manifests with -f FILE|DIR|-");
     }
+    // Parse the manifests while the inventory loads: the two are independent.
+    let files = args.files.clone();
+    let parsing = tokio::task::spawn_blocking(move || -> Result<_> {
+        let t = std::time::Instant::now();
+        let sources = read_sources(&files)?;
+        let parsed = parse(&sources);
+        tracing::info!(elapsed = ?t.elapsed(), "manifests parsed");
+        Ok((sources, parsed))
+    });
+    let opts = options(args);
     let t = std::time::Instant::now();
-    let sources = read_sources(&args.files)?;
-    let objects = match parse(&sources) {
+    let loaded = store.load_head().await;
+    tracing::info!(elapsed = ?t.elapsed(), "inventory loaded");
+    let (sources, parsed) = parsing.await??;
+    let objects = match parsed {
         Ok(o) => o,
         Err(e) => return Ok(report(&e)),
     };
-    tracing::info!(objects = objects.len(), elapsed = ?t.elapsed(), "manifests parsed");
-    let opts = options(args);
-    let t = std::time::Instant::now();
-    let (head, inv) = store.load_head().await?;
-    tracing::info!(entities = inv.len(), elapsed = ?t.elapsed(), "inventory loaded");
+    let (head, inv) = loaded?;
     let t = std::time::Instant::now();
     let plan = match compute(&inv, &objects, &opts) {
         Ok(p) => p,
