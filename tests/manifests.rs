@@ -211,16 +211,16 @@ async fn every_error_reported_with_position_and_nothing_written() {
         assert_eq!(r.code, 1, "{}", r.stdout);
         let e = &r.stderr;
         assert!(
-            e.contains("bad.yaml:12:1: Server b: RU 5 of rack r1 overlaps a at RU 5"),
+            e.contains("bad.yaml:17:3: Server b: RU 5 of rack r1 overlaps a at RU 5"),
             "{b}: {e}"
         );
         assert!(
-            e.contains("bad.yaml:26:1: Server d: container nowhere does not exist"),
+            e.contains("bad.yaml:30:15: Server d: container nowhere does not exist"),
             "{e}"
         );
         assert!(
             e.contains(
-                "Server d: net: 10.9.9.9 is not a host address of IPManager net (10.0.0.0/24)"
+                "bad.yaml:32:31: Server d: net: 10.9.9.9 is not a host address of IPManager net (10.0.0.0/24)"
             ),
             "{e}"
         );

@@ -304,21 +304,28 @@ struct Applier<'a> {
 
 impl Applier<'_> {
     fn fail(&mut self, o: &Object, rule: impl Into<String>) {
+        self.fail_at(o, "", rule);
+    }
+
+    /// An error positioned where `needle` (the value or key at fault)
+    /// appears in the object's document.
+    fn fail_at(&mut self, o: &Object, needle: &str, rule: impl Into<String>) {
         let rule = rule.into();
         // Core errors name their object first; the position already does.
         let rule = rule
             .strip_prefix(&format!("{}: ", o.name()))
             .map(str::to_string)
             .unwrap_or(rule);
-        self.errors.push(err(&o.loc, &o.label(), rule));
+        self.errors.push(err(&o.locate(needle), &o.label(), rule));
     }
 
     fn id(&mut self, o: &Object, name: &str, what: &str) -> Option<EntityId> {
         match self.inv.id_of(name) {
             Ok(id) => Some(id),
             Err(_) => {
-                self.fail(
+                self.fail_at(
                     o,
+                    name,
                     format!(
                         "{what} {name} does not exist (not in the inventory nor in the manifests)"
                     ),
@@ -359,8 +366,9 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             && *by != owner
             && !opts.force_conflicts
         {
-            a.fail(
+            a.fail_at(
                 o,
+                o.name(),
                 format!(
                     "conflict: {} is owned by {by}, not {owner}; use --force-conflicts to take it over",
                     o.name()
@@ -449,7 +457,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             if cur.is_none_or(|c| want > c)
                 && let Err(e) = a.inv.configure(id, "next", &want.to_string())
             {
-                a.fail(o, core_rule(e));
+                a.fail_at(o, "next", core_rule(e));
             }
         }
     }
@@ -465,7 +473,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
                 let _ = a.inv.remove(rack, id);
             }
             if let Err(e) = a.inv.set_driver(id, &want) {
-                a.fail(o, core_rule(e));
+                a.fail_at(o, "driver", core_rule(e));
             }
         }
     }
@@ -521,13 +529,13 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             };
             let ru = match ru.as_deref() {
                 Some("") => {
-                    a.fail(o, format!("rack {p} needs ru"));
+                    a.fail_at(o, p, format!("rack {p} needs ru"));
                     continue;
                 }
                 Some(t) => match t.parse::<RuRange>() {
                     Ok(r) => Some(r),
                     Err(e) => {
-                        a.fail(o, core_rule(e));
+                        a.fail_at(o, "ru", core_rule(e));
                         continue;
                     }
                 },
@@ -573,7 +581,13 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
                     } else {
                         anchor(a.inv.name_of(*p))
                     };
-                    a.fail(o, core_rule(e));
+                    // Rack errors are about units; others about the container.
+                    let needle = if a.inv.kind_of(*p) == Some(Kind::Rack) {
+                        "ru".to_string()
+                    } else {
+                        a.inv.name_of(*p).to_string()
+                    };
+                    a.fail_at(o, &needle, core_rule(e));
                 }
             }
         }
@@ -587,7 +601,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             let port: PortId = match p.port.parse() {
                 Ok(x) => x,
                 Err(e) => {
-                    a.fail(o, core_rule(e));
+                    a.fail_at(o, &p.port, core_rule(e));
                     continue;
                 }
             };
@@ -595,7 +609,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
                 Ok((peer, pp)) => {
                     want_links.push((o.name().to_string(), port, peer.to_string(), pp, o))
                 }
-                Err(e) => a.fail(o, core_rule(e)),
+                Err(e) => a.fail_at(o, to, core_rule(e)),
             }
         }
     }
@@ -652,7 +666,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             continue;
         }
         if let Err(e) = a.inv.connect(ai, ap, bi, bp) {
-            a.fail(o, core_rule(e));
+            a.fail_at(o, &format!("{bn}:{bp}"), core_rule(e));
         }
     }
 
@@ -685,7 +699,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
         for ((port, k), v) in want {
             if let Err(e) = a.inv.port_attr_set(id, &port, &k, &v) {
-                a.fail(o, core_rule(e));
+                a.fail_at(o, &port.to_string(), core_rule(e));
             }
         }
     }
@@ -713,7 +727,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
                     number: item.number,
                     value: v,
                 }),
-                Err(e) => a.fail(o, e),
+                Err(e) => a.fail_at(o, &item.key, e),
             }
         }
         if let Err(e) = a.inv.converge_attrs(id, want) {
@@ -823,7 +837,7 @@ fn apply_setting(a: &mut Applier, o: &Object, id: EntityId, field: &str, want: O
         (Some(w), Some(c)) if w == c => {}
         (Some(w), _) => {
             if let Err(e) = a.inv.configure(id, field, &w) {
-                a.fail(o, core_rule(e));
+                a.fail_at(o, field, core_rule(e));
             }
         }
         (None, Some(_)) => a.inv.clear_setting(id, field),
@@ -841,7 +855,7 @@ fn converge_addresses(a: &mut Applier, o: &Object, id: EntityId) {
         let port = match item.port.as_deref().map(str::parse::<PortId>).transpose() {
             Ok(p) => p,
             Err(e) => {
-                a.fail(o, core_rule(e));
+                a.fail_at(o, item.port.as_deref().unwrap_or("port"), core_rule(e));
                 continue;
             }
         };
@@ -859,7 +873,7 @@ fn converge_addresses(a: &mut Applier, o: &Object, id: EntityId) {
                     };
                     decided.push((item, Some(ip), mid));
                 }
-                Err(_) => a.fail(o, format!("address {addr:?} is not an IP address")),
+                Err(_) => a.fail_at(o, addr, format!("address {addr:?} is not an IP address")),
             },
             (None, Some(m)) => {
                 let Some(mid) = a.id(o, m, "IPManager") else {
@@ -900,7 +914,12 @@ fn converge_addresses(a: &mut Applier, o: &Object, id: EntityId) {
             (None, None) => Ok(()),
         };
         if let Err(e) = r {
-            a.fail(o, core_rule(e));
+            let needle = item
+                .address
+                .as_deref()
+                .or(item.manager.as_deref())
+                .unwrap_or("addresses");
+            a.fail_at(o, needle, core_rule(e));
         }
     }
 }

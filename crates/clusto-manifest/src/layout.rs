@@ -102,6 +102,7 @@ pub fn expand(
                     ..Default::default()
                 }),
                 loc: o.loc.clone(),
+                text: o.text.clone(),
             });
         }
         for [a, b] in &layout.connections {

@@ -66,11 +66,39 @@ pub struct Object {
     pub metadata: Metadata,
     pub spec: Spec,
     pub loc: Loc,
+    /// The document's text, to point rule errors at the field they concern.
+    pub text: std::sync::Arc<str>,
 }
 
 impl Object {
     pub fn name(&self) -> &str {
         &self.metadata.name
+    }
+
+    /// Where `needle` (a value or key) first appears as a whole token in
+    /// the document; the document's start when it does not.
+    pub fn locate(&self, needle: &str) -> Loc {
+        let ident = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/');
+        if !needle.is_empty() {
+            for (i, line) in self.text.lines().enumerate() {
+                let mut from = 0;
+                while let Some(pos) = line[from..].find(needle).map(|p| p + from) {
+                    let before = line[..pos].chars().next_back();
+                    let after = line[pos + needle.len()..].chars().next();
+                    let whole =
+                        !before.is_some_and(ident) && !after.is_some_and(|c| ident(c) && c != ':');
+                    if whole {
+                        return Loc {
+                            file: self.loc.file.clone(),
+                            line: self.loc.line + i as u64,
+                            column: line[..pos].chars().count() as u64 + 1,
+                        };
+                    }
+                    from = pos + needle.len();
+                }
+            }
+        }
+        self.loc.clone()
     }
 
     /// `Server s1`, as errors name it.
@@ -432,6 +460,7 @@ fn parse_document(file: &str, line: u64, text: &str) -> Result<Object, ManifestE
         metadata,
         spec,
         loc: at(1),
+        text: text.into(),
     })
 }
 
