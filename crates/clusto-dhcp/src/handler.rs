@@ -1,0 +1,274 @@
+//! The request path: a short pipeline of pure steps, each of which either
+//! continues, answers or drops. Nothing here does I/O.
+
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{
+    DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
+};
+
+use crate::index::{DhcpIndex, Entry, Host, Skip};
+
+/// What the responder knows about itself and where a request came in.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub server_id: Ipv4Addr,
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// To the relay agent, port 67.
+    Relay(Ipv4Addr),
+    /// To a client that has an address (renewing), port 68.
+    Unicast(Ipv4Addr),
+    /// 255.255.255.255:68.
+    Broadcast,
+}
+
+/// Why a request got no answer; logged (rate-limited) and counted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Ignored {
+    NotRequest,
+    NotEthernet,
+    NoMessageType,
+    UnsupportedType(String),
+    UnknownMac(String),
+    Skipped(Skip),
+    /// A REQUEST that chose another server.
+    OtherServer(Ipv4Addr),
+    /// RELEASE: logged, nothing to do (no lease state).
+    Released {
+        mac: String,
+        address: Ipv4Addr,
+    },
+    /// DECLINE: the client found the address in use; worth a warning.
+    Declined {
+        mac: String,
+        device: Option<String>,
+        address: Option<Ipv4Addr>,
+    },
+    /// A relayed request whose relay is not on the host's subnet.
+    WrongSubnet {
+        device: String,
+        giaddr: Ipv4Addr,
+    },
+}
+
+impl Ignored {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Ignored::NotRequest => "not_request",
+            Ignored::NotEthernet => "not_ethernet",
+            Ignored::NoMessageType => "no_message_type",
+            Ignored::UnsupportedType(_) => "unsupported_type",
+            Ignored::UnknownMac(_) => "unknown_mac",
+            Ignored::Skipped(Skip::Disabled(_)) => "disabled",
+            Ignored::Skipped(Skip::NoAddress(_)) => "no_address",
+            Ignored::Skipped(Skip::Ambiguous(_)) => "ambiguous_mac",
+            Ignored::OtherServer(_) => "other_server",
+            Ignored::Released { .. } => "release",
+            Ignored::Declined { .. } => "decline",
+            Ignored::WrongSubnet { .. } => "wrong_subnet",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Reply(Box<Message>, Destination),
+    Ignore(Ignored),
+}
+
+fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn mac_of(req: &Message) -> Result<[u8; 6], Ignored> {
+    if req.opcode() != Opcode::BootRequest {
+        return Err(Ignored::NotRequest);
+    }
+    // Check hlen before touching chaddr: dhcproto slices chaddr by hlen
+    // and a forged hlen above 16 would panic inside it.
+    if req.htype() != HType::Eth || req.hlen() != 6 {
+        return Err(Ignored::NotEthernet);
+    }
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&req.chaddr()[..6]);
+    Ok(m)
+}
+
+fn same_subnet(h: &Host, other: Ipv4Addr) -> bool {
+    let m = u32::from(h.mask);
+    u32::from(h.address) & m == u32::from(other) & m
+}
+
+/// Answers one request from the index.
+pub fn handle(idx: &DhcpIndex, ctx: &Context, req: &Message) -> Outcome {
+    let mac = match mac_of(req) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Ignore(e),
+    };
+    let Some(mtype) = req.opts().msg_type() else {
+        return Outcome::Ignore(Ignored::NoMessageType);
+    };
+    let entry = idx.by_mac.get(&mac);
+    let host = match entry {
+        Some(Entry::Serve(h)) => Some(h.as_ref()),
+        _ => None,
+    };
+    match mtype {
+        MessageType::Release => {
+            return Outcome::Ignore(Ignored::Released {
+                mac: mac_text(&mac),
+                address: req.ciaddr(),
+            });
+        }
+        MessageType::Decline => {
+            let address = match req.opts().get(OptionCode::RequestedIpAddress) {
+                Some(DhcpOption::RequestedIpAddress(a)) => Some(*a),
+                _ => None,
+            };
+            return Outcome::Ignore(Ignored::Declined {
+                mac: mac_text(&mac),
+                device: host.map(|h| h.device.clone()),
+                address,
+            });
+        }
+        MessageType::Discover | MessageType::Request | MessageType::Inform => {}
+        other => return Outcome::Ignore(Ignored::UnsupportedType(format!("{other:?}"))),
+    }
+    let host = match entry {
+        Some(Entry::Serve(h)) => h.as_ref(),
+        Some(Entry::Skip(s)) => return Outcome::Ignore(Ignored::Skipped(s.clone())),
+        None => return Outcome::Ignore(Ignored::UnknownMac(mac_text(&mac))),
+    };
+    let giaddr = req.giaddr();
+    if !giaddr.is_unspecified() && !same_subnet(host, giaddr) {
+        return Outcome::Ignore(Ignored::WrongSubnet {
+            device: host.device.clone(),
+            giaddr,
+        });
+    }
+    let reply_type = match mtype {
+        MessageType::Discover => MessageType::Offer,
+        MessageType::Inform => MessageType::Ack,
+        _ => {
+            if let Some(DhcpOption::ServerIdentifier(sid)) =
+                req.opts().get(OptionCode::ServerIdentifier)
+                && *sid != ctx.server_id
+            {
+                return Outcome::Ignore(Ignored::OtherServer(*sid));
+            }
+            let wanted = match req.opts().get(OptionCode::RequestedIpAddress) {
+                Some(DhcpOption::RequestedIpAddress(a)) => *a,
+                _ => req.ciaddr(),
+            };
+            if wanted == host.address {
+                MessageType::Ack
+            } else {
+                MessageType::Nak
+            }
+        }
+    };
+    let reply = build(req, ctx, host, reply_type, mtype == MessageType::Inform);
+    let dest = if !giaddr.is_unspecified() {
+        Destination::Relay(giaddr)
+    } else if reply_type == MessageType::Nak {
+        Destination::Broadcast
+    } else if !req.ciaddr().is_unspecified() {
+        Destination::Unicast(req.ciaddr())
+    } else {
+        // Without raw sockets we cannot unicast to an unconfigured client;
+        // broadcasting is what RFC 2131 allows in that case.
+        Destination::Broadcast
+    };
+    Outcome::Reply(Box::new(reply), dest)
+}
+
+fn build(req: &Message, ctx: &Context, h: &Host, t: MessageType, inform: bool) -> Message {
+    let mut m = Message::default();
+    m.set_opcode(Opcode::BootReply)
+        .set_htype(req.htype())
+        .set_xid(req.xid())
+        .set_flags(if req.flags().broadcast() {
+            Flags::default().set_broadcast()
+        } else {
+            Flags::default()
+        })
+        .set_chaddr(req.chaddr())
+        .set_giaddr(req.giaddr())
+        .set_ciaddr(req.ciaddr());
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(t));
+    o.insert(DhcpOption::ServerIdentifier(ctx.server_id));
+    if t == MessageType::Nak {
+        return m;
+    }
+    if !inform {
+        m.set_yiaddr(h.address);
+    }
+    if let Some(ns) = h.next_server {
+        m.set_siaddr(ns);
+    }
+    if let Some(f) = &h.boot_file {
+        m.set_fname_str(f);
+    }
+    let requested: Option<Vec<OptionCode>> = match req.opts().get(OptionCode::ParameterRequestList)
+    {
+        Some(DhcpOption::ParameterRequestList(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let wants = |c: OptionCode| requested.as_ref().is_none_or(|v| v.contains(&c));
+    let o = m.opts_mut();
+    if !inform {
+        o.insert(DhcpOption::AddressLeaseTime(h.lease));
+        o.insert(DhcpOption::Renewal(h.lease / 2));
+        o.insert(DhcpOption::Rebinding(h.lease / 8 * 7));
+    }
+    o.insert(DhcpOption::SubnetMask(h.mask));
+    if wants(OptionCode::BroadcastAddr) {
+        o.insert(DhcpOption::BroadcastAddr(h.broadcast));
+    }
+    if let Some(r) = h.router
+        && wants(OptionCode::Router)
+    {
+        o.insert(DhcpOption::Router(vec![r]));
+    }
+    if !h.dns.is_empty() && wants(OptionCode::DomainNameServer) {
+        o.insert(DhcpOption::DomainNameServer(h.dns.clone()));
+    }
+    if let Some(d) = &h.domain
+        && wants(OptionCode::DomainName)
+    {
+        o.insert(DhcpOption::DomainName(d.clone()));
+    }
+    if wants(OptionCode::Hostname) {
+        o.insert(DhcpOption::Hostname(h.hostname.clone()));
+    }
+    if !h.ntp.is_empty() && wants(OptionCode::NtpServers) {
+        o.insert(DhcpOption::NtpServers(h.ntp.clone()));
+    }
+    if let Some(ns) = h.next_server
+        && wants(OptionCode::TFTPServerName)
+    {
+        o.insert(DhcpOption::TFTPServerName(ns.to_string().into_bytes()));
+    }
+    if let Some(f) = &h.boot_file
+        && wants(OptionCode::BootfileName)
+    {
+        o.insert(DhcpOption::BootfileName(f.clone().into_bytes()));
+    }
+    for (code, data) in &h.extra {
+        let c = OptionCode::from(*code);
+        // PXELINUX clients do not list 208-211; always send them.
+        if wants(c) || (208..=211).contains(code) {
+            o.insert(DhcpOption::Unknown(UnknownOption::new(c, data.clone())));
+        }
+    }
+    m
+}

@@ -1,0 +1,281 @@
+//! The responder's view of the inventory: every NIC MAC the inventory knows,
+//! resolved once to the reply it gets. Built off the request path, swapped
+//! in whole; answering never touches the store.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use clusto_core::{Address, EntityId, Inventory, PortId, Value};
+
+/// Default lease when the inventory names none (seconds).
+pub const DEFAULT_LEASE: u32 = 3600;
+
+/// What a known MAC is answered with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    pub device: String,
+    pub address: Ipv4Addr,
+    pub mask: Ipv4Addr,
+    pub broadcast: Ipv4Addr,
+    pub router: Option<Ipv4Addr>,
+    pub lease: u32,
+    pub hostname: String,
+    pub domain: Option<String>,
+    pub dns: Vec<Ipv4Addr>,
+    pub ntp: Vec<Ipv4Addr>,
+    /// `tftp_server`: siaddr and option 66.
+    pub next_server: Option<Ipv4Addr>,
+    /// `tftp_filename`: file and option 67.
+    pub boot_file: Option<String>,
+    /// Any other option, code → wire bytes (`dhcp.option-N`, PXELINUX 208–211).
+    pub extra: Vec<(u8, Vec<u8>)>,
+}
+
+/// Why a MAC gets no answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// `dhcp.enabled` is off (or unset) for the device.
+    Disabled(String),
+    /// The device holds no IPv4 address DHCP could hand out.
+    NoAddress(String),
+    /// Several devices carry this MAC.
+    Ambiguous(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Serve(Box<Host>),
+    Skip(Skip),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DhcpIndex {
+    pub by_mac: HashMap<[u8; 6], Entry>,
+    /// Revision the index was built from.
+    pub revision: i64,
+}
+
+fn mac_bytes(s: &str) -> Option<[u8; 6]> {
+    let n = clusto_core::names::normalize_mac(s)?;
+    let mut out = [0u8; 6];
+    for (i, part) in n.split(':').enumerate() {
+        out[i] = u8::from_str_radix(part, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_text().unwrap_or_default(),
+    }
+}
+
+fn ip_list(v: &Value) -> Vec<Ipv4Addr> {
+    match v {
+        Value::Ip(IpAddr::V4(a)) => vec![*a],
+        Value::Json(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect()
+        }
+        other => text(other)
+            .split([',', ' '])
+            .filter_map(|x| x.trim().parse().ok())
+            .collect(),
+    }
+}
+
+/// `dhcp.option-N` values: an IP list, `hex:0a0b` / `0a:0b`, or text.
+pub fn option_bytes(v: &Value) -> Vec<u8> {
+    let t = text(v);
+    let ips: Vec<Ipv4Addr> = t
+        .split([',', ' '])
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    if !ips.is_empty() && ips.len() == t.split([',', ' ']).filter(|x| !x.trim().is_empty()).count()
+    {
+        return ips.iter().flat_map(|a| a.octets()).collect();
+    }
+    let hex = t.strip_prefix("hex:").unwrap_or(&t);
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    if (t.starts_with("hex:") || (t.contains(':') && digits.len() % 2 == 0))
+        && !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return (0..digits.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&digits[i * 2..i * 2 + 2], 16).ok())
+            .collect();
+    }
+    t.into_bytes()
+}
+
+/// The address DHCP hands to `port`: the one bound to that NIC (or to its
+/// OS interface), else the device's only IPv4 address.
+fn address_for<'a>(inv: &'a Inventory, dev: EntityId, port: &PortId) -> Option<&'a Address> {
+    let v4: Vec<&Address> = inv
+        .addresses_of(dev)
+        .into_iter()
+        .filter(|a| a.address.is_ipv4())
+        .collect();
+    let os = inv.port_attr(dev, port, "osportname");
+    v4.iter()
+        .find(|a| a.port.as_ref() == Some(port))
+        .or_else(|| v4.iter().find(|a| os.is_some() && a.os_port == os))
+        .copied()
+        .or_else(|| if v4.len() == 1 { Some(v4[0]) } else { None })
+}
+
+fn merged<'a>(inv: &'a Inventory, id: EntityId, sub: &str) -> Option<&'a Value> {
+    inv.merged_value(id, "dhcp", Some(sub)).map(|(v, _)| v)
+}
+
+fn host(inv: &Inventory, dev: EntityId, port: &PortId) -> Result<Host, Skip> {
+    let name = inv.name_of(dev).to_string();
+    if !merged(inv, dev, "enabled").is_some_and(Value::is_truthy) {
+        return Err(Skip::Disabled(name));
+    }
+    let addr = address_for(inv, dev, port).ok_or_else(|| Skip::NoAddress(name.clone()))?;
+    let IpAddr::V4(ip) = addr.address else {
+        return Err(Skip::NoAddress(name));
+    };
+    let range = addr.manager.and_then(|m| inv.ip_range(m).ok()).or_else(|| {
+        inv.manager_for(addr.address)
+            .and_then(|m| inv.ip_range(m).ok())
+    });
+    let (mask, broadcast, router) = match &range {
+        Some(r) => (
+            match r.netmask() {
+                IpAddr::V4(m) => m,
+                _ => Ipv4Addr::new(255, 255, 255, 255),
+            },
+            match r.broadcast() {
+                IpAddr::V4(b) => b,
+                _ => ip,
+            },
+            match r.gateway {
+                Some(IpAddr::V4(g)) => Some(g),
+                _ => None,
+            },
+        ),
+        None => (Ipv4Addr::new(255, 255, 255, 255), ip, None),
+    };
+    let hostname = inv
+        .merged_value(dev, "hostname", None)
+        .map(|(v, _)| text(v))
+        .unwrap_or_else(|| name.clone());
+    let lease = merged(inv, dev, "lease-time")
+        .and_then(|v| text(v).parse::<u32>().ok())
+        .unwrap_or(DEFAULT_LEASE)
+        .max(60);
+    let mut extra: Vec<(u8, Vec<u8>)> = Vec::new();
+    // Every dhcp.option-N, nearest first.
+    let mut seen = std::collections::HashSet::new();
+    for m in inv.merged_attrs(dev, Some("dhcp"), None, false) {
+        if let Some(n) = m
+            .attr
+            .subkey
+            .as_deref()
+            .and_then(|s| s.strip_prefix("option-"))
+            && let Ok(code) = n.parse::<u8>()
+            && code != 0
+            && code != 255
+            && seen.insert(code)
+        {
+            extra.push((code, option_bytes(&m.attr.value)));
+        }
+    }
+    // PXELINUX (RFC 5071): magic, config file, path prefix, reboot time.
+    let pxe = [
+        ("pxelinux-configfile", 209u8),
+        ("pxelinux-pathprefix", 210),
+        ("pxelinux-reboottime", 211),
+    ];
+    let mut any_pxe = false;
+    for (sub, code) in pxe {
+        if let Some(v) = merged(inv, dev, sub)
+            && seen.insert(code)
+        {
+            any_pxe = true;
+            let bytes = if code == 211 {
+                text(v)
+                    .parse::<u32>()
+                    .map(|n| n.to_be_bytes().to_vec())
+                    .unwrap_or_default()
+            } else {
+                text(v).into_bytes()
+            };
+            extra.push((code, bytes));
+        }
+    }
+    if any_pxe && seen.insert(208) {
+        extra.push((208, vec![0xF1, 0x00, 0x74, 0x7E]));
+    }
+    Ok(Host {
+        device: name,
+        address: ip,
+        mask,
+        broadcast,
+        router,
+        lease,
+        hostname,
+        domain: merged(inv, dev, "domain-name").map(text),
+        dns: merged(inv, dev, "dns-servers")
+            .map(ip_list)
+            .unwrap_or_default(),
+        ntp: merged(inv, dev, "ntp-servers")
+            .map(ip_list)
+            .unwrap_or_default(),
+        next_server: merged(inv, dev, "tftp_server").and_then(|v| text(v).parse().ok()),
+        boot_file: merged(inv, dev, "tftp_filename").map(text),
+        extra,
+    })
+}
+
+impl DhcpIndex {
+    /// Resolves every NIC MAC (`mac` or `ipmi-mac` port attribute).
+    pub fn build(inv: &Inventory, revision: i64) -> DhcpIndex {
+        let mut owners: HashMap<[u8; 6], Vec<(EntityId, PortId)>> = HashMap::new();
+        for e in inv.entities() {
+            if !e.kind.is_device() {
+                continue;
+            }
+            for p in inv.ports(e.id) {
+                for key in ["mac", "ipmi-mac"] {
+                    if let Some(m) = p.attrs.get(key).and_then(|m| mac_bytes(m)) {
+                        let v = owners.entry(m).or_default();
+                        if !v.iter().any(|(d, _)| *d == e.id) {
+                            v.push((e.id, p.port.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let by_mac = owners
+            .into_iter()
+            .map(|(mac, devs)| {
+                let entry = if devs.len() > 1 {
+                    let mut names: Vec<String> = devs
+                        .iter()
+                        .map(|(d, _)| inv.name_of(*d).to_string())
+                        .collect();
+                    names.sort();
+                    Entry::Skip(Skip::Ambiguous(names))
+                } else {
+                    match host(inv, devs[0].0, &devs[0].1) {
+                        Ok(h) => Entry::Serve(Box::new(h)),
+                        Err(s) => Entry::Skip(s),
+                    }
+                };
+                (mac, entry)
+            })
+            .collect();
+        DhcpIndex { by_mac, revision }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_mac.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_mac.is_empty()
+    }
+}
