@@ -97,7 +97,7 @@ pub fn option_bytes(v: &Value) -> Vec<u8> {
     }
     let hex = t.strip_prefix("hex:").unwrap_or(&t);
     let digits: String = hex.chars().filter(|c| *c != ':').collect();
-    if (t.starts_with("hex:") || (t.contains(':') && digits.len() % 2 == 0))
+    if (t.starts_with("hex:") || (t.contains(':') && digits.len().is_multiple_of(2)))
         && !digits.is_empty()
         && digits.chars().all(|c| c.is_ascii_hexdigit())
     {
