@@ -142,6 +142,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await;
         }
+        Command::Dhcpd {
+            listen,
+            interface,
+            server_id,
+            metrics,
+            refresh_ms,
+        } => {
+            let server_id = match (server_id, listen) {
+                (Some(s), _) => *s,
+                (None, std::net::SocketAddr::V4(a)) if !a.ip().is_unspecified() => *a.ip(),
+                _ => bail!("give --server-id: the address clients should reach this server at"),
+            };
+            clusto_dhcp::server::run(
+                store.clone(),
+                clusto_dhcp::server::Options {
+                    listen: *listen,
+                    interface: interface.clone(),
+                    server_id,
+                    refresh: std::time::Duration::from_millis(*refresh_ms),
+                    metrics: *metrics,
+                },
+            )
+            .await?;
+        }
         Command::Export { query, at } => {
             declarative::export_cmd(&store, query.as_deref(), at.at).await?
         }

@@ -208,6 +208,26 @@ pub enum Command {
         #[command(subcommand)]
         op: RackOp,
     },
+    /// DHCPv4 responder: answers only hosts whose NIC MAC the inventory binds to an address.
+    #[command(
+        after_help = "DHCP is enabled per host, rack, pool or datacenter with the attribute dhcp.enabled;\noptions come from merged dhcp.* attributes: lease-time, domain-name, dns-servers, ntp-servers,\ntftp_server, tftp_filename, pxelinux-configfile|pathprefix|reboottime, option-N (text, IPs or hex:…)."
+    )]
+    Dhcpd {
+        #[arg(long, default_value = "0.0.0.0:67")]
+        listen: std::net::SocketAddr,
+        /// Answer only on this interface.
+        #[arg(long)]
+        interface: Option<String>,
+        /// This server's address (option 54); defaults to the --listen address when specific.
+        #[arg(long)]
+        server_id: Option<std::net::Ipv4Addr>,
+        /// Serve Prometheus metrics here, e.g. 127.0.0.1:9467.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// How often to look for new revisions, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        refresh_ms: u64,
+    },
     /// Write manifests for a synthetic datacenter (for benchmarks and demos) to stdout.
     Generate {
         #[arg(long, default_value_t = 10)]

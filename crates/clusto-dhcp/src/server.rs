@@ -1,0 +1,296 @@
+//! The responder's I/O: one UDP socket, an index swapped in whole when the
+//! store moves on, counters served to Prometheus. The request path reads
+//! the current index and never waits for the store.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use clusto_store::Store;
+use dhcproto::Encodable;
+use dhcproto::v4::MessageType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::handler::{Context, Destination, Ignored, Outcome, handle};
+use crate::index::DhcpIndex;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Bind to this interface only (SO_BINDTODEVICE).
+    pub interface: Option<String>,
+    pub server_id: Ipv4Addr,
+    /// How often the store's head revision is checked.
+    pub refresh: Duration,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] clusto_store::StoreError),
+}
+
+/// Latency buckets in microseconds.
+const BUCKETS: [u64; 8] = [10, 25, 50, 100, 250, 500, 1000, 5000];
+
+#[derive(Default)]
+struct Metrics {
+    requests: Mutex<HashMap<String, u64>>,
+    replies: Mutex<HashMap<String, u64>>,
+    ignored: Mutex<HashMap<&'static str, u64>>,
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+    index_size: AtomicU64,
+    index_revision: AtomicU64,
+    index_built_ms: AtomicU64,
+}
+
+fn bump<K: std::hash::Hash + Eq>(m: &Mutex<HashMap<K, u64>>, k: K) {
+    if let Ok(mut g) = m.lock() {
+        *g.entry(k).or_default() += 1;
+    }
+}
+
+impl Metrics {
+    fn render(&self) -> String {
+        let mut s = String::new();
+        let map =
+            |name: &str, help: &str, label: &str, m: &HashMap<String, u64>, s: &mut String| {
+                s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+                let mut v: Vec<_> = m.iter().collect();
+                v.sort();
+                for (k, n) in v {
+                    s.push_str(&format!("{name}{{{label}=\"{k}\"}} {n}\n"));
+                }
+            };
+        if let Ok(g) = self.requests.lock() {
+            map(
+                "clusto_dhcp_requests_total",
+                "Requests by message type.",
+                "type",
+                &g,
+                &mut s,
+            );
+        }
+        if let Ok(g) = self.replies.lock() {
+            map(
+                "clusto_dhcp_replies_total",
+                "Replies by message type.",
+                "type",
+                &g,
+                &mut s,
+            );
+        }
+        if let Ok(g) = self.ignored.lock() {
+            let g: HashMap<String, u64> = g.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            map(
+                "clusto_dhcp_ignored_total",
+                "Requests not answered, by reason.",
+                "reason",
+                &g,
+                &mut s,
+            );
+        }
+        s.push_str("# HELP clusto_dhcp_latency_seconds Time to answer a request.\n# TYPE clusto_dhcp_latency_seconds histogram\n");
+        let mut cum = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cum += self.latency[i].load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "clusto_dhcp_latency_seconds_bucket{{le=\"{}\"}} {cum}\n",
+                *b as f64 / 1e6
+            ));
+        }
+        cum += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
+        s.push_str(&format!(
+            "clusto_dhcp_latency_seconds_bucket{{le=\"+Inf\"}} {cum}\n"
+        ));
+        s.push_str(&format!(
+            "clusto_dhcp_latency_seconds_sum {}\nclusto_dhcp_latency_seconds_count {cum}\n",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        let now = clusto_store_now_ms();
+        s.push_str(&format!(
+            "# HELP clusto_dhcp_index_hosts MACs in the index.\n# TYPE clusto_dhcp_index_hosts gauge\nclusto_dhcp_index_hosts {}\n\
+             # HELP clusto_dhcp_index_revision Store revision the index was built from.\n# TYPE clusto_dhcp_index_revision gauge\nclusto_dhcp_index_revision {}\n\
+             # HELP clusto_dhcp_index_age_seconds Time since the index was built.\n# TYPE clusto_dhcp_index_age_seconds gauge\nclusto_dhcp_index_age_seconds {}\n",
+            self.index_size.load(Ordering::Relaxed),
+            self.index_revision.load(Ordering::Relaxed),
+            now.saturating_sub(self.index_built_ms.load(Ordering::Relaxed)) as f64 / 1000.0
+        ));
+        s
+    }
+
+    fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = BUCKETS
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+fn clusto_store_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn socket(opts: &Options) -> Result<UdpSocket, ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    if let Some(ifname) = &opts.interface {
+        s.bind_device(Some(ifname.as_bytes()))?;
+    }
+    s.bind(&opts.listen.into())?;
+    s.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
+    let t = Instant::now();
+    let (head, inv) = store.load_head().await?;
+    let idx = DhcpIndex::build(&inv, head);
+    tracing::info!(hosts = idx.len(), revision = head, elapsed = ?t.elapsed(), "DHCP index built");
+    Ok(idx)
+}
+
+/// Logs each kind of ignore at most once a second.
+struct Limiter(HashMap<&'static str, Instant>);
+
+impl Limiter {
+    fn log(&mut self, i: &Ignored) {
+        let now = Instant::now();
+        let last = self
+            .0
+            .entry(i.reason())
+            .or_insert(now - Duration::from_secs(2));
+        if now.duration_since(*last) < Duration::from_secs(1) {
+            return;
+        }
+        *last = now;
+        match i {
+            Ignored::Declined { .. } => {
+                tracing::warn!(?i, "client declined its address: is it in use elsewhere?")
+            }
+            _ => tracing::info!(reason = i.reason(), ?i, "not answered"),
+        }
+    }
+}
+
+/// Serves until the socket fails.
+pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
+    let index = Arc::new(RwLock::new(Arc::new(build_index(&store).await?)));
+    let metrics = Arc::new(Metrics::default());
+    let publish = |m: &Metrics, idx: &DhcpIndex| {
+        m.index_size.store(idx.len() as u64, Ordering::Relaxed);
+        m.index_revision
+            .store(idx.revision.max(0) as u64, Ordering::Relaxed);
+        m.index_built_ms
+            .store(clusto_store_now_ms(), Ordering::Relaxed);
+    };
+    publish(&metrics, &index.read().expect("index lock"));
+    // Refresh: rebuild off the request path whenever the store moves on.
+    {
+        let (store, index, metrics, every) =
+            (store.clone(), index.clone(), metrics.clone(), opts.refresh);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let current = index.read().expect("index lock").revision;
+                match store.head().await {
+                    Ok(head) if head != current => match build_index(&store).await {
+                        Ok(idx) => {
+                            publish(&metrics, &idx);
+                            *index.write().expect("index lock") = Arc::new(idx);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "index rebuild failed; serving the previous one")
+                        }
+                    },
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store unreachable; serving the previous index")
+                    }
+                }
+            }
+        });
+    }
+    if let Some(addr) = opts.metrics {
+        let l = TcpListener::bind(addr).await?;
+        let metrics = metrics.clone();
+        tracing::info!(%addr, "metrics at /metrics");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = l.accept().await {
+                let body = metrics.render();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = conn.read(&mut buf).await;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+    }
+    let sock = socket(&opts)?;
+    tracing::info!(listen = %opts.listen, server_id = %opts.server_id, "DHCP responder ready");
+    let ctx = Context {
+        server_id: opts.server_id,
+    };
+    let mut limiter = Limiter(HashMap::new());
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let (n, _peer) = sock.recv_from(&mut buf).await?;
+        let t = Instant::now();
+        let Some(req) = crate::decode(&buf[..n]) else {
+            bump(&metrics.ignored, "malformed");
+            continue;
+        };
+        let mtype = req
+            .opts()
+            .msg_type()
+            .map(|t| format!("{t:?}").to_ascii_lowercase())
+            .unwrap_or_else(|| "none".into());
+        bump(&metrics.requests, mtype);
+        let idx = index.read().expect("index lock").clone();
+        match handle(&idx, &ctx, &req) {
+            Outcome::Reply(reply, dest) => {
+                out.clear();
+                if reply.encode(&mut dhcproto::Encoder::new(&mut out)).is_err() {
+                    bump(&metrics.ignored, "encode_failed");
+                    continue;
+                }
+                let to = match dest {
+                    Destination::Relay(g) => SocketAddrV4::new(g, 67),
+                    Destination::Unicast(c) => SocketAddrV4::new(c, 68),
+                    Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
+                };
+                if let Err(e) = sock.send_to(&out, to).await {
+                    tracing::warn!(error = %e, %to, "send failed");
+                    continue;
+                }
+                let rtype = reply.opts().msg_type().unwrap_or(MessageType::Ack);
+                bump(&metrics.replies, format!("{rtype:?}").to_ascii_lowercase());
+                metrics.observe(t.elapsed());
+            }
+            Outcome::Ignore(i) => {
+                bump(&metrics.ignored, i.reason());
+                limiter.log(&i);
+            }
+        }
+    }
+}
