@@ -48,11 +48,6 @@ pub enum Ignored {
         device: Option<String>,
         address: Option<Ipv4Addr>,
     },
-    /// A relayed request whose relay is not on the host's subnet.
-    WrongSubnet {
-        device: String,
-        giaddr: Ipv4Addr,
-    },
 }
 
 impl Ignored {
@@ -70,7 +65,6 @@ impl Ignored {
             Ignored::OtherServer(_) => "other_server",
             Ignored::Released { .. } => "release",
             Ignored::Declined { .. } => "decline",
-            Ignored::WrongSubnet { .. } => "wrong_subnet",
         }
     }
 }
@@ -100,11 +94,6 @@ fn mac_of(req: &Message) -> Result<[u8; 6], Ignored> {
     let mut m = [0u8; 6];
     m.copy_from_slice(&req.chaddr()[..6]);
     Ok(m)
-}
-
-fn same_subnet(h: &Host, other: Ipv4Addr) -> bool {
-    let m = u32::from(h.mask);
-    u32::from(h.address) & m == u32::from(other) & m
 }
 
 /// Answers one request from the index.
@@ -147,13 +136,10 @@ pub fn handle(idx: &DhcpIndex, ctx: &Context, req: &Message) -> Outcome {
         Some(Entry::Skip(s)) => return Outcome::Ignore(Ignored::Skipped(s.clone())),
         None => return Outcome::Ignore(Ignored::UnknownMac(mac_text(&mac))),
     };
+    // The index already chose the host's address (the one bound to the
+    // NIC, else its only one); the relay's subnet does not veto it, since
+    // relays often sit on a transit network.
     let giaddr = req.giaddr();
-    if !giaddr.is_unspecified() && !same_subnet(host, giaddr) {
-        return Outcome::Ignore(Ignored::WrongSubnet {
-            device: host.device.clone(),
-            giaddr,
-        });
-    }
     let reply_type = match mtype {
         MessageType::Discover => MessageType::Offer,
         MessageType::Inform => MessageType::Ack,
