@@ -94,40 +94,49 @@ impl Netns {
             .map(str::to_string)
     }
 
+    /// ISC dhclient in the foreground, ended by us once it has bound (or
+    /// after 15 s): the hook's BOUND line, or None.
     fn dhclient(&self) -> Option<String> {
         let hook = format!("{}/../../tests/dhcp-hook.sh", env!("CARGO_MANIFEST_DIR"));
         let dir = std::env::temp_dir().join(format!("clusto-dhclient-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("dhclient.conf");
-        std::fs::write(&conf, "timeout 10;\nretry 1;\ninitial-interval 1;\nrequest subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n").unwrap();
-        let leases = dir.join("leases");
-        let pid = dir.join("pid");
-        let o = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.cli,
-            "dhclient",
-            "-1",
-            "-v",
-            "-cf",
-            conf.to_str().unwrap(),
-            "-sf",
-            &hook,
-            "-lf",
-            leases.to_str().unwrap(),
-            "-pf",
-            pid.to_str().unwrap(),
-            &self.vcli,
-        ]);
-        // dhclient stays in the background after binding; end it by its pid file.
-        if let Ok(p) = std::fs::read_to_string(&pid) {
-            let _ = sh(&["kill", p.trim()]);
+        std::fs::write(
+            &conf,
+            "timeout 10;\nretry 1;\ninitial-interval 1;\nrequest subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n",
+        )
+        .unwrap();
+        let log = dir.join("stderr");
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", &self.cli, "dhclient", "-d", "-1", "-v", "-cf",
+            ])
+            .arg(&conf)
+            .args(["-sf", &hook, "-lf"])
+            .arg(dir.join("leases"))
+            .arg("-pf")
+            .arg(dir.join("pid"))
+            .arg(&self.vcli)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut found = None;
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains("reason=BOUND")) {
+                found = Some(l.to_string());
+                break;
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        err.lines()
-            .find(|l| l.contains("reason=BOUND"))
-            .map(str::to_string)
+        let _ = child.kill();
+        let _ = child.wait();
+        found
     }
 }
 

@@ -36,13 +36,25 @@ pub enum ServerError {
     Store(#[from] clusto_store::StoreError),
 }
 
+const TYPE_NAMES: [&str; 9] = [
+    "other", "discover", "offer", "request", "decline", "ack", "nak", "release", "inform",
+];
+
+fn type_slot(t: Option<MessageType>) -> usize {
+    match t.map(u8::from) {
+        Some(n @ 1..=8) => n as usize,
+        _ => 0,
+    }
+}
+
 /// Latency buckets in microseconds.
 const BUCKETS: [u64; 8] = [10, 25, 50, 100, 250, 500, 1000, 5000];
 
 #[derive(Default)]
 struct Metrics {
-    requests: Mutex<HashMap<String, u64>>,
-    replies: Mutex<HashMap<String, u64>>,
+    /// By DHCP message type code (1 DISCOVER … 8 INFORM); 0 = none/other.
+    requests: [AtomicU64; 9],
+    replies: [AtomicU64; 9],
     ignored: Mutex<HashMap<&'static str, u64>>,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
@@ -69,24 +81,27 @@ impl Metrics {
                     s.push_str(&format!("{name}{{{label}=\"{k}\"}} {n}\n"));
                 }
             };
-        if let Ok(g) = self.requests.lock() {
-            map(
-                "clusto_dhcp_requests_total",
-                "Requests by message type.",
-                "type",
-                &g,
-                &mut s,
-            );
-        }
-        if let Ok(g) = self.replies.lock() {
-            map(
-                "clusto_dhcp_replies_total",
-                "Replies by message type.",
-                "type",
-                &g,
-                &mut s,
-            );
-        }
+        let by_type = |a: &[AtomicU64; 9]| -> HashMap<String, u64> {
+            a.iter()
+                .enumerate()
+                .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
+                .map(|(i, n)| (TYPE_NAMES[i].to_string(), n.load(Ordering::Relaxed)))
+                .collect()
+        };
+        map(
+            "clusto_dhcp_requests_total",
+            "Requests by message type.",
+            "type",
+            &by_type(&self.requests),
+            &mut s,
+        );
+        map(
+            "clusto_dhcp_replies_total",
+            "Replies by message type.",
+            "type",
+            &by_type(&self.replies),
+            &mut s,
+        );
         if let Ok(g) = self.ignored.lock() {
             let g: HashMap<String, u64> = g.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             map(
@@ -245,52 +260,57 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
             }
         });
     }
-    let sock = socket(&opts)?;
+    let sock = socket(&opts)?.into_std()?;
+    sock.set_nonblocking(false)?;
     tracing::info!(listen = %opts.listen, server_id = %opts.server_id, "DHCP responder ready");
     let ctx = Context {
         server_id: opts.server_id,
     };
-    let mut limiter = Limiter(HashMap::new());
-    let mut buf = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(1024);
-    loop {
-        let (n, _peer) = sock.recv_from(&mut buf).await?;
-        let t = Instant::now();
-        let Some(req) = crate::decode(&buf[..n]) else {
-            bump(&metrics.ignored, "malformed");
-            continue;
-        };
-        let mtype = req
-            .opts()
-            .msg_type()
-            .map(|t| format!("{t:?}").to_ascii_lowercase())
-            .unwrap_or_else(|| "none".into());
-        bump(&metrics.requests, mtype);
-        let idx = index.read().expect("index lock").clone();
-        match handle(&idx, &ctx, &req) {
-            Outcome::Reply(reply, dest) => {
-                out.clear();
-                if reply.encode(&mut dhcproto::Encoder::new(&mut out)).is_err() {
-                    bump(&metrics.ignored, "encode_failed");
-                    continue;
+    // The request path is a plain blocking loop on its own thread: no
+    // executor between the socket and the answer.
+    let serve = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut limiter = Limiter(HashMap::new());
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::with_capacity(1024);
+        loop {
+            let (n, _peer) = sock.recv_from(&mut buf)?;
+            let t = Instant::now();
+            let Some(req) = crate::decode(&buf[..n]) else {
+                bump(&metrics.ignored, "malformed");
+                continue;
+            };
+            metrics.requests[type_slot(req.opts().msg_type())].fetch_add(1, Ordering::Relaxed);
+            let idx = index.read().expect("index lock").clone();
+            match handle(&idx, &ctx, &req) {
+                Outcome::Reply(reply, dest) => {
+                    out.clear();
+                    if reply.encode(&mut dhcproto::Encoder::new(&mut out)).is_err() {
+                        bump(&metrics.ignored, "encode_failed");
+                        continue;
+                    }
+                    let to = match dest {
+                        Destination::Relay(g) => SocketAddrV4::new(g, 67),
+                        Destination::Unicast(c) => SocketAddrV4::new(c, 68),
+                        Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
+                    };
+                    if let Err(e) = sock.send_to(&out, to) {
+                        tracing::warn!(error = %e, %to, "send failed");
+                        continue;
+                    }
+                    metrics.replies[type_slot(reply.opts().msg_type())]
+                        .fetch_add(1, Ordering::Relaxed);
+                    metrics.observe(t.elapsed());
                 }
-                let to = match dest {
-                    Destination::Relay(g) => SocketAddrV4::new(g, 67),
-                    Destination::Unicast(c) => SocketAddrV4::new(c, 68),
-                    Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
-                };
-                if let Err(e) = sock.send_to(&out, to).await {
-                    tracing::warn!(error = %e, %to, "send failed");
-                    continue;
+                Outcome::Ignore(i) => {
+                    bump(&metrics.ignored, i.reason());
+                    limiter.log(&i);
                 }
-                let rtype = reply.opts().msg_type().unwrap_or(MessageType::Ack);
-                bump(&metrics.replies, format!("{rtype:?}").to_ascii_lowercase());
-                metrics.observe(t.elapsed());
-            }
-            Outcome::Ignore(i) => {
-                bump(&metrics.ignored, i.reason());
-                limiter.log(&i);
             }
         }
-    }
+    });
+    tokio::task::spawn_blocking(move || serve.join())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .map_err(|_| std::io::Error::other("the responder thread panicked"))??;
+    Ok(())
 }
