@@ -59,8 +59,8 @@ PY
   bash "$SH/bench_dhcp.sh" kea "$N" 6000 "$SECS" "$RUNS" || true  # it exits 143: its last step waits on the server it killed
   bash "$SH/bench_dhcp.sh" dnsmasq "$N" "$DNSMASQ_RATE" "$SECS" 1 || true
   for RATE in 6000 9000; do
-    SERVER_CMD="CLUSTO_LOG=info exec $C --store sqlite://$store dhcpd --server-id 10.77.0.1" \
-      { bash "$SH/bench_dhcp.sh" custom "$N" "$RATE" "$SECS" "$RUNS" || true; } | sed "s/^custom,/clusto,/"
+    export SERVER_CMD="CLUSTO_LOG=info exec $C --store sqlite://$store dhcpd --server-id 10.77.0.1"
+    { bash "$SH/bench_dhcp.sh" custom "$N" "$RATE" "$SECS" "$RUNS" || true; } | sed "s/^custom,/clusto,/"
     grep -o 'DHCP index built.*' /tmp/dhcp/run/custom.log | head -n1 | sed "s/^/# N=$N /" >&2
   done
   # Resident memory once the index is built (a port of its own, no traffic).
