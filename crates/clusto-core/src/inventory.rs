@@ -296,6 +296,11 @@ impl Inventory {
         self.entities.is_empty()
     }
 
+    /// All entities, in no particular order (no sorting cost).
+    pub fn entities_unsorted(&self) -> impl Iterator<Item = &Entity> {
+        self.entities.values().map(|(_, e)| e)
+    }
+
     /// All entities sorted by name.
     pub fn entities(&self) -> Vec<&Entity> {
         let mut v: Vec<&Entity> = self.entities.values().map(|(_, e)| e).collect();

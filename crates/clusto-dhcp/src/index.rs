@@ -124,22 +124,61 @@ fn address_for<'a>(inv: &'a Inventory, dev: EntityId, port: &PortId) -> Option<&
         .or_else(|| if v4.len() == 1 { Some(v4[0]) } else { None })
 }
 
-fn merged<'a>(inv: &'a Inventory, id: EntityId, sub: &str) -> Option<&'a Value> {
-    inv.merged_value(id, "dhcp", Some(sub)).map(|(v, _)| v)
+/// A device and its containers in merge order, walked once per host and
+/// then read for every option (the core's merge rules, without redoing the
+/// walk per key).
+struct Chain<'a> {
+    inv: &'a Inventory,
+    ids: Vec<EntityId>,
 }
 
-fn host(inv: &Inventory, dev: EntityId, port: &PortId) -> Result<Host, Skip> {
+impl<'a> Chain<'a> {
+    fn new(inv: &'a Inventory, dev: EntityId) -> Chain<'a> {
+        let mut ids = vec![dev];
+        ids.extend(inv.merge_levels(dev).into_iter().flatten());
+        Chain { inv, ids }
+    }
+
+    fn get(&self, key: &str, sub: Option<&str>) -> Option<&'a Value> {
+        self.ids
+            .iter()
+            .find_map(|id| self.inv.attr_value(*id, key, sub))
+    }
+
+    fn dhcp(&self, sub: &str) -> Option<&'a Value> {
+        self.get("dhcp", Some(sub))
+    }
+
+    /// Every `dhcp.*` row, nearest first.
+    fn dhcp_rows(&self) -> impl Iterator<Item = &'a clusto_core::Attr> + '_ {
+        self.ids.iter().flat_map(|id| {
+            self.inv
+                .attr_rows(*id)
+                .iter()
+                .map(|(_, a)| a)
+                .filter(|a| a.key == "dhcp")
+        })
+    }
+}
+
+type Ranges = HashMap<EntityId, Option<clusto_core::resources::IpRange>>;
+
+fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> Result<Host, Skip> {
     let name = inv.name_of(dev).to_string();
-    if !merged(inv, dev, "enabled").is_some_and(Value::is_truthy) {
+    let chain = Chain::new(inv, dev);
+    if !chain.dhcp("enabled").is_some_and(Value::is_truthy) {
         return Err(Skip::Disabled(name));
     }
     let addr = address_for(inv, dev, port).ok_or_else(|| Skip::NoAddress(name.clone()))?;
     let IpAddr::V4(ip) = addr.address else {
         return Err(Skip::NoAddress(name));
     };
-    let range = addr.manager.and_then(|m| inv.ip_range(m).ok()).or_else(|| {
-        inv.manager_for(addr.address)
-            .and_then(|m| inv.ip_range(m).ok())
+    let mgr = addr.manager.or_else(|| inv.manager_for(addr.address));
+    let range = mgr.and_then(|m| {
+        ranges
+            .entry(m)
+            .or_insert_with(|| inv.ip_range(m).ok())
+            .clone()
     });
     let (mask, broadcast, router) = match &range {
         Some(r) => (
@@ -158,20 +197,20 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId) -> Result<Host, Skip> {
         ),
         None => (Ipv4Addr::new(255, 255, 255, 255), ip, None),
     };
-    let hostname = inv
-        .merged_value(dev, "hostname", None)
-        .map(|(v, _)| text(v))
+    let hostname = chain
+        .get("hostname", None)
+        .map(text)
         .unwrap_or_else(|| name.clone());
-    let lease = merged(inv, dev, "lease-time")
+    let lease = chain
+        .dhcp("lease-time")
         .and_then(|v| text(v).parse::<u32>().ok())
         .unwrap_or(DEFAULT_LEASE)
         .max(60);
     let mut extra: Vec<(u8, Vec<u8>)> = Vec::new();
     // Every dhcp.option-N, nearest first.
     let mut seen = std::collections::HashSet::new();
-    for m in inv.merged_attrs(dev, Some("dhcp"), None, false) {
-        if let Some(n) = m
-            .attr
+    for attr in chain.dhcp_rows() {
+        if let Some(n) = attr
             .subkey
             .as_deref()
             .and_then(|s| s.strip_prefix("option-"))
@@ -180,7 +219,7 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId) -> Result<Host, Skip> {
             && code != 255
             && seen.insert(code)
         {
-            extra.push((code, option_bytes(&m.attr.value)));
+            extra.push((code, option_bytes(&attr.value)));
         }
     }
     // PXELINUX (RFC 5071): magic, config file, path prefix, reboot time.
@@ -191,7 +230,7 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId) -> Result<Host, Skip> {
     ];
     let mut any_pxe = false;
     for (sub, code) in pxe {
-        if let Some(v) = merged(inv, dev, sub)
+        if let Some(v) = chain.dhcp(sub)
             && seen.insert(code)
         {
             any_pxe = true;
@@ -217,15 +256,11 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId) -> Result<Host, Skip> {
         router,
         lease,
         hostname,
-        domain: merged(inv, dev, "domain-name").map(text),
-        dns: merged(inv, dev, "dns-servers")
-            .map(ip_list)
-            .unwrap_or_default(),
-        ntp: merged(inv, dev, "ntp-servers")
-            .map(ip_list)
-            .unwrap_or_default(),
-        next_server: merged(inv, dev, "tftp_server").and_then(|v| text(v).parse().ok()),
-        boot_file: merged(inv, dev, "tftp_filename").map(text),
+        domain: chain.dhcp("domain-name").map(text),
+        dns: chain.dhcp("dns-servers").map(ip_list).unwrap_or_default(),
+        ntp: chain.dhcp("ntp-servers").map(ip_list).unwrap_or_default(),
+        next_server: chain.dhcp("tftp_server").and_then(|v| text(v).parse().ok()),
+        boot_file: chain.dhcp("tftp_filename").map(text),
         extra,
     })
 }
@@ -234,21 +269,37 @@ impl DhcpIndex {
     /// Resolves every NIC MAC (`mac` or `ipmi-mac` port attribute).
     pub fn build(inv: &Inventory, revision: i64) -> DhcpIndex {
         let mut owners: HashMap<[u8; 6], Vec<(EntityId, PortId)>> = HashMap::new();
-        for e in inv.entities() {
+        for e in inv.entities_unsorted() {
             if !e.kind.is_device() {
                 continue;
             }
-            for p in inv.ports(e.id) {
-                for key in ["mac", "ipmi-mac"] {
-                    if let Some(m) = p.attrs.get(key).and_then(|m| mac_bytes(m)) {
-                        let v = owners.entry(m).or_default();
-                        if !v.iter().any(|(d, _)| *d == e.id) {
-                            v.push((e.id, p.port.clone()));
-                        }
+            for (_, a) in inv.attr_rows(e.id) {
+                let (Some(ptype), Some(sub), Some(num), Value::String(m)) = (
+                    a.key.strip_prefix(clusto_core::inventory::PORT_KEY_PREFIX),
+                    a.subkey.as_deref(),
+                    a.number,
+                    &a.value,
+                ) else {
+                    continue;
+                };
+                if !(sub == "mac" || sub == "ipmi-mac") {
+                    continue;
+                }
+                if let Some(m) = mac_bytes(m) {
+                    let v = owners.entry(m).or_default();
+                    if !v.iter().any(|(d, _)| *d == e.id) {
+                        v.push((
+                            e.id,
+                            PortId {
+                                ptype: ptype.to_string(),
+                                num: num as u32,
+                            },
+                        ));
                     }
                 }
             }
         }
+        let mut ranges = Ranges::new();
         let by_mac = owners
             .into_iter()
             .map(|(mac, devs)| {
@@ -260,7 +311,7 @@ impl DhcpIndex {
                     names.sort();
                     Entry::Skip(Skip::Ambiguous(names))
                 } else {
-                    match host(inv, devs[0].0, &devs[0].1) {
+                    match host(inv, devs[0].0, &devs[0].1, &mut ranges) {
                         Ok(h) => Entry::Serve(Box::new(h)),
                         Err(s) => Entry::Skip(s),
                     }

@@ -174,7 +174,9 @@ fn socket(opts: &Options) -> Result<UdpSocket, ServerError> {
 
 async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
     let t = Instant::now();
-    let (head, inv) = store.load_head().await?;
+    // Only what answers need: dhcp.* and hostname attributes, ports,
+    // settings, containment and addresses; nothing is kept but the index.
+    let (head, inv) = store.load_slice(&["dhcp", "hostname"]).await?;
     let idx = DhcpIndex::build(&inv, head);
     tracing::info!(hosts = idx.len(), revision = head, elapsed = ?t.elapsed(), "DHCP index built");
     Ok(idx)

@@ -261,6 +261,19 @@ impl Store {
         load_from(&mut conn, at).await
     }
 
+    /// The current inventory with only the attributes whose keys are named
+    /// (plus port attributes and settings), and its revision; not cached.
+    pub async fn load_slice(&self, attr_keys: &[&str]) -> Result<(i64, Inventory), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        loop {
+            let head = head_of(&mut conn).await?;
+            let inv = load_rows(&mut conn, None, Some(attr_keys)).await?;
+            if head_of(&mut conn).await? == head {
+                return Ok((head, inv));
+            }
+        }
+    }
+
     /// The current inventory with the revision it is as of.
     pub async fn load_head(&self) -> Result<(i64, Inventory), StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -525,6 +538,17 @@ async fn load_from(
     conn: &mut sqlx::AnyConnection,
     at: Option<i64>,
 ) -> Result<Inventory, StoreError> {
+    load_rows(conn, at, None).await
+}
+
+/// Loads every visible row, or with `attr_keys` only the attributes with
+/// those keys (and `_port-*`, `_spec`): what a service that needs a slice
+/// of the attributes (the DHCP index) loads to stay small.
+async fn load_rows(
+    conn: &mut sqlx::AnyConnection,
+    at: Option<i64>,
+    attr_keys: Option<&[&str]>,
+) -> Result<Inventory, StoreError> {
     let backend = if conn.backend_name().eq_ignore_ascii_case("postgresql") {
         Backend::Postgres
     } else {
@@ -534,6 +558,20 @@ async fn load_from(
     let mut max_fact = 0i64;
     for t in TABLES {
         let cols = table_cols(t);
+        let filter = match (t, attr_keys) {
+            // Keys are identifiers the caller names, never user input.
+            (Table::Attrs, Some(keys)) => {
+                let list: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("'{}'", k.replace('\'', "")))
+                    .collect();
+                format!(
+                    " AND (t.key IN ('_spec', {}) OR substr(t.key, 1, 6) = '_port-')",
+                    list.join(", ")
+                )
+            }
+            _ => String::new(),
+        };
         let mut after = 0i64;
         loop {
             let (agg, arr) = match backend {
@@ -542,7 +580,7 @@ async fn load_from(
             };
             let sql = format!(
                 "SELECT CAST({agg}({arr}(id, {cols})) AS TEXT), MAX(id), COUNT(*) FROM \
-                 (SELECT id, {cols} FROM {} t WHERE {} AND id > $1 ORDER BY id LIMIT {LOAD_CHUNK}) x",
+                 (SELECT id, {cols} FROM {} t WHERE {}{filter} AND id > $1 ORDER BY id LIMIT {LOAD_CHUNK}) x",
                 table_name(t),
                 vis("t", at)
             );
