@@ -216,6 +216,8 @@ async fn real_clients_get_what_the_inventory_says() {
             "10.77.0.1",
             "--refresh-ms",
             "100",
+            "--metrics",
+            "127.0.0.1:9467",
         ])
         .env("CLUSTO_LOG", "info")
         .stdout(Stdio::null())
@@ -270,6 +272,72 @@ async fn real_clients_get_what_the_inventory_says() {
         n.udhcpc().is_some(),
         "answers again once the datacenter's setting applies"
     );
+
+    // A relayed exchange: perfdhcp in relay mode (giaddr 10.77.0.2) runs a
+    // full DORA for the bound MAC; the responder answers the relay on 67.
+    ok(&[
+        "ip",
+        "-n",
+        &n.cli,
+        "addr",
+        "add",
+        "10.77.0.2/24",
+        "dev",
+        &n.vcli,
+    ]);
+    let macs = dir.join("macs.txt");
+    std::fs::write(&macs, "02:77:00:00:00:01\n").unwrap();
+    let o = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &n.cli,
+        "perfdhcp",
+        "-4",
+        "-l",
+        "10.77.0.2",
+        "-M",
+        macs.to_str().unwrap(),
+        "-r",
+        "5",
+        "-p",
+        "2",
+        "10.77.0.1",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let acks = out
+        .split("***Statistics for: REQUEST-ACK")
+        .nth(1)
+        .and_then(|t| t.lines().find(|l| l.contains("received packets:")))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(acks > 0, "relayed DORA got no ACK: {out}");
+
+    // The metrics endpoint counts what happened.
+    let m = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &n.srv,
+        "curl",
+        "-s",
+        "http://127.0.0.1:9467/metrics",
+    ]);
+    let metrics = String::from_utf8_lossy(&m.stdout).to_string();
+    assert!(
+        metrics.contains("clusto_dhcp_replies_total{type=\"ack\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("clusto_dhcp_ignored_total{reason=\"unknown_mac\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("clusto_dhcp_ignored_total{reason=\"disabled\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("clusto_dhcp_index_hosts"), "{metrics}");
 
     drop(n);
     assert_eq!(
