@@ -148,6 +148,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             server_id,
             metrics,
             refresh_ms,
+            learn_ipmi,
         } => {
             let server_id = match (server_id, listen) {
                 (Some(s), _) => *s,
@@ -162,6 +163,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     server_id,
                     refresh: std::time::Duration::from_millis(*refresh_ms),
                     metrics: *metrics,
+                    learn: *learn_ipmi,
                 },
             )
             .await?;

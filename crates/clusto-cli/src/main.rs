@@ -227,6 +227,10 @@ pub enum Command {
         /// How often to look for new revisions, in milliseconds.
         #[arg(long, default_value_t = 250)]
         refresh_ms: u64,
+        /// Learn MACs: a DISCOVER from a device's bootstrap.mac records ipmi-mac on NIC 1 when
+        /// its vendor class names a BMC (ipmi, bmc, idrac, ilo), else mac on NIC 1.
+        #[arg(long)]
+        learn_ipmi: bool,
     },
     /// Write manifests for a synthetic datacenter (for benchmarks and demos) to stdout.
     Generate {

@@ -13,6 +13,8 @@ use crate::index::{DhcpIndex, Entry, Host, Skip};
 #[derive(Clone, Debug)]
 pub struct Context {
     pub server_id: Ipv4Addr,
+    /// Record the MACs of devices that announce their `bootstrap.mac`.
+    pub learn: bool,
 }
 
 /// Where a reply goes (RFC 2131 §4.1).
@@ -73,6 +75,26 @@ impl Ignored {
 pub enum Outcome {
     Reply(Box<Message>, Destination),
     Ignore(Ignored),
+    /// A device's `bootstrap.mac` asked: record `mac` on its NIC 1, as
+    /// `ipmi-mac` when the vendor class says the client is a BMC.
+    Learn {
+        device: String,
+        mac: String,
+        bmc: bool,
+    },
+}
+
+/// Vendor classes (option 60) that mark a BMC.
+fn is_bmc(req: &Message) -> bool {
+    match req.opts().get(OptionCode::ClassIdentifier) {
+        Some(DhcpOption::ClassIdentifier(v)) => {
+            let t = String::from_utf8_lossy(v).to_ascii_lowercase();
+            ["ipmi", "bmc", "idrac", "ilo"]
+                .iter()
+                .any(|k| t.contains(k))
+        }
+        _ => false,
+    }
 }
 
 fn mac_text(m: &[u8; 6]) -> String {
@@ -134,7 +156,19 @@ pub fn handle(idx: &DhcpIndex, ctx: &Context, req: &Message) -> Outcome {
     let host = match entry {
         Some(Entry::Serve(h)) => h.as_ref(),
         Some(Entry::Skip(s)) => return Outcome::Ignore(Ignored::Skipped(s.clone())),
-        None => return Outcome::Ignore(Ignored::UnknownMac(mac_text(&mac))),
+        None => {
+            if ctx.learn
+                && mtype == MessageType::Discover
+                && let Some(device) = idx.bootstrap.get(&mac)
+            {
+                return Outcome::Learn {
+                    device: device.clone(),
+                    mac: mac_text(&mac),
+                    bmc: is_bmc(req),
+                };
+            }
+            return Outcome::Ignore(Ignored::UnknownMac(mac_text(&mac)));
+        }
     };
     // The index already chose the host's address (the one bound to the
     // NIC, else its only one); the relay's subnet does not veto it, since

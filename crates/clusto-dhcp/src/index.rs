@@ -51,6 +51,8 @@ pub enum Entry {
 #[derive(Clone, Debug, Default)]
 pub struct DhcpIndex {
     pub by_mac: HashMap<[u8; 6], Entry>,
+    /// Devices waiting to learn their NIC: `bootstrap.mac` → device name.
+    pub bootstrap: HashMap<[u8; 6], String>,
     /// Revision the index was built from.
     pub revision: i64,
 }
@@ -300,7 +302,7 @@ impl DhcpIndex {
             }
         }
         let mut ranges = Ranges::new();
-        let by_mac = owners
+        let by_mac: HashMap<[u8; 6], Entry> = owners
             .into_iter()
             .map(|(mac, devs)| {
                 let entry = if devs.len() > 1 {
@@ -319,7 +321,20 @@ impl DhcpIndex {
                 (mac, entry)
             })
             .collect();
-        DhcpIndex { by_mac, revision }
+        let bootstrap = inv
+            .entities_unsorted()
+            .filter(|e| e.kind.is_device())
+            .filter_map(|e| {
+                let m = mac_bytes(&text(inv.attr_value(e.id, "bootstrap", Some("mac"))?))?;
+                Some((m, e.name.clone()))
+            })
+            .filter(|(m, _)| !by_mac.contains_key(m))
+            .collect();
+        DhcpIndex {
+            by_mac,
+            bootstrap,
+            revision,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -26,6 +26,31 @@ pub struct Options {
     /// How often the store's head revision is checked.
     pub refresh: Duration,
     pub metrics: Option<SocketAddr>,
+    /// Learn NIC or BMC MACs from devices' `bootstrap.mac` (`--learn-ipmi`).
+    pub learn: bool,
+}
+
+/// Records a learnt MAC on the device's NIC 1 as one revision by the
+/// `dhcpd` manager; nothing when it is already there.
+pub async fn learn(
+    store: &Store,
+    device: &str,
+    mac: &str,
+    bmc: bool,
+) -> Result<Option<i64>, clusto_store::StoreError> {
+    let meta = clusto_store::RevisionMeta {
+        manager: "dhcpd".into(),
+        ..clusto_store::RevisionMeta::new(format!("dhcpd learnt {mac} for {device}"))
+    };
+    let key = if bmc { "ipmi-mac" } else { "mac" };
+    let w = store
+        .write(&meta, |inv| -> Result<(), clusto_store::StoreError> {
+            let id = inv.id_of(device)?;
+            inv.port_attr_set(id, &"nic-eth:1".parse()?, key, mac)?;
+            Ok(())
+        })
+        .await?;
+    Ok(w.revision)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +201,7 @@ async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
     let t = Instant::now();
     // Only what answers need: dhcp.* and hostname attributes, ports,
     // settings, containment and addresses; nothing is kept but the index.
-    let (head, inv) = store.load_slice(&["dhcp", "hostname"]).await?;
+    let (head, inv) = store.load_slice(&["dhcp", "hostname", "bootstrap"]).await?;
     let idx = DhcpIndex::build(&inv, head);
     tracing::info!(hosts = idx.len(), revision = head, elapsed = ?t.elapsed(), "DHCP index built");
     Ok(idx)
@@ -267,7 +292,26 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
     tracing::info!(listen = %opts.listen, server_id = %opts.server_id, "DHCP responder ready");
     let ctx = Context {
         server_id: opts.server_id,
+        learn: opts.learn,
     };
+    // Learning writes go to the store off the request path.
+    let (learnt, mut to_learn) = tokio::sync::mpsc::unbounded_channel::<(String, String, bool)>();
+    {
+        let store = store.clone();
+        tokio::spawn(async move {
+            while let Some((device, mac, bmc)) = to_learn.recv().await {
+                match learn(&store, &device, &mac, bmc).await {
+                    Ok(Some(rev)) => {
+                        tracing::info!(%device, %mac, bmc, revision = rev, "learnt a MAC")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(%device, %mac, error = %e, "could not record a learnt MAC")
+                    }
+                }
+            }
+        });
+    }
     // The request path is a plain blocking loop on its own thread: no
     // executor between the socket and the answer.
     let serve = std::thread::spawn(move || -> std::io::Result<()> {
@@ -306,6 +350,10 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
                 Outcome::Ignore(i) => {
                     bump(&metrics.ignored, i.reason());
                     limiter.log(&i);
+                }
+                Outcome::Learn { device, mac, bmc } => {
+                    bump(&metrics.ignored, "learning");
+                    let _ = learnt.send((device, mac, bmc));
                 }
             }
         }

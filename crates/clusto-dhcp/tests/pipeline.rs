@@ -117,13 +117,14 @@ fn request(t: MessageType, mac: [u8; 6]) -> Message {
 fn ctx() -> Context {
     Context {
         server_id: "10.77.0.1".parse().unwrap(),
+        learn: false,
     }
 }
 
 fn reply(o: Outcome) -> (Message, Destination) {
     match o {
         Outcome::Reply(m, d) => (*m, d),
-        Outcome::Ignore(i) => panic!("ignored: {i:?}"),
+        other => panic!("no reply: {other:?}"),
     }
 }
 
@@ -362,4 +363,82 @@ fn arbitrary_packets_never_panic() {
             let _ = handle(&idx, &ctx(), &m);
         }
     }
+}
+
+#[test]
+fn bootstrap_macs_are_learnt_when_asked() {
+    let mut inv = inventory();
+    let s5 = inv.create(Kind::Server, "s5", None).unwrap();
+    inv.attr_set(
+        s5,
+        "bootstrap",
+        Some("mac"),
+        NumberSpec::None,
+        Value::String("02:00:00:00:00:55".into()),
+    )
+    .unwrap();
+    let idx = DhcpIndex::build(&inv, 1);
+    let mac = [2, 0, 0, 0, 0, 0x55];
+    // without --learn-ipmi it is just unknown
+    assert!(matches!(
+        handle(&idx, &ctx(), &request(MessageType::Discover, mac)),
+        Outcome::Ignore(Ignored::UnknownMac(_))
+    ));
+    let learning = Context {
+        learn: true,
+        ..ctx()
+    };
+    let mut bmc = request(MessageType::Discover, mac);
+    bmc.opts_mut()
+        .insert(DhcpOption::ClassIdentifier(b"Dell iDRAC BMC".to_vec()));
+    assert_eq!(
+        handle(&idx, &learning, &bmc),
+        Outcome::Learn {
+            device: "s5".into(),
+            mac: "02:00:00:00:00:55".into(),
+            bmc: true
+        }
+    );
+    assert_eq!(
+        handle(&idx, &learning, &request(MessageType::Discover, mac)),
+        Outcome::Learn {
+            device: "s5".into(),
+            mac: "02:00:00:00:00:55".into(),
+            bmc: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn learning_records_one_revision_by_dhcpd() {
+    let store = clusto_store::testing::fresh("sqlite").await.unwrap();
+    store
+        .write(
+            &clusto_store::RevisionMeta::new("setup"),
+            |inv| -> Result<(), clusto_store::StoreError> {
+                inv.create(Kind::Server, "s5", None)?;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    let rev = clusto_dhcp::server::learn(&store, "s5", "02:00:00:00:00:55", true)
+        .await
+        .unwrap();
+    assert_eq!(rev, Some(2));
+    assert_eq!(
+        clusto_dhcp::server::learn(&store, "s5", "02:00:00:00:00:55", true)
+            .await
+            .unwrap(),
+        None,
+        "no-op"
+    );
+    let inv = store.load(None).await.unwrap();
+    let id = inv.id_of("s5").unwrap();
+    assert_eq!(
+        inv.port_attr(id, &"nic-eth:1".parse().unwrap(), "ipmi-mac")
+            .as_deref(),
+        Some("02:00:00:00:00:55")
+    );
+    assert_eq!(store.revisions(Some(1)).await.unwrap()[0].manager, "dhcpd");
 }
