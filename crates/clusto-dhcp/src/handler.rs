@@ -292,3 +292,60 @@ fn build(req: &Message, ctx: &Context, h: &Host, t: MessageType, inform: bool) -
     }
     m
 }
+
+/// Reorders the encoded options of a reply to follow the client's
+/// parameter request list (option 55): message type and server identifier
+/// first, then the requested options in the client's order, then the rest.
+/// dhcproto encodes options sorted by code; some clients (old PXE ROMs)
+/// read only the first options they asked for.
+pub fn order_options(encoded: &mut Vec<u8>, requested: &[u8]) {
+    const START: usize = 240; // fixed header + magic cookie
+    if encoded.len() <= START {
+        return;
+    }
+    let mut opts: Vec<(u8, &[u8])> = Vec::new();
+    let mut i = START;
+    while i < encoded.len() {
+        match encoded[i] {
+            0 => i += 1,
+            255 => break,
+            code => {
+                let Some(&len) = encoded.get(i + 1) else {
+                    return;
+                };
+                let end = i + 2 + len as usize;
+                if end > encoded.len() {
+                    return;
+                }
+                opts.push((code, &encoded[i..end]));
+                i = end;
+            }
+        }
+    }
+    let rank = |code: u8| match code {
+        53 => 0,
+        54 => 1,
+        c => {
+            2 + requested
+                .iter()
+                .position(|r| *r == c)
+                .unwrap_or(usize::MAX - 2)
+        }
+    };
+    let mut sorted = opts.clone();
+    sorted.sort_by_key(|(c, _)| rank(*c));
+    let mut out = encoded[..START].to_vec();
+    for (_, tlv) in sorted {
+        out.extend_from_slice(tlv);
+    }
+    out.push(255);
+    *encoded = out;
+}
+
+/// The parameter request list of a request, as codes.
+pub fn requested_codes(req: &Message) -> Vec<u8> {
+    match req.opts().get(OptionCode::ParameterRequestList) {
+        Some(DhcpOption::ParameterRequestList(v)) => v.iter().map(|c| u8::from(*c)).collect(),
+        _ => Vec::new(),
+    }
+}

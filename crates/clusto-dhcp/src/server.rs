@@ -334,6 +334,7 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
                         bump(&metrics.ignored, "encode_failed");
                         continue;
                     }
+                    crate::handler::order_options(&mut out, &crate::handler::requested_codes(&req));
                     let to = match dest {
                         Destination::Relay(g) => SocketAddrV4::new(g, 67),
                         Destination::Unicast(c) => SocketAddrV4::new(c, 68),

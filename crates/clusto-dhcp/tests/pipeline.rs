@@ -442,3 +442,33 @@ async fn learning_records_one_revision_by_dhcpd() {
     );
     assert_eq!(store.revisions(Some(1)).await.unwrap()[0].manager, "dhcpd");
 }
+
+#[test]
+fn encoded_options_follow_the_request_order() {
+    let idx = DhcpIndex::build(&inventory(), 1);
+    let mut r = request(MessageType::Discover, MAC1);
+    r.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::DomainNameServer,
+        OptionCode::Router,
+        OptionCode::SubnetMask,
+    ]));
+    let (m, _) = reply(handle(&idx, &ctx(), &r));
+    let mut buf = Vec::new();
+    dhcproto::Encodable::encode(&m, &mut dhcproto::Encoder::new(&mut buf)).unwrap();
+    clusto_dhcp::handler::order_options(&mut buf, &clusto_dhcp::handler::requested_codes(&r));
+    // walk the TLVs after the 240-byte header
+    let mut codes = Vec::new();
+    let mut i = 240;
+    while buf[i] != 255 {
+        codes.push(buf[i]);
+        i += 2 + buf[i + 1] as usize;
+    }
+    assert_eq!(&codes[..5], &[53, 54, 6, 3, 1], "{codes:?}");
+    // and it still decodes to the same message
+    let back = clusto_dhcp::decode(&buf).unwrap();
+    assert_eq!(
+        back.opts().get(OptionCode::Router),
+        m.opts().get(OptionCode::Router)
+    );
+    assert_eq!(back.yiaddr(), m.yiaddr());
+}
