@@ -203,6 +203,14 @@ async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
     // settings, containment and addresses; nothing is kept but the index.
     let (head, inv) = store.load_slice(&["dhcp", "hostname", "bootstrap"]).await?;
     let idx = DhcpIndex::build(&inv, head);
+    drop(inv);
+    // The inventory was only scaffolding for the index: hand the freed
+    // memory back so the long-running responder stays small.
+    #[cfg(target_os = "linux")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     tracing::info!(hosts = idx.len(), revision = head, elapsed = ?t.elapsed(), "DHCP index built");
     Ok(idx)
 }
