@@ -7,7 +7,7 @@ use dhcproto::v4::{
     DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
 };
 
-use crate::index::{DhcpIndex, Entry, Host, Skip};
+use crate::index::{DhcpIndex, Entry, Host, Lease, Skip};
 
 /// What the responder knows about itself and where a request came in.
 #[derive(Clone, Debug)]
@@ -37,6 +37,11 @@ pub enum Ignored {
     UnsupportedType(String),
     UnknownMac(String),
     Skipped(Skip),
+    /// The device holds several addresses, none in the asking subnet.
+    NoAddressInSubnet {
+        device: String,
+        subnet_of: Ipv4Addr,
+    },
     /// A REQUEST that chose another server.
     OtherServer(Ipv4Addr),
     /// RELEASE: logged, nothing to do (no lease state).
@@ -65,6 +70,7 @@ impl Ignored {
             Ignored::Skipped(Skip::NoAddress(_)) => "no_address",
             Ignored::Skipped(Skip::Ambiguous(_)) => "ambiguous_mac",
             Ignored::OtherServer(_) => "other_server",
+            Ignored::NoAddressInSubnet { .. } => "no_address_in_subnet",
             Ignored::Released { .. } => "release",
             Ignored::Declined { .. } => "decline",
         }
@@ -174,6 +180,25 @@ pub fn handle(idx: &DhcpIndex, ctx: &Context, req: &Message) -> Outcome {
     // NIC, else its only one); the relay's subnet does not veto it, since
     // relays often sit on a transit network.
     let giaddr = req.giaddr();
+    // One bound address is the answer; among several, the one in the subnet
+    // the request came from (the relay's, else this server's own).
+    let near = if giaddr.is_unspecified() {
+        ctx.server_id
+    } else {
+        giaddr
+    };
+    let lease = match host.leases.as_slice() {
+        [only] => only,
+        many => match many.iter().find(|l| l.contains(near)) {
+            Some(l) => l,
+            None => {
+                return Outcome::Ignore(Ignored::NoAddressInSubnet {
+                    device: host.device.clone(),
+                    subnet_of: near,
+                });
+            }
+        },
+    };
     let reply_type = match mtype {
         MessageType::Discover => MessageType::Offer,
         MessageType::Inform => MessageType::Ack,
@@ -188,14 +213,21 @@ pub fn handle(idx: &DhcpIndex, ctx: &Context, req: &Message) -> Outcome {
                 Some(DhcpOption::RequestedIpAddress(a)) => *a,
                 _ => req.ciaddr(),
             };
-            if wanted == host.address {
+            if wanted == lease.address {
                 MessageType::Ack
             } else {
                 MessageType::Nak
             }
         }
     };
-    let reply = build(req, ctx, host, reply_type, mtype == MessageType::Inform);
+    let reply = build(
+        req,
+        ctx,
+        host,
+        lease,
+        reply_type,
+        mtype == MessageType::Inform,
+    );
     let dest = if !giaddr.is_unspecified() {
         Destination::Relay(giaddr)
     } else if reply_type == MessageType::Nak {
@@ -210,7 +242,14 @@ pub fn handle(idx: &DhcpIndex, ctx: &Context, req: &Message) -> Outcome {
     Outcome::Reply(Box::new(reply), dest)
 }
 
-fn build(req: &Message, ctx: &Context, h: &Host, t: MessageType, inform: bool) -> Message {
+fn build(
+    req: &Message,
+    ctx: &Context,
+    h: &Host,
+    lease: &Lease,
+    t: MessageType,
+    inform: bool,
+) -> Message {
     let mut m = Message::default();
     m.set_opcode(Opcode::BootReply)
         .set_htype(req.htype())
@@ -230,7 +269,7 @@ fn build(req: &Message, ctx: &Context, h: &Host, t: MessageType, inform: bool) -
         return m;
     }
     if !inform {
-        m.set_yiaddr(h.address);
+        m.set_yiaddr(lease.address);
     }
     if let Some(ns) = h.next_server {
         m.set_siaddr(ns);
@@ -250,11 +289,11 @@ fn build(req: &Message, ctx: &Context, h: &Host, t: MessageType, inform: bool) -
         o.insert(DhcpOption::Renewal(h.lease / 2));
         o.insert(DhcpOption::Rebinding(h.lease / 8 * 7));
     }
-    o.insert(DhcpOption::SubnetMask(h.mask));
+    o.insert(DhcpOption::SubnetMask(lease.mask));
     if wants(OptionCode::BroadcastAddr) {
-        o.insert(DhcpOption::BroadcastAddr(h.broadcast));
+        o.insert(DhcpOption::BroadcastAddr(lease.broadcast));
     }
-    if let Some(r) = h.router
+    if let Some(r) = lease.router
         && wants(OptionCode::Router)
     {
         o.insert(DhcpOption::Router(vec![r]));

@@ -14,10 +14,9 @@ pub const DEFAULT_LEASE: u32 = 3600;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Host {
     pub device: String,
-    pub address: Ipv4Addr,
-    pub mask: Ipv4Addr,
-    pub broadcast: Ipv4Addr,
-    pub router: Option<Ipv4Addr>,
+    /// The address bound to the NIC (one), or every IPv4 address the device
+    /// holds; the request path picks the one in the asking subnet.
+    pub leases: Vec<Lease>,
     pub lease: u32,
     pub hostname: String,
     pub domain: Option<String>,
@@ -29,6 +28,22 @@ pub struct Host {
     pub boot_file: Option<String>,
     /// Any other option, code → wire bytes (`dhcp.option-N`, PXELINUX 208–211).
     pub extra: Vec<(u8, Vec<u8>)>,
+}
+
+/// An address with its network's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub mask: Ipv4Addr,
+    pub broadcast: Ipv4Addr,
+    pub router: Option<Ipv4Addr>,
+}
+
+impl Lease {
+    pub fn contains(&self, other: Ipv4Addr) -> bool {
+        let m = u32::from(self.mask);
+        u32::from(self.address) & m == u32::from(other) & m
+    }
 }
 
 /// Why a MAC gets no answer.
@@ -110,20 +125,23 @@ pub fn option_bytes(v: &Value) -> Vec<u8> {
     t.into_bytes()
 }
 
-/// The address DHCP hands to `port`: the one bound to that NIC (or to its
-/// OS interface), else the device's only IPv4 address.
-fn address_for<'a>(inv: &'a Inventory, dev: EntityId, port: &PortId) -> Option<&'a Address> {
+/// The addresses DHCP may hand to `port`: the one bound to that NIC (or to
+/// its OS interface), else all the device's IPv4 addresses.
+fn addresses_for<'a>(inv: &'a Inventory, dev: EntityId, port: &PortId) -> Vec<&'a Address> {
     let v4: Vec<&Address> = inv
         .addresses_of(dev)
         .into_iter()
         .filter(|a| a.address.is_ipv4())
         .collect();
     let os = inv.port_attr(dev, port, "osportname");
-    v4.iter()
+    match v4
+        .iter()
         .find(|a| a.port.as_ref() == Some(port))
         .or_else(|| v4.iter().find(|a| os.is_some() && a.os_port == os))
-        .copied()
-        .or_else(|| if v4.len() == 1 { Some(v4[0]) } else { None })
+    {
+        Some(bound) => vec![*bound],
+        None => v4,
+    }
 }
 
 /// A device and its containers in merge order, walked once per host and
@@ -171,34 +189,46 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> R
     if !chain.dhcp("enabled").is_some_and(Value::is_truthy) {
         return Err(Skip::Disabled(name));
     }
-    let addr = address_for(inv, dev, port).ok_or_else(|| Skip::NoAddress(name.clone()))?;
-    let IpAddr::V4(ip) = addr.address else {
+    let addrs = addresses_for(inv, dev, port);
+    if addrs.is_empty() {
         return Err(Skip::NoAddress(name));
-    };
-    let mgr = addr.manager.or_else(|| inv.manager_for(addr.address));
-    let range = mgr.and_then(|m| {
-        ranges
-            .entry(m)
-            .or_insert_with(|| inv.ip_range(m).ok())
-            .clone()
-    });
-    let (mask, broadcast, router) = match &range {
-        Some(r) => (
-            match r.netmask() {
-                IpAddr::V4(m) => m,
-                _ => Ipv4Addr::new(255, 255, 255, 255),
+    }
+    let mut leases = Vec::new();
+    for addr in addrs {
+        let IpAddr::V4(ip) = addr.address else {
+            continue;
+        };
+        let mgr = addr.manager.or_else(|| inv.manager_for(addr.address));
+        let range = mgr.and_then(|m| {
+            ranges
+                .entry(m)
+                .or_insert_with(|| inv.ip_range(m).ok())
+                .clone()
+        });
+        leases.push(match &range {
+            Some(r) => Lease {
+                address: ip,
+                mask: match r.netmask() {
+                    IpAddr::V4(m) => m,
+                    _ => Ipv4Addr::new(255, 255, 255, 255),
+                },
+                broadcast: match r.broadcast() {
+                    IpAddr::V4(b) => b,
+                    _ => ip,
+                },
+                router: match r.gateway {
+                    Some(IpAddr::V4(g)) => Some(g),
+                    _ => None,
+                },
             },
-            match r.broadcast() {
-                IpAddr::V4(b) => b,
-                _ => ip,
+            None => Lease {
+                address: ip,
+                mask: Ipv4Addr::new(255, 255, 255, 255),
+                broadcast: ip,
+                router: None,
             },
-            match r.gateway {
-                Some(IpAddr::V4(g)) => Some(g),
-                _ => None,
-            },
-        ),
-        None => (Ipv4Addr::new(255, 255, 255, 255), ip, None),
-    };
+        });
+    }
     let hostname = chain
         .get("hostname", None)
         .map(text)
@@ -252,10 +282,7 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> R
     }
     Ok(Host {
         device: name,
-        address: ip,
-        mask,
-        broadcast,
-        router,
+        leases,
         lease,
         hostname,
         domain: chain.dhcp("domain-name").map(text),

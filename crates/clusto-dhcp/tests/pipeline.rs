@@ -135,12 +135,12 @@ fn index_resolves_bindings_and_reasons() {
         panic!()
     };
     assert_eq!(
-        h.address,
+        h.leases[0].address,
         Ipv4Addr::new(10, 77, 0, 20),
         "the address bound to the NIC with the MAC"
     );
-    assert_eq!(h.mask, Ipv4Addr::new(255, 255, 255, 0));
-    assert_eq!(h.router, Some(Ipv4Addr::new(10, 77, 0, 1)));
+    assert_eq!(h.leases[0].mask, Ipv4Addr::new(255, 255, 255, 0));
+    assert_eq!(h.leases[0].router, Some(Ipv4Addr::new(10, 77, 0, 1)));
     assert_eq!(
         h.dns,
         vec![Ipv4Addr::new(10, 77, 0, 53), Ipv4Addr::new(10, 77, 0, 54)]
@@ -471,4 +471,47 @@ fn encoded_options_follow_the_request_order() {
         m.opts().get(OptionCode::Router)
     );
     assert_eq!(back.yiaddr(), m.yiaddr());
+}
+
+#[test]
+fn several_addresses_answer_from_the_asking_subnet() {
+    let mut inv = inventory();
+    let other = inv.create(Kind::IpManager, "other", None).unwrap();
+    inv.configure(other, "cidr", "10.88.0.0/24").unwrap();
+    inv.configure(other, "gateway", "10.88.0.1").unwrap();
+    let dc = inv.id_of("dc1").unwrap();
+    let s6 = inv.create(Kind::Server, "s6", None).unwrap();
+    inv.insert(dc, s6, None).unwrap();
+    inv.port_attr_set(
+        s6,
+        &"nic-eth:1".parse().unwrap(),
+        "mac",
+        "02:00:00:00:00:66",
+    )
+    .unwrap();
+    let net = inv.id_of("net").unwrap();
+    inv.ip_allocate(net, s6, Some("10.77.0.66".parse().unwrap()), None, None)
+        .unwrap();
+    inv.ip_allocate(other, s6, Some("10.88.0.66".parse().unwrap()), None, None)
+        .unwrap();
+    let idx = DhcpIndex::build(&inv, 1);
+    let mac = [2, 0, 0, 0, 0, 0x66];
+    // direct: the subnet of this server's address
+    let (m, _) = reply(handle(&idx, &ctx(), &request(MessageType::Discover, mac)));
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 77, 0, 66));
+    // relayed from 10.88.0.0/24: that subnet's address and router
+    let mut r = request(MessageType::Discover, mac);
+    r.set_giaddr(Ipv4Addr::new(10, 88, 0, 1));
+    let (m, _) = reply(handle(&idx, &ctx(), &r));
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 88, 0, 66));
+    assert_eq!(
+        m.opts().get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 88, 0, 1)]))
+    );
+    // from a subnet it has no address in: no answer, and the reason says so
+    r.set_giaddr(Ipv4Addr::new(10, 99, 0, 1));
+    assert!(matches!(
+        handle(&idx, &ctx(), &r),
+        Outcome::Ignore(Ignored::NoAddressInSubnet { .. })
+    ));
 }
