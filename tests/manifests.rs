@@ -105,6 +105,11 @@ async fn example_manifests_plan_apply_and_reapply() {
             serde_json::json!(["unallocated"])
         );
         assert_eq!(c.fail(&["get", "server", "s0001"]), "s0001 not found");
+        // VM placement: best fit among the manager's hosts, with its reason
+        assert_eq!(
+            c.ok(&["vm", "explain", "vm-web1"]),
+            "vm-web1 -> xenhost1: needs 1024 MiB/20 GiB/1 cpu, free 16384/2000/8\n"
+        );
         // history names the apply set
         assert_eq!(
             c.json(&["history", "--limit", "1"])["items"][0]["manager"],

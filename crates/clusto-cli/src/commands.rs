@@ -14,7 +14,7 @@ use serde_json::{Value as Json, json};
 
 use crate::declarative;
 use crate::output::{Format, emit, paint};
-use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp, RackOp};
+use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp, RackOp, VmOp};
 
 /// Errors from a write closure: a rule broken, or the store failing.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +167,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )
             .await?;
+        }
+        Command::Vm {
+            op: VmOp::Explain { name, at },
+        } => {
+            let inv = store.load(at.at).await?;
+            let vm = inv.id_of(name)?;
+            if inv.kind_of(vm) != Some(Kind::VirtualMachine) {
+                bail!("{name} is not a VirtualMachine");
+            }
+            let setting = |f: &str| match inv.setting(vm, f) {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let mgr = setting("manager").ok_or_else(|| anyhow!("{name} has no manager"))?;
+            let mgr = inv.id_of(&mgr)?;
+            let pin = setting("host").map(|h| inv.id_of(&h)).transpose()?;
+            let p = inv.place_vm(mgr, vm, pin, false)?;
+            match fmt {
+                Format::Json | Format::Yaml => emit(
+                    fmt,
+                    &json!({"vm": name, "host": inv.name_of(p.host), "reason": p.reason}),
+                    &[],
+                    vec![],
+                )?,
+                _ => println!("{name} -> {}", p.reason),
+            }
         }
         Command::Export { query, at } => {
             declarative::export_cmd(&store, query.as_deref(), at.at).await?

@@ -203,6 +203,11 @@ pub enum Command {
         #[arg(long)]
         out: Option<String>,
     },
+    /// Virtual machines.
+    Vm {
+        #[command(subcommand)]
+        op: VmOp,
+    },
     /// Racks built from layouts.
     Rack {
         #[command(subcommand)]
@@ -241,6 +246,16 @@ pub enum Command {
     },
     /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VmOp {
+    /// Where a VM goes (or is pinned) and why: needs versus each host's free capacity.
+    Explain {
+        name: String,
+        #[command(flatten)]
+        at: At,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -10,6 +10,7 @@ pub mod kind;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod placement;
 pub mod ports;
 pub mod query;
 pub mod relations;

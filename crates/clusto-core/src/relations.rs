@@ -236,6 +236,24 @@ impl Inventory {
     }
 
     pub fn remove(&mut self, container: EntityId, thing: EntityId) -> Result<(), CoreError> {
+        if self.kind_of(container) == Some(Kind::VmManager) {
+            let vms: Vec<String> = self
+                .vms_on(thing)
+                .into_iter()
+                .map(|v| self.name_of(v).to_string())
+                .collect();
+            if !vms.is_empty() {
+                return Err(CoreError::Rule {
+                    object: self.name_of(thing).to_string(),
+                    rule: format!(
+                        "{} still runs {}; move them before it leaves {}",
+                        self.name_of(thing),
+                        vms.join(", "),
+                        self.name_of(container)
+                    ),
+                });
+            }
+        }
         let row = self
             .parents
             .get(&thing)

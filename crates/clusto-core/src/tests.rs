@@ -606,3 +606,98 @@ fn from_facts_round_trip() {
     let t = j.create(Kind::Server, "s2", None).unwrap();
     assert!(t.0 > s.0);
 }
+
+fn hypervisors() -> (Inventory, EntityId, Vec<EntityId>) {
+    let mut i = inv();
+    let mgr = i.create(Kind::VmManager, "xen", None).unwrap();
+    let mut hosts = Vec::new();
+    for (name, mem, disk, cpu) in [
+        ("big", 65536, 4000, 32),
+        ("small", 16384, 2000, 8),
+        ("tiny", 2048, 100, 2),
+    ] {
+        let h = i.create(Kind::Server, name, None).unwrap();
+        for (k, v) in [("memory", mem), ("disk", disk), ("cpucount", cpu)] {
+            i.attr_set(h, "system", Some(k), NumberSpec::None, Value::Int(v))
+                .unwrap();
+        }
+        i.insert(mgr, h, None).unwrap();
+        hosts.push(h);
+    }
+    (i, mgr, hosts)
+}
+
+fn vm(i: &mut Inventory, name: &str, mem: i64, disk: i64, cpus: i64) -> EntityId {
+    let v = i.create(Kind::VirtualMachine, name, None).unwrap();
+    i.configure(v, "memoryMiB", &mem.to_string()).unwrap();
+    i.configure(v, "diskGiB", &disk.to_string()).unwrap();
+    i.configure(v, "cpus", &cpus.to_string()).unwrap();
+    v
+}
+
+#[test]
+fn vm_placement_is_best_fit_and_explains_itself() {
+    let (mut i, mgr, hosts) = hypervisors();
+    let v1 = vm(&mut i, "v1", 1024, 20, 1);
+    // tiny has 2048 MiB but only 100 GiB disk: fits; it is the smallest that fits
+    let p = i.place_vm(mgr, v1, None, false).unwrap();
+    assert_eq!(p.host, hosts[2]);
+    assert_eq!(
+        p.reason,
+        "tiny: needs 1024 MiB/20 GiB/1 cpu, free 2048/100/2"
+    );
+    // place it there; the next one no longer fits on tiny's memory
+    i.configure(v1, "host", "tiny").unwrap();
+    let v2 = vm(&mut i, "v2", 1536, 20, 1);
+    let p = i.place_vm(mgr, v2, None, false).unwrap();
+    assert_eq!(
+        p.reason,
+        "small: needs 1536 MiB/20 GiB/1 cpu, free 16384/2000/8"
+    );
+    assert_eq!(i.host_free(hosts[2], None).memory_mib, 1024);
+    // pinned: must be a host of the manager and fit unless forced
+    let outsider = i.create(Kind::Server, "outsider", None).unwrap();
+    assert!(
+        i.place_vm(mgr, v2, Some(outsider), false)
+            .unwrap_err()
+            .to_string()
+            .contains("not a host of VM manager xen")
+    );
+    let e = i
+        .place_vm(mgr, v2, Some(hosts[2]), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tiny: needs 1536 MiB/20 GiB/1 cpu, free 1024/80/1 (does not fit"),
+        "{e}"
+    );
+    assert!(
+        i.place_vm(mgr, v2, Some(hosts[2]), true)
+            .unwrap()
+            .reason
+            .starts_with("pinned to tiny")
+    );
+    // nothing fits
+    let huge = vm(&mut i, "huge", 1 << 20, 1, 1);
+    assert!(
+        i.place_vm(mgr, huge, None, false)
+            .unwrap_err()
+            .to_string()
+            .contains("no host of xen has 1048576 MiB")
+    );
+    // reserved hosts take no VMs
+    i.configure(mgr, "reserved", r#"["tiny", "small"]"#)
+        .unwrap();
+    let v3 = vm(&mut i, "v3", 512, 10, 1);
+    assert_eq!(i.place_vm(mgr, v3, None, false).unwrap().host, hosts[0]);
+}
+
+#[test]
+fn a_host_with_vms_cannot_leave_its_manager() {
+    let (mut i, mgr, hosts) = hypervisors();
+    let v1 = vm(&mut i, "v1", 1024, 20, 1);
+    i.configure(v1, "host", "small").unwrap();
+    let e = i.remove(mgr, hosts[1]).unwrap_err().to_string();
+    assert!(e.contains("small still runs v1"), "{e}");
+    i.remove(mgr, hosts[2]).unwrap();
+}

@@ -253,6 +253,10 @@ fn settings(o: &Object) -> Vec<(&'static str, Option<String>)> {
                 ),
             ),
             ("libvirt", s.libvirt.as_ref().and_then(|v| js(v))),
+            (
+                "reserved",
+                (!s.reserved.is_empty()).then(|| js(&s.reserved)).flatten(),
+            ),
             ("ec2", s.ec2.as_ref().and_then(|v| js(v))),
         ],
         Spec::VirtualMachine(s) => vec![

@@ -1,0 +1,186 @@
+//! VM placement, as the original VMManager did it: a host's capacity is its
+//! `system.memory` (MiB), `system.disk` (GiB) and `system.cpucount`, minus
+//! what the VMs placed on it ask for; the best fit is the smallest host that
+//! fits (by memory, then cpus, then disk). Hosts are the servers inserted
+//! into the manager; hosts it lists under `reserved` take no VMs.
+
+use crate::error::CoreError;
+use crate::inventory::Inventory;
+use crate::kind::Kind;
+use crate::model::EntityId;
+use crate::value::Value;
+
+/// What a VM asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    pub cpus: i64,
+}
+
+/// A host's free capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Free {
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    pub cpus: i64,
+}
+
+impl Free {
+    pub fn fits(&self, n: &Need) -> bool {
+        self.memory_mib >= n.memory_mib && self.disk_gib >= n.disk_gib && self.cpus >= n.cpus
+    }
+}
+
+/// A placement decision and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub host: EntityId,
+    /// `xenhost2: needs 1024 MiB/20 GiB/1 cpu, free 15360/1980/7`
+    pub reason: String,
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Int(i)) => *i,
+        Some(Value::Float(f)) => *f as i64,
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+impl Inventory {
+    /// What a VirtualMachine asks for (defaults: 1024 MiB, 10 GiB, 1 cpu).
+    pub fn vm_need(&self, vm: EntityId) -> Need {
+        let get = |f: &str, d: i64| match self.setting(vm, f) {
+            Some(v) => int(Some(v)),
+            None => d,
+        };
+        Need {
+            memory_mib: get("memoryMiB", 1024),
+            disk_gib: get("diskGiB", 10),
+            cpus: get("cpus", 1),
+        }
+    }
+
+    /// VMs whose `host` is this host.
+    pub fn vms_on(&self, host: EntityId) -> Vec<EntityId> {
+        let name = self.name_of(host);
+        self.entities_of_kind(Kind::VirtualMachine)
+            .into_iter()
+            .filter(|vm| matches!(self.setting(vm.id, "host"), Some(Value::String(h)) if h == name))
+            .map(|vm| vm.id)
+            .collect()
+    }
+
+    /// A host's capacity minus what its VMs ask for (`except` is left out,
+    /// so a VM being re-placed does not count against itself).
+    pub fn host_free(&self, host: EntityId, except: Option<EntityId>) -> Free {
+        let sys = |k: &str| int(self.merged_value(host, "system", Some(k)).map(|(v, _)| v));
+        let mut f = Free {
+            memory_mib: sys("memory"),
+            disk_gib: sys("disk"),
+            cpus: sys("cpucount"),
+        };
+        for vm in self.vms_on(host) {
+            if Some(vm) == except {
+                continue;
+            }
+            let n = self.vm_need(vm);
+            f.memory_mib -= n.memory_mib;
+            f.disk_gib -= n.disk_gib;
+            f.cpus -= n.cpus;
+        }
+        f
+    }
+
+    fn reserved_hosts(&self, mgr: EntityId) -> Vec<String> {
+        match self.setting(mgr, "reserved") {
+            Some(Value::Json(serde_json::Value::Array(a))) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn describe_fit(&self, host: EntityId, n: &Need, f: &Free) -> String {
+        format!(
+            "{}: needs {} MiB/{} GiB/{} cpu, free {}/{}/{}",
+            self.name_of(host),
+            n.memory_mib,
+            n.disk_gib,
+            n.cpus,
+            f.memory_mib,
+            f.disk_gib,
+            f.cpus
+        )
+    }
+
+    /// Chooses a host for `vm` under `mgr`: the pinned one (which must
+    /// belong to the manager and fit unless `force`), or the best fit.
+    pub fn place_vm(
+        &self,
+        mgr: EntityId,
+        vm: EntityId,
+        pin: Option<EntityId>,
+        force: bool,
+    ) -> Result<Placement, CoreError> {
+        let vm_name = self.name_of(vm).to_string();
+        let rule = |r: String| CoreError::Rule {
+            object: vm_name.clone(),
+            rule: r,
+        };
+        let need = self.vm_need(vm);
+        let reserved = self.reserved_hosts(mgr);
+        let hosts: Vec<EntityId> = self.contents(mgr);
+        if let Some(h) = pin {
+            if !hosts.contains(&h) {
+                return Err(rule(format!(
+                    "host {} is not a host of VM manager {}",
+                    self.name_of(h),
+                    self.name_of(mgr)
+                )));
+            }
+            let free = self.host_free(h, Some(vm));
+            if !free.fits(&need) && !force {
+                return Err(rule(format!(
+                    "{} (does not fit; --force to place it anyway)",
+                    self.describe_fit(h, &need, &free)
+                )));
+            }
+            return Ok(Placement {
+                host: h,
+                reason: format!("pinned to {}", self.describe_fit(h, &need, &free)),
+            });
+        }
+        let mut fitting: Vec<(Free, EntityId)> = hosts
+            .into_iter()
+            .filter(|h| !reserved.iter().any(|r| r == self.name_of(*h)))
+            .map(|h| (self.host_free(h, Some(vm)), h))
+            .filter(|(f, _)| f.fits(&need))
+            .collect();
+        // Smallest that fits: by memory, then cpus, then disk, then name.
+        fitting.sort_by(|(a, ha), (b, hb)| {
+            (a.memory_mib, a.cpus, a.disk_gib, self.name_of(*ha)).cmp(&(
+                b.memory_mib,
+                b.cpus,
+                b.disk_gib,
+                self.name_of(*hb),
+            ))
+        });
+        match fitting.first() {
+            Some((f, h)) => Ok(Placement {
+                host: *h,
+                reason: self.describe_fit(*h, &need, f),
+            }),
+            None => Err(rule(format!(
+                "no host of {} has {} MiB/{} GiB/{} cpu free",
+                self.name_of(mgr),
+                need.memory_mib,
+                need.disk_gib,
+                need.cpus
+            ))),
+        }
+    }
+}
