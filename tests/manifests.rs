@@ -59,6 +59,13 @@ async fn example_manifests_plan_apply_and_reapply() {
             r.stdout.contains("+ Server s0000"),
             "nameFrom allocates in the plan too"
         );
+        assert!(
+            r.stdout.contains(
+                "status.placement = \"xenhost1: needs 1024 MiB/20 GiB/1 cpu, free 16384/2000/8\""
+            ),
+            "{}",
+            r.stdout
+        );
         let p = c.json(&["plan", "-f", &m]);
         assert_eq!(p["summary"]["add"], 21);
         assert_eq!(head(&c), 0, "plan writes nothing");
@@ -109,6 +116,13 @@ async fn example_manifests_plan_apply_and_reapply() {
         assert_eq!(
             c.ok(&["vm", "explain", "vm-web1"]),
             "vm-web1 -> xenhost1: needs 1024 MiB/20 GiB/1 cpu, free 16384/2000/8\n"
+        );
+        // recorded at apply, counting the VMs placed before it
+        let db = c.json(&["get", "virtualmachine", "vm-db1"]);
+        assert_eq!(db["status"]["host"], "xenhost1");
+        assert_eq!(
+            db["status"]["placement"],
+            "xenhost1: needs 4096 MiB/100 GiB/2 cpu, free 15360/1980/7"
         );
         // history names the apply set
         assert_eq!(

@@ -183,7 +183,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let mgr = setting("manager").ok_or_else(|| anyhow!("{name} has no manager"))?;
             let mgr = inv.id_of(&mgr)?;
             let pin = setting("host").map(|h| inv.id_of(&h)).transpose()?;
-            let p = inv.place_vm(mgr, vm, pin, false)?;
+            // The recorded decision when there is one, else what placing it now would do.
+            let recorded = match (
+                inv.vm_host(vm),
+                inv.attr_value(vm, "_status", Some("placement")),
+            ) {
+                (Some(h), Some(Value::String(r))) => Some(clusto_core::placement::Placement {
+                    host: inv.id_of(h)?,
+                    reason: r.clone(),
+                }),
+                _ => None,
+            };
+            let p = match recorded {
+                Some(p) => p,
+                None => inv.place_vm(mgr, vm, pin, false)?,
+            };
             match fmt {
                 Format::Json | Format::Yaml => emit(
                     fmt,

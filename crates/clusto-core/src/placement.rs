@@ -5,6 +5,9 @@
 //! into the manager; hosts it lists under `reserved` take no VMs.
 
 use crate::error::CoreError;
+
+/// Hidden key for observed state recorded in the inventory (`status.*`).
+pub const STATUS_KEY: &str = "_status";
 use crate::inventory::Inventory;
 use crate::kind::Kind;
 use crate::model::EntityId;
@@ -63,14 +66,61 @@ impl Inventory {
         }
     }
 
-    /// VMs whose `host` is this host.
+    /// The host a VM is pinned to (`host`) or was placed on.
+    pub fn vm_host(&self, vm: EntityId) -> Option<&str> {
+        match self
+            .setting(vm, "host")
+            .or_else(|| self.attr_value(vm, STATUS_KEY, Some("host")))
+        {
+            Some(Value::String(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// VMs pinned to or placed on this host.
     pub fn vms_on(&self, host: EntityId) -> Vec<EntityId> {
         let name = self.name_of(host);
         self.entities_of_kind(Kind::VirtualMachine)
             .into_iter()
-            .filter(|vm| matches!(self.setting(vm.id, "host"), Some(Value::String(h)) if h == name))
+            .filter(|vm| self.vm_host(vm.id) == Some(name))
             .map(|vm| vm.id)
             .collect()
+    }
+
+    /// Places a VM under its manager and records the decision and its
+    /// reason (`status.host`, `status.placement`). A VM keeps the host it
+    /// was placed on while that host still has it in its manager and fits.
+    pub fn place_and_record(&mut self, vm: EntityId) -> Result<(), CoreError> {
+        let name = self.name_of(vm).to_string();
+        let mgr = match self.setting(vm, "manager") {
+            Some(Value::String(m)) => self.id_of(&m.clone())?,
+            _ => {
+                return Err(CoreError::Rule {
+                    object: name,
+                    rule: "a VirtualMachine needs a manager".into(),
+                });
+            }
+        };
+        let pin = match self.setting(vm, "host") {
+            Some(Value::String(h)) => Some(self.id_of(&h.clone())?),
+            _ => None,
+        };
+        let placed = match self.attr_value(vm, STATUS_KEY, Some("host")) {
+            Some(Value::String(h)) => self.id_of(&h.clone()).ok(),
+            _ => None,
+        };
+        if pin.is_none()
+            && let Some(h) = placed
+            && self.contents(mgr).contains(&h)
+            && self.host_free(h, Some(vm)).fits(&self.vm_need(vm))
+        {
+            return Ok(());
+        }
+        let p = self.place_vm(mgr, vm, pin, false)?;
+        let host = self.name_of(p.host).to_string();
+        self.put_internal(vm, STATUS_KEY, "host", Value::String(host));
+        self.put_internal(vm, STATUS_KEY, "placement", Value::String(p.reason));
+        Ok(())
     }
 
     /// A host's capacity minus what its VMs ask for (`except` is left out,

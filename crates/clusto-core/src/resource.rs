@@ -183,7 +183,12 @@ impl Inventory {
         let attrs: Vec<Json> = self
             .attrs(id, include_hidden)
             .into_iter()
-            .filter(|a| include_hidden || (a.key != SPEC_KEY && a.key != META_KEY))
+            .filter(|a| {
+                include_hidden
+                    || (a.key != SPEC_KEY
+                        && a.key != META_KEY
+                        && a.key != crate::placement::STATUS_KEY)
+            })
             .map(|a| self.attr_json(a))
             .collect();
         if !attrs.is_empty() {
@@ -226,6 +231,14 @@ impl Inventory {
                 "contents"
             };
             status.insert(key.into(), json!(contents));
+        }
+        for (k, v) in self
+            .attrs(id, true)
+            .into_iter()
+            .filter(|a| a.key == crate::placement::STATUS_KEY)
+            .filter_map(|a| Some((a.subkey.clone()?, a.value.clone())))
+        {
+            status.insert(k, self.value_json(&v).0);
         }
         if e.kind == Kind::IpManager {
             status.insert("allocated".into(), json!(self.allocations(id).len()));

@@ -739,6 +739,20 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
     }
 
+    // 8b. Virtual machines (once hosts have their system.* attributes): placed on their manager's hosts (or checked
+    // against their pin), decision and reason recorded.
+    for o in &owned {
+        if o.kind != Kind::VirtualMachine {
+            continue;
+        }
+        let Ok(id) = a.inv.id_of(o.name()) else {
+            continue;
+        };
+        if let Err(e) = a.inv.place_and_record(id) {
+            a.fail_at(o, "manager", core_rule(e));
+        }
+    }
+
     // 9. An apply set owns what it creates or changes, and remembers the
     // state it left, so a later plan can tell edits made outside it (drift).
     // An object that already matched its manifest is left as it was (and

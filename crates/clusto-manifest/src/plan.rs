@@ -178,6 +178,11 @@ pub(crate) fn flatten(res: &Json) -> BTreeMap<String, Json> {
             }
         }
     }
+    for k in ["host", "placement"] {
+        if let Some(v) = res["status"].get(k) {
+            out.insert(format!("status.{k}"), v.clone());
+        }
+    }
     for a in res["status"]["addresses"].as_array().into_iter().flatten() {
         let mut d = a.clone();
         let addr = d["address"].as_str().unwrap_or_default().to_string();
