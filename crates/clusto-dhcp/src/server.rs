@@ -238,8 +238,27 @@ impl Limiter {
     }
 }
 
+/// Panics inside dhcproto's decoder are caught per packet (see
+/// [`crate::decode`]); report them as a quiet log line instead of a
+/// backtrace on stderr for every crafted packet. Other panics keep the
+/// default report.
+fn quiet_decoder_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|l| l.file().contains("dhcproto"))
+        {
+            tracing::debug!(%info, "malformed packet rejected by the decoder");
+        } else {
+            default(info);
+        }
+    }));
+}
+
 /// Serves until the socket fails.
 pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
+    quiet_decoder_panics();
     let index = Arc::new(RwLock::new(Arc::new(build_index(&store).await?)));
     let metrics = Arc::new(Metrics::default());
     let publish = |m: &Metrics, idx: &DhcpIndex| {
