@@ -44,7 +44,7 @@ impl fmt::Display for ManifestError {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Spec {
     Location(LocationSpec),
     Rack(RackSpec),
@@ -518,12 +518,145 @@ fn parse_sources_unchecked(sources: &[Source]) -> (Vec<Object>, Vec<ManifestErro
     (objects, errors)
 }
 
-/// Parses all sources; duplicate objects are errors.
+/// Files at least this big keep their parse in the cache.
+const CACHE_MIN_BYTES: usize = 256 * 1024;
+
+/// Where parsed large files are cached: `CLUSTO_CACHE_DIR`, else the XDG
+/// cache directory; None when `CLUSTO_NO_CACHE` is set.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    if std::env::var_os("CLUSTO_NO_CACHE").is_some() {
+        return None;
+    }
+    if let Some(d) = std::env::var_os("CLUSTO_CACHE_DIR") {
+        return Some(std::path::PathBuf::from(d).join("parsed"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("clusto").join("parsed"))
+}
+
+/// A document as cached: everything but its position and text, which come
+/// from the file as it is now.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedDoc {
+    line: u64,
+    kind: String,
+    metadata: Metadata,
+    spec: Spec,
+}
+
+/// 128 bits of two FNV-1a variants over the text: a cache key, not a
+/// security boundary (the cache is the user's own directory).
+fn content_key(text: &str) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    for byte in text.bytes() {
+        a = (a ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        b = (b ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3 | 0x1_0000);
+    }
+    format!("{a:016x}{b:016x}{:x}", text.len())
+}
+
+fn from_cache(dir: &std::path::Path, src: &Source) -> Option<Vec<Object>> {
+    let bytes = std::fs::read(dir.join(format!("{}.json", content_key(&src.text)))).ok()?;
+    let cached: Vec<CachedDoc> = serde_json::from_slice(&bytes).ok()?;
+    let texts: std::collections::HashMap<u64, String> =
+        split_documents(&src.text).into_iter().collect();
+    cached
+        .into_iter()
+        .map(|c| {
+            let kind = Kind::ALL.into_iter().find(|k| k.as_str() == c.kind)?;
+            Some(Object {
+                kind,
+                metadata: c.metadata,
+                spec: c.spec,
+                loc: Loc {
+                    file: src.file.clone(),
+                    line: c.line,
+                    column: 1,
+                },
+                text: texts.get(&c.line)?.as_str().into(),
+            })
+        })
+        .collect()
+}
+
+fn to_cache(dir: &std::path::Path, src: &Source, objects: &[&Object]) {
+    let docs: Vec<CachedDoc> = objects
+        .iter()
+        .map(|o| CachedDoc {
+            line: o.loc.line,
+            kind: o.kind.as_str().to_string(),
+            metadata: o.metadata.clone(),
+            spec: o.spec.clone(),
+        })
+        .collect();
+    let Ok(json) = serde_json::to_vec(&docs) else {
+        return;
+    };
+    let path = dir.join(format!("{}.json", content_key(&src.text)));
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    // Best effort: a cache that cannot be written only costs speed.
+    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, json).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+/// Parses all sources, reusing the cached parse of large files whose text
+/// is unchanged; duplicate objects are errors.
 pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<ManifestError>) {
+    parse_sources_cached(sources, default_cache_dir().as_deref())
+}
+
+/// [`parse_sources`] with an explicit cache directory (None: no cache).
+pub fn parse_sources_cached(
+    sources: &[Source],
+    cache: Option<&std::path::Path>,
+) -> (Vec<Object>, Vec<ManifestError>) {
+    let mut hits: Vec<Option<Vec<Object>>> = Vec::with_capacity(sources.len());
+    for src in sources {
+        hits.push(match cache {
+            Some(dir) if src.text.len() >= CACHE_MIN_BYTES => from_cache(dir, src),
+            _ => None,
+        });
+    }
+    let misses: Vec<Source> = sources
+        .iter()
+        .zip(&hits)
+        .filter(|(_, h)| h.is_none())
+        .map(|(s, _)| s.clone())
+        .collect();
+    let (parsed, errors) = parse_sources_unchecked(&misses);
+    if let Some(dir) = cache {
+        for src in misses.iter().filter(|s| s.text.len() >= CACHE_MIN_BYTES) {
+            if !errors.iter().any(|e| e.loc.file == src.file) {
+                let mine: Vec<&Object> = parsed.iter().filter(|o| o.loc.file == src.file).collect();
+                to_cache(dir, src, &mine);
+            }
+        }
+    }
+    // Keep the sources' order: cached files' objects where those files stand.
+    let mut by_file: std::collections::HashMap<String, Vec<Object>> =
+        std::collections::HashMap::new();
+    for o in parsed {
+        by_file.entry(o.loc.file.clone()).or_default().push(o);
+    }
+    let mut objects = Vec::new();
+    for (src, hit) in sources.iter().zip(hits) {
+        match hit {
+            Some(v) => objects.extend(v),
+            None => objects.extend(by_file.remove(&src.file).unwrap_or_default()),
+        }
+    }
+    check_duplicates(objects, errors)
+}
+
+/// Drops and reports objects declared twice (by name, or by claim).
+fn check_duplicates(o: Vec<Object>, e: Vec<ManifestError>) -> (Vec<Object>, Vec<ManifestError>) {
     let mut objects: Vec<Object> = Vec::new();
     let mut errors = Vec::new();
     let mut seen: std::collections::HashMap<String, Loc> = std::collections::HashMap::new();
-    let (o, e) = parse_sources_unchecked(sources);
     errors.extend(e);
     {
         for obj in o {

@@ -149,3 +149,44 @@ fn mutated_queries_never_panic() {
         let _ = clusto_core::query::parse(&q);
     }
 }
+
+#[test]
+fn parse_cache_gives_the_same_objects() {
+    let dir = std::env::temp_dir().join(format!("clusto-parse-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = clusto_manifest::generate::datacenter(30, 40);
+    assert!(text.len() > 256 * 1024);
+    let src = Source {
+        file: "big.yaml".into(),
+        text: text.clone(),
+    };
+    let (fresh, e1) =
+        clusto_manifest::parse::parse_sources_cached(std::slice::from_ref(&src), Some(&dir));
+    assert!(e1.is_empty());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "written once");
+    let (cached, e2) =
+        clusto_manifest::parse::parse_sources_cached(std::slice::from_ref(&src), Some(&dir));
+    assert!(e2.is_empty());
+    assert_eq!(cached, fresh, "a hit rebuilds exactly what parsing gave");
+    // another file name, same text: positions name the new file
+    let moved = Source {
+        file: "moved.yaml".into(),
+        text: text.clone(),
+    };
+    let (m, _) =
+        clusto_manifest::parse::parse_sources_cached(std::slice::from_ref(&moved), Some(&dir));
+    assert_eq!(m[5].loc.file, "moved.yaml");
+    // a changed file misses, and an erroneous one is reported and not cached
+    let broken = Source {
+        file: "big.yaml".into(),
+        text: text.replacen("rack: gen-r00000", "rakc: gen-r00000", 1),
+    };
+    let (_, e3) =
+        clusto_manifest::parse::parse_sources_cached(std::slice::from_ref(&broken), Some(&dir));
+    assert_eq!(e3.len(), 1, "{e3:?}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let (_, e4) =
+        clusto_manifest::parse::parse_sources_cached(std::slice::from_ref(&broken), Some(&dir));
+    assert_eq!(e4, e3, "errors come from a real parse every time");
+    let _ = std::fs::remove_dir_all(&dir);
+}
