@@ -104,22 +104,25 @@ fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
 }
 
 /// Plans against a copy of the current inventory.
+/// Plans by applying to the loaded inventory itself, snapshotting what the
+/// change touched, then undoing it for the before-side: no full copy.
 fn compute(
-    inv: &Inventory,
+    mut inv: Inventory,
     objects: &[Object],
     opts: &ApplyOptions,
 ) -> Result<Plan, Vec<ManifestError>> {
     let t = std::time::Instant::now();
-    let mut after = inv.clone();
-    tracing::debug!(elapsed = ?t.elapsed(), "inventory copied");
-    let t = std::time::Instant::now();
-    let errors = apply(&mut after, objects, opts);
-    tracing::debug!(elapsed = ?t.elapsed(), "manifests applied to the copy");
+    let errors = apply(&mut inv, objects, opts);
+    tracing::debug!(elapsed = ?t.elapsed(), "manifests applied");
     if !errors.is_empty() {
         return Err(errors);
     }
-    let changes = after.take_changes();
-    Ok(diff(inv, &after, &changes))
+    let changes = inv.take_changes();
+    let touched = changes.entities();
+    let after = clusto_manifest::plan::snapshot(&inv, &touched, false);
+    inv.revert(&changes);
+    let before = clusto_manifest::plan::snapshot(&inv, &touched, true);
+    Ok(clusto_manifest::plan::diff_snapshots(&before, &after))
 }
 
 fn print_plan(plan: &Plan, base: i64, fmt: Format) -> Result<()> {
@@ -167,7 +170,7 @@ pub async fn plan(
     };
     let (head, inv) = loaded?;
     let t = std::time::Instant::now();
-    let plan = match compute(&inv, &objects, &opts) {
+    let plan = match compute(inv, &objects, &opts) {
         Ok(p) => p,
         Err(e) => return Ok(report(&e)),
     };
@@ -241,7 +244,7 @@ pub async fn apply_cmd(
     };
     if dry_run {
         let (head, inv) = store.load_head().await?;
-        return match compute(&inv, &objects, &opts) {
+        return match compute(inv, &objects, &opts) {
             Ok(p) => {
                 print_plan(&p, head, fmt)?;
                 Ok(ExitCode::SUCCESS)

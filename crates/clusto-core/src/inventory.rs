@@ -257,6 +257,25 @@ impl Inventory {
         }
     }
 
+    /// Undoes a change set this inventory made (and took): what a plan does
+    /// to see the before-state of what it touched without copying everything.
+    pub fn revert(&mut self, ch: &ChangeSet) {
+        for (id, f) in ch.added.iter().rev() {
+            match f {
+                Fact::Entity(e) => self.remove_entity_row(e.id),
+                Fact::Attr(e, _) => self.remove_attr_row(*e, *id),
+                Fact::Contains(_) => self.remove_fact(Table::Contains, *id),
+                Fact::Link(_) => self.remove_fact(Table::Links, *id),
+                Fact::Address(a) => self.remove_address(a.address),
+            }
+        }
+        for (id, f) in &ch.removed {
+            self.index(*id, f.clone());
+        }
+        self.refresh_user_drivers();
+        self.changes = ChangeSet::default();
+    }
+
     // ----- entities -----------------------------------------------------
 
     pub fn entity(&self, id: EntityId) -> Option<&Entity> {

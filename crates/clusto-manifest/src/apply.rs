@@ -69,7 +69,11 @@ fn fnv(s: &str) -> String {
 
 /// A digest of an entity's visible state (spec, metadata, addresses).
 pub fn state_hash(inv: &Inventory, id: EntityId) -> String {
-    let flat = crate::plan::flatten(&inv.resource(id, false));
+    hash_flat(&crate::plan::flatten(&inv.resource(id, false)))
+}
+
+/// The digest of a flattened resource, ownership bookkeeping left out.
+pub fn hash_flat(flat: &BTreeMap<String, serde_json::Value>) -> String {
     let text: Vec<String> = flat
         .iter()
         .filter(|(k, _)| *k != "metadata.applied" && *k != "metadata.managedBy")

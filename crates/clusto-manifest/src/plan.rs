@@ -194,87 +194,128 @@ pub(crate) fn flatten(res: &Json) -> BTreeMap<String, Json> {
     out
 }
 
+/// What a plan needs of one entity on one side of a change.
+#[derive(Clone, Debug)]
+pub struct Snap {
+    pub kind: String,
+    pub name: String,
+    pub driver: String,
+    pub flat: BTreeMap<String, Json>,
+    /// Before-side only: the entity is no longer as its apply set left it.
+    pub drift: bool,
+}
+
+/// Snapshots of `ids` (those that exist) in `inv`.
+pub fn snapshot(
+    inv: &Inventory,
+    ids: &BTreeSet<EntityId>,
+    with_drift: bool,
+) -> BTreeMap<EntityId, Snap> {
+    ids.iter()
+        .filter_map(|id| {
+            let e = inv.entity(*id)?;
+            let flat = flatten(&inv.resource(*id, false));
+            let drift = with_drift
+                && matches!(inv.meta(*id, MANAGED_BY), Some(Value::String(_)))
+                && matches!(inv.meta(*id, APPLIED), Some(Value::String(x)) if *x != crate::apply::hash_flat(&flat));
+            Some((
+                *id,
+                Snap {
+                    kind: e.kind.to_string(),
+                    name: e.name.clone(),
+                    driver: e.driver.clone(),
+                    flat,
+                    drift,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// The plan for going from `before` to `after`, given what changed.
 pub fn diff(before: &Inventory, after: &Inventory, changes: &ChangeSet) -> Plan {
-    let touched: BTreeSet<EntityId> = changes.entities();
+    let touched = changes.entities();
+    diff_snapshots(
+        &snapshot(before, &touched, true),
+        &snapshot(after, &touched, false),
+    )
+}
+
+/// The plan between two sets of snapshots of the same entities.
+pub fn diff_snapshots(before: &BTreeMap<EntityId, Snap>, after: &BTreeMap<EntityId, Snap>) -> Plan {
+    let ids: BTreeSet<EntityId> = before.keys().chain(after.keys()).copied().collect();
     let mut plan = Plan::default();
-    for id in touched {
-        let (b, a) = (before.entity(id), after.entity(id));
-        let change = match (b, a) {
+    for id in ids {
+        let change = match (before.get(&id), after.get(&id)) {
             (None, None) => continue,
-            (None, Some(e)) => {
-                let fields = flatten(&after.resource(id, false))
-                    .into_iter()
-                    .filter(|(p, _)| !p.starts_with("metadata.applied"))
-                    .map(|(path, v)| FieldChange {
-                        path,
-                        old: None,
-                        new: Some(v),
-                    })
-                    .collect();
+            (None, Some(a)) => {
                 plan.summary.add += 1;
                 ObjectChange {
                     action: Action::Create,
-                    kind: e.kind.to_string(),
-                    name: e.name.clone(),
-                    fields,
+                    kind: a.kind.clone(),
+                    name: a.name.clone(),
+                    fields: a
+                        .flat
+                        .iter()
+                        .filter(|(p, _)| !p.starts_with("metadata.applied"))
+                        .map(|(path, v)| FieldChange {
+                            path: path.clone(),
+                            old: None,
+                            new: Some(v.clone()),
+                        })
+                        .collect(),
                     drift: false,
                 }
             }
-            (Some(e), None) => {
+            (Some(b), None) => {
                 plan.summary.destroy += 1;
                 ObjectChange {
                     action: Action::Delete,
-                    kind: e.kind.to_string(),
-                    name: e.name.clone(),
+                    kind: b.kind.clone(),
+                    name: b.name.clone(),
                     fields: vec![],
                     drift: false,
                 }
             }
-            (Some(eb), Some(ea)) => {
-                let old = flatten(&before.resource(id, false));
-                let new = flatten(&after.resource(id, false));
+            (Some(b), Some(a)) => {
                 let mut fields = Vec::new();
-                if eb.name != ea.name {
+                if b.name != a.name {
                     fields.push(FieldChange {
                         path: "metadata.name".into(),
-                        old: Some(Json::String(eb.name.clone())),
-                        new: Some(Json::String(ea.name.clone())),
+                        old: Some(Json::String(b.name.clone())),
+                        new: Some(Json::String(a.name.clone())),
                     });
                 }
-                if eb.driver != ea.driver {
+                if b.driver != a.driver {
                     fields.push(FieldChange {
                         path: "spec.driver".into(),
-                        old: Some(Json::String(eb.driver.clone())),
-                        new: Some(Json::String(ea.driver.clone())),
+                        old: Some(Json::String(b.driver.clone())),
+                        new: Some(Json::String(a.driver.clone())),
                     });
                 }
-                let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+                let keys: BTreeSet<&String> = b.flat.keys().chain(a.flat.keys()).collect();
                 for k in keys {
                     if k == "spec.driver" || k.starts_with("metadata.applied") {
                         continue;
                     }
-                    if old.get(k) != new.get(k) {
+                    if b.flat.get(k) != a.flat.get(k) {
                         fields.push(FieldChange {
                             path: k.clone(),
-                            old: old.get(k).cloned(),
-                            new: new.get(k).cloned(),
+                            old: b.flat.get(k).cloned(),
+                            new: a.flat.get(k).cloned(),
                         });
                     }
                 }
                 if fields.is_empty() {
                     continue;
                 }
-                // The object is no longer as last applied: someone edited it.
-                let drift = matches!(before.meta(id, MANAGED_BY), Some(Value::String(_)))
-                    && matches!(before.meta(id, APPLIED), Some(Value::String(x)) if *x != crate::apply::state_hash(before, id));
                 plan.summary.change += 1;
                 ObjectChange {
                     action: Action::Update,
-                    kind: ea.kind.to_string(),
-                    name: ea.name.clone(),
+                    kind: a.kind.clone(),
+                    name: a.name.clone(),
                     fields,
-                    drift,
+                    drift: b.drift,
                 }
             }
         };
