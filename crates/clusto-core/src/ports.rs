@@ -187,32 +187,46 @@ impl Inventory {
         self.attr_del(id, &key, Some(name), Some(port.num as i64), None)
     }
 
+    /// The `mac` and `ipmi-mac` port attributes of a device, with their ports:
+    /// how a device is known on the wire.
+    pub fn nic_macs(&self, id: EntityId) -> Vec<(PortId, &String)> {
+        self.attr_rows(id)
+            .iter()
+            .filter_map(|(_, a)| {
+                match (
+                    a.key.strip_prefix(PORT_KEY_PREFIX),
+                    a.subkey.as_deref(),
+                    a.number,
+                    &a.value,
+                ) {
+                    (Some(ptype), Some("mac" | "ipmi-mac"), Some(n), Value::String(m)) => Some((
+                        PortId {
+                            ptype: ptype.to_string(),
+                            num: n as u32,
+                        },
+                        m,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     /// Devices whose NIC `mac` or `ipmi-mac` port attribute equals `mac`.
     pub fn find_by_mac(&self, mac: &str) -> Vec<(EntityId, PortId)> {
         let Some(mac) = names::normalize_mac(mac) else {
             return Vec::new();
         };
-        let mut v = Vec::new();
-        for (e, rows) in &self.attrs {
-            for (_, a) in rows {
-                if let (Some(ptype), Some(sk), Some(n), Value::String(s)) = (
-                    a.key.strip_prefix(PORT_KEY_PREFIX),
-                    &a.subkey,
-                    a.number,
-                    &a.value,
-                ) && (sk == "mac" || sk == "ipmi-mac")
-                    && *s == mac
-                {
-                    v.push((
-                        *e,
-                        PortId {
-                            ptype: ptype.to_string(),
-                            num: n as u32,
-                        },
-                    ));
-                }
-            }
-        }
+        let mut v: Vec<(EntityId, PortId)> = self
+            .attrs
+            .keys()
+            .flat_map(|e| {
+                self.nic_macs(*e)
+                    .into_iter()
+                    .filter(|(_, m)| **m == mac)
+                    .map(move |(p, _)| (*e, p))
+            })
+            .collect();
         v.sort();
         v
     }

@@ -302,28 +302,11 @@ impl DhcpIndex {
             if !e.kind.is_device() {
                 continue;
             }
-            for (_, a) in inv.attr_rows(e.id) {
-                let (Some(ptype), Some(sub), Some(num), Value::String(m)) = (
-                    a.key.strip_prefix(clusto_core::inventory::PORT_KEY_PREFIX),
-                    a.subkey.as_deref(),
-                    a.number,
-                    &a.value,
-                ) else {
-                    continue;
-                };
-                if !(sub == "mac" || sub == "ipmi-mac") {
-                    continue;
-                }
+            for (port, m) in inv.nic_macs(e.id) {
                 if let Some(m) = mac_bytes(m) {
                     let v = owners.entry(m).or_default();
                     if !v.iter().any(|(d, _)| *d == e.id) {
-                        v.push((
-                            e.id,
-                            PortId {
-                                ptype: ptype.to_string(),
-                                num: num as u32,
-                            },
-                        ));
+                        v.push((e.id, port));
                     }
                 }
             }
