@@ -705,11 +705,8 @@ fn describe(inv: &Inventory, id: EntityId) {
     if !attrs.is_empty() {
         println!("Attributes:");
         for a in attrs {
-            let (v, t) = inv.value_json(&a.value);
-            let v = match v {
-                Json::String(s) => s,
-                other => other.to_string(),
-            };
+            let v = inv.value_text(&a.value);
+            let t = inv.value_json(&a.value).1;
             println!(
                 "  {} = {v}{}",
                 a.path(),
@@ -801,11 +798,8 @@ async fn attr(
             let table_rows = rows
                 .iter()
                 .map(|(a, src)| {
-                    let (v, t) = inv.value_json(&a.value);
-                    let v = match v {
-                        Json::String(s) => s,
-                        other => other.to_string(),
-                    };
+                    let v = inv.value_text(&a.value);
+                    let t = inv.value_json(&a.value).1;
                     vec![
                         a.key.clone(),
                         a.subkey.clone().unwrap_or_default(),

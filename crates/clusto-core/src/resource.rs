@@ -45,6 +45,15 @@ impl Inventory {
         }
     }
 
+    /// A value as a person reads it: strings bare, references by name,
+    /// everything else as its JSON text.
+    pub fn value_text(&self, v: &Value) -> String {
+        match self.value_json(v).0 {
+            Json::String(s) => s,
+            other => other.to_string(),
+        }
+    }
+
     fn direct_parent_of_kind(&self, id: EntityId, kind: Kind) -> Option<&str> {
         self.parents_of(id)
             .into_iter()
