@@ -245,19 +245,11 @@ impl Store {
 
     /// The whole inventory as of `at` (None = now).
     pub async fn load(&self, at: Option<i64>) -> Result<Inventory, StoreError> {
+        if at.is_none() {
+            return self.load_head().await.map(|(_, inv)| inv);
+        }
         self.check_at(at).await?;
         let mut conn = self.pool.acquire().await?;
-        if at.is_none() {
-            let head = head_of(&mut conn).await?;
-            if let Some((rev, inv)) = self.cache.lock().expect("cache lock").as_ref()
-                && *rev == head
-            {
-                return Ok(inv.clone());
-            }
-            let inv = load_from(&mut conn, None).await?;
-            *self.cache.lock().expect("cache lock") = Some((head, inv.clone()));
-            return Ok(inv);
-        }
         load_from(&mut conn, at).await
     }
 
