@@ -526,7 +526,24 @@ impl Inventory {
     /// Deletes an entity and every fact about it: its attributes, its place
     /// in containers, what it contains, its cables (freeing the peers'
     /// ports), its addresses, and references to it from other entities.
+    ///
+    /// A VirtualMachine a controller has acted on is only marked for
+    /// deletion: it stays until the controller has removed what the backend
+    /// holds (see [`Inventory::finalize_vm`]).
     pub fn delete(&mut self, id: EntityId) -> Result<(), CoreError> {
+        let e = self.entity(id).ok_or(CoreError::Gone)?;
+        if e.kind == Kind::VirtualMachine
+            && self
+                .attr_value(id, crate::placement::STATUS_KEY, Some("phase"))
+                .is_some()
+        {
+            self.put_internal(id, META_KEY, crate::vm::DELETING, Value::Bool(true));
+            return Ok(());
+        }
+        self.remove_entity(id)
+    }
+
+    pub(crate) fn remove_entity(&mut self, id: EntityId) -> Result<(), CoreError> {
         let e = self.entity(id).ok_or(CoreError::Gone)?.clone();
         if e.kind == Kind::Driver {
             let users = self.users_of_driver(&e.name);

@@ -18,6 +18,7 @@ pub mod resource;
 pub mod resources;
 pub mod time;
 pub mod value;
+pub mod vm;
 
 pub use driver::{Driver, PoolType};
 pub use error::CoreError;

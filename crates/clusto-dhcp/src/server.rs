@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use clusto_store::Store;
 use dhcproto::Encodable;
 use dhcproto::v4::MessageType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 
 use crate::handler::{Context, Destination, Ignored, Outcome, handle};
 use crate::index::DhcpIndex;
@@ -296,23 +295,8 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
         });
     }
     if let Some(addr) = opts.metrics {
-        let l = TcpListener::bind(addr).await?;
         let metrics = metrics.clone();
-        tracing::info!(%addr, "metrics at /metrics");
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = l.accept().await {
-                let body = metrics.render();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    let _ = conn.read(&mut buf).await;
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(resp.as_bytes()).await;
-                });
-            }
-        });
+        clusto_metrics::serve(addr, Arc::new(move || metrics.render())).await?;
     }
     let sock = socket(&opts)?.into_std()?;
     sock.set_nonblocking(false)?;

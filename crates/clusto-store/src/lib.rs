@@ -7,6 +7,8 @@
 //! is what makes allocation race-free across processes.
 
 mod history;
+mod lease;
+pub use lease::Lease;
 mod query;
 mod schema;
 pub mod testing;
@@ -107,7 +109,25 @@ pub struct Store {
     cache: Arc<Mutex<Option<(i64, Inventory)>>>,
 }
 
-fn now_ms() -> i64 {
+/// 128 random bits as hex, from the kernel.
+fn random_hex() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // No /dev/urandom: time and pid still make collisions unlikely.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -221,8 +241,26 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query(
+            "INSERT INTO clusto_meta (key, value) SELECT 'uid', $1 \
+             WHERE NOT EXISTS (SELECT 1 FROM clusto_meta WHERE key = 'uid')",
+        )
+        .bind(random_hex())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// This store's uid: random, made once when the store was created.
+    /// Backend resources are tagged with uids derived from it, so two
+    /// inventories never claim each other's VMs.
+    pub async fn uid(&self) -> Result<String, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM clusto_meta WHERE key = 'uid'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The newest revision number (0 for an empty store).

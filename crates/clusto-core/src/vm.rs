@@ -1,0 +1,692 @@
+//! Virtual machines as the controller sees them: what a `VirtualMachine`
+//! asks for, what its manager's backend reports, the one decision that
+//! takes the second towards the first, and the status written back. Pure:
+//! the controller does the I/O, these rules decide.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value as Json, json};
+
+use crate::error::CoreError;
+use crate::inventory::{Inventory, META_KEY};
+use crate::kind::Kind;
+use crate::model::EntityId;
+use crate::placement::{Need, STATUS_KEY};
+use crate::value::Value;
+
+/// `_meta` key set when deletion of a provisioned VM was asked for; the
+/// object stays (finalizer semantics) until the controller has removed
+/// what the backend holds.
+pub const DELETING: &str = "deleting";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Libvirt,
+    Ec2,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Libvirt => "libvirt",
+            BackendKind::Ec2 => "ec2",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Power {
+    Running,
+    Stopped,
+}
+
+impl Power {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Power::Running => "Running",
+            Power::Stopped => "Stopped",
+        }
+    }
+}
+
+/// What a VirtualMachine object asks for, read from the inventory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub id: EntityId,
+    pub name: String,
+    pub manager: String,
+    /// Pinned or placed host (libvirt); None until placed.
+    pub host: Option<String>,
+    pub need: Need,
+    pub image: Option<String>,
+    pub instance_type: Option<String>,
+    pub power: Power,
+    pub allow_termination: bool,
+    pub deleting: bool,
+    /// MACs of the VM's NIC ports, in port order.
+    pub macs: Vec<String>,
+    /// Merged `libvirt.*` / `aws.*` attributes (from the VM, its pools, its
+    /// datacenter), `key.subkey` → text.
+    pub attrs: BTreeMap<String, String>,
+    /// Digest of everything above that the backend acts on.
+    pub fingerprint: String,
+}
+
+/// A VMManager's backend settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagerConfig {
+    pub name: String,
+    pub backend: BackendKind,
+    pub libvirt_uri: Option<String>,
+    pub libvirt_pool: Option<String>,
+    pub ec2: Option<Ec2Config>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ec2Config {
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub budget_per_hour: Option<f64>,
+    pub prices: BTreeMap<String, f64>,
+    /// A shared-credentials file and profile; credentials themselves are
+    /// never stored in the inventory.
+    pub credentials_file: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// What a backend reports about one VM it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// libvirt domain UUID or EC2 instance id.
+    pub backend_id: String,
+    pub name: String,
+    /// The ownership tag: the object's uid, when the resource carries one.
+    pub uid: Option<String>,
+    pub state: ObservedState,
+    pub cpus: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub instance_type: Option<String>,
+    pub host: Option<String>,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObservedState {
+    Running,
+    Stopped,
+    /// Starting, stopping, shutting down: look again soon.
+    Transitional(String),
+    /// EC2 keeps terminated instances visible for a while.
+    Terminated,
+}
+
+impl ObservedState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ObservedState::Running => "Running",
+            ObservedState::Stopped => "Stopped",
+            ObservedState::Transitional(s) => s,
+            ObservedState::Terminated => "Terminated",
+        }
+    }
+}
+
+/// The one step a reconcile takes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Nothing to do: the backend matches the spec.
+    None,
+    Create,
+    Start,
+    Stop,
+    /// Change cpus/memory (libvirt) or instance type (EC2).
+    Resize,
+    Destroy,
+    /// Backend resources are gone: remove the object.
+    Finalize,
+    /// Look again soon (the backend is between states).
+    Wait(String),
+    /// Will not act; status says why (`reason`, `message`).
+    Refuse {
+        reason: String,
+        message: String,
+    },
+}
+
+/// Decides the next step from the spec, what the backend shows, and
+/// whether the object was provisioned before (`known`: status has a
+/// backend id). Level-triggered: the same inputs always give the same step.
+pub fn decide(d: &Desired, backend: BackendKind, o: Option<&Observed>, known: bool) -> Action {
+    let present = o.filter(|o| o.state != ObservedState::Terminated);
+    if d.deleting {
+        return match present {
+            None => Action::Finalize,
+            Some(_) if backend == BackendKind::Ec2 && !d.allow_termination => Action::Refuse {
+                reason: "TerminationRefused".into(),
+                message: format!(
+                    "{} is to be deleted but allowTermination is false; set it to true to terminate the instance",
+                    d.name
+                ),
+            },
+            Some(o) if matches!(o.state, ObservedState::Transitional(_)) => {
+                Action::Wait(format!("{} is {}", o.backend_id, o.state.as_str()))
+            }
+            Some(_) => Action::Destroy,
+        };
+    }
+    let Some(o) = present else {
+        // An instance that disappeared is not silently replaced on EC2:
+        // what was on it is gone and a new one costs money.
+        if known && backend == BackendKind::Ec2 {
+            return Action::Refuse {
+                reason: "Lost".into(),
+                message: match o {
+                    Some(o) => format!("instance {} was terminated outside clusto; delete and re-create the object for a new one", o.backend_id),
+                    None => "the instance is gone from the backend; delete and re-create the object for a new one".into(),
+                },
+            };
+        }
+        return Action::Create;
+    };
+    if let ObservedState::Transitional(s) = &o.state {
+        return Action::Wait(format!("{} is {s}", o.backend_id));
+    }
+    if needs_resize(d, backend, o) {
+        return Action::Resize;
+    }
+    match (d.power, &o.state) {
+        (Power::Running, ObservedState::Stopped) => Action::Start,
+        (Power::Stopped, ObservedState::Running) => Action::Stop,
+        _ => Action::None,
+    }
+}
+
+/// Whether the backend's size differs from the spec in what it can change.
+pub fn needs_resize(d: &Desired, backend: BackendKind, o: &Observed) -> bool {
+    match backend {
+        BackendKind::Libvirt => {
+            o.cpus.is_some_and(|c| c != d.need.cpus)
+                || o.memory_mib.is_some_and(|m| m != d.need.memory_mib)
+        }
+        BackendKind::Ec2 => match (&d.instance_type, &o.instance_type) {
+            (Some(want), Some(have)) => want != have,
+            _ => false,
+        },
+    }
+}
+
+/// A condition in status, Kubernetes-style.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub kind: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// What the controller writes back under `status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VmStatus {
+    pub phase: String,
+    pub backend_id: Option<String>,
+    pub power_state: Option<String>,
+    pub observed_addresses: Vec<String>,
+    pub conditions: Vec<Condition>,
+    pub observed_revision: Option<i64>,
+    pub observed_spec: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl VmStatus {
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    fn conditions_json(&self) -> Json {
+        Json::Array(
+            self.conditions
+                .iter()
+                .map(|c| {
+                    json!({"type": c.kind, "status": if c.status {"True"} else {"False"},
+                           "reason": c.reason, "message": c.message})
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Builds the status after a reconcile: `after` is what the backend holds
+/// now, `outcome` the refusal or error that stopped it, if any.
+pub fn status_for(
+    d: &Desired,
+    after: Option<&Observed>,
+    outcome: Option<&Action>,
+    error: Option<&str>,
+) -> VmStatus {
+    let placed = d.host.is_some() || d.manager.is_empty();
+    let present = after.filter(|o| o.state != ObservedState::Terminated);
+    let mut st = VmStatus {
+        backend_id: present.map(|o| o.backend_id.clone()),
+        power_state: present.map(|o| o.state.as_str().to_string()),
+        observed_addresses: present.map(|o| o.addresses.clone()).unwrap_or_default(),
+        last_error: error.map(str::to_string),
+        ..VmStatus::default()
+    };
+    let refused = match outcome {
+        Some(Action::Refuse { reason, message }) => Some((reason.clone(), message.clone())),
+        _ => None,
+    };
+    st.phase = if d.deleting {
+        "Terminating".into()
+    } else if let Some((r, _)) = refused.as_ref().filter(|(r, _)| r == "Lost") {
+        r.clone()
+    } else if let Some(o) = present {
+        match &o.state {
+            ObservedState::Running => "Running".into(),
+            ObservedState::Stopped => "Stopped".into(),
+            ObservedState::Transitional(_) => "Pending".into(),
+            ObservedState::Terminated => "Terminated".into(),
+        }
+    } else if error.is_some() || refused.is_some() {
+        "Failed".into()
+    } else {
+        "Provisioning".into()
+    };
+    st.conditions.push(Condition {
+        kind: "Placed",
+        status: placed,
+        reason: if placed { "Placed" } else { "Unplaced" }.into(),
+        message: d.host.clone().unwrap_or_default(),
+    });
+    st.conditions.push(Condition {
+        kind: "Provisioned",
+        status: present.is_some(),
+        reason: if present.is_some() {
+            "Provisioned"
+        } else {
+            "NotProvisioned"
+        }
+        .into(),
+        message: present.map(|o| o.backend_id.clone()).unwrap_or_default(),
+    });
+    let ready = !d.deleting
+        && error.is_none()
+        && refused.is_none()
+        && present.is_some_and(|o| o.state.as_str() == d.power.as_str());
+    let (reason, message) = if let Some((r, m)) = refused {
+        (r, m)
+    } else if let Some(e) = error {
+        ("ReconcileError".into(), e.to_string())
+    } else if d.deleting {
+        ("Deleting".into(), String::new())
+    } else if ready {
+        (d.power.as_str().into(), String::new())
+    } else {
+        let have = present.map(|o| o.state.as_str()).unwrap_or("absent");
+        (
+            "Converging".into(),
+            format!("want {}, have {have}", d.power.as_str()),
+        )
+    };
+    st.conditions.push(Condition {
+        kind: "Ready",
+        status: ready,
+        reason,
+        message,
+    });
+    st
+}
+
+/// FNV-1a: stable across builds and platforms, unlike std's hasher.
+pub fn fnv64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The object's uid: unique across stores (the store's own uid) and
+/// never reused (entity ids are not), shaped as a UUID so libvirt can use
+/// it as the domain UUID.
+pub fn vm_uid(store_uid: &str, id: EntityId) -> String {
+    let s: String = store_uid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .chain(std::iter::repeat('0'))
+        .take(16)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let e = format!("{:016x}", id.0 as u64);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &e[..4],
+        &e[4..]
+    )
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => v.to_text(),
+    }
+}
+
+fn json_setting(inv: &Inventory, id: EntityId, f: &str) -> Json {
+    match inv.setting(id, f) {
+        Some(Value::Json(j)) => j.clone(),
+        _ => Json::Null,
+    }
+}
+
+impl Inventory {
+    fn vm_rule(&self, id: EntityId, rule: impl Into<String>) -> CoreError {
+        CoreError::Rule {
+            object: self.name_of(id).to_string(),
+            rule: rule.into(),
+        }
+    }
+
+    /// Whether deletion of this VM was asked for and awaits the controller.
+    pub fn vm_deleting(&self, id: EntityId) -> bool {
+        matches!(
+            self.attr_value(id, META_KEY, Some(DELETING)),
+            Some(Value::Bool(true))
+        )
+    }
+
+    /// What a VirtualMachine asks for.
+    pub fn vm_desired(&self, id: EntityId) -> Result<Desired, CoreError> {
+        if self.kind_of(id) != Some(Kind::VirtualMachine) {
+            return Err(self.vm_rule(id, "not a VirtualMachine"));
+        }
+        let power = match text(self.setting(id, "powerState")).as_deref() {
+            None | Some("Running") => Power::Running,
+            Some("Stopped") => Power::Stopped,
+            Some(p) => {
+                return Err(self.vm_rule(
+                    id,
+                    format!("powerState must be Running or Stopped, not {p:?}"),
+                ));
+            }
+        };
+        let mut attrs = BTreeMap::new();
+        for m in self.merged_attrs(id, None, None, false) {
+            if (m.attr.key == "libvirt" || m.attr.key == "aws")
+                && let Some(sk) = &m.attr.subkey
+            {
+                attrs
+                    .entry(format!("{}.{sk}", m.attr.key))
+                    .or_insert_with(|| self.value_text(&m.attr.value));
+            }
+        }
+        let mut d = Desired {
+            id,
+            name: self.name_of(id).to_string(),
+            manager: text(self.setting(id, "manager")).unwrap_or_default(),
+            host: self.vm_host(id).map(str::to_string),
+            need: self.vm_need(id),
+            image: text(self.setting(id, "image")),
+            instance_type: text(self.setting(id, "instanceType")),
+            power,
+            allow_termination: matches!(
+                self.setting(id, "allowTermination"),
+                Some(Value::Bool(true))
+            ) || text(self.setting(id, "allowTermination")).as_deref()
+                == Some("true"),
+            deleting: self.vm_deleting(id),
+            macs: self
+                .nic_macs(id)
+                .into_iter()
+                .map(|(_, m)| m.clone())
+                .collect(),
+            attrs,
+            fingerprint: String::new(),
+        };
+        let fp = format!(
+            "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}|{:?}",
+            d.manager,
+            d.host,
+            d.need,
+            d.image,
+            d.instance_type,
+            d.power,
+            d.allow_termination,
+            d.deleting,
+            d.macs,
+            d.attrs
+        );
+        d.fingerprint = format!("{:016x}", fnv64(&fp));
+        Ok(d)
+    }
+
+    /// A VMManager's backend settings.
+    pub fn vm_manager_config(&self, mgr: EntityId) -> Result<ManagerConfig, CoreError> {
+        if self.kind_of(mgr) != Some(Kind::VmManager) {
+            return Err(self.vm_rule(mgr, "not a VMManager"));
+        }
+        let backend = match text(self.setting(mgr, "backend")).as_deref() {
+            None | Some("libvirt") => BackendKind::Libvirt,
+            Some("ec2") => BackendKind::Ec2,
+            Some(b) => return Err(self.vm_rule(mgr, format!("unknown backend {b:?}"))),
+        };
+        let lv = json_setting(self, mgr, "libvirt");
+        let ec2 = json_setting(self, mgr, "ec2");
+        let ec2 = match backend {
+            BackendKind::Libvirt => None,
+            BackendKind::Ec2 => {
+                let Some(region) = ec2["region"].as_str() else {
+                    return Err(self.vm_rule(mgr, "an ec2 VMManager needs ec2.region"));
+                };
+                let mut prices: BTreeMap<String, f64> = BTreeMap::new();
+                for table in [&json_setting(self, mgr, "prices"), &ec2["prices"]] {
+                    for (k, v) in table.as_object().into_iter().flatten() {
+                        if let Some(p) = v.as_f64() {
+                            prices.insert(k.clone(), p);
+                        }
+                    }
+                }
+                let s = |k: &str| ec2[k].as_str().map(str::to_string);
+                Some(Ec2Config {
+                    region: region.to_string(),
+                    endpoint: s("endpoint"),
+                    budget_per_hour: ec2["budgetPerHour"].as_f64(),
+                    prices,
+                    credentials_file: s("credentialsFile"),
+                    profile: s("profile"),
+                })
+            }
+        };
+        Ok(ManagerConfig {
+            name: self.name_of(mgr).to_string(),
+            backend,
+            libvirt_uri: lv["uri"].as_str().map(str::to_string),
+            libvirt_pool: lv["pool"].as_str().map(str::to_string),
+            ec2,
+        })
+    }
+
+    /// The libvirt connection of a hypervisor: its own `libvirt.uri`
+    /// attribute (merged), else the manager's template with `{hostname}`
+    /// and `{address}` filled in.
+    pub fn libvirt_uri(&self, mgr: EntityId, host: EntityId) -> Result<String, CoreError> {
+        if let Some((v, _)) = self.merged_value(host, "libvirt", Some("uri")) {
+            return Ok(self.value_text(v));
+        }
+        let cfg = self.vm_manager_config(mgr)?;
+        let Some(t) = cfg.libvirt_uri else {
+            return Err(self.vm_rule(
+                host,
+                format!(
+                    "no libvirt.uri attribute and VM manager {} has no libvirt.uri template",
+                    cfg.name
+                ),
+            ));
+        };
+        let mut uri = t.replace("{hostname}", self.name_of(host));
+        if uri.contains("{address}") {
+            let Some(a) = self.addresses_of(host).into_iter().next() else {
+                return Err(self.vm_rule(
+                    host,
+                    format!("libvirt.uri template {t} needs an address and the host has none"),
+                ));
+            };
+            uri = uri.replace("{address}", &a.address.to_string());
+        }
+        Ok(uri)
+    }
+
+    /// The storage pool for a hypervisor's VM disks: `libvirt.pool`
+    /// (merged; the original's `xen.volume-group` too), else the manager's.
+    pub fn libvirt_pool(&self, mgr: EntityId, host: EntityId) -> String {
+        for (k, sk) in [("libvirt", "pool"), ("xen", "volume-group")] {
+            if let Some((v, _)) = self.merged_value(host, k, Some(sk)) {
+                return self.value_text(v);
+            }
+        }
+        self.vm_manager_config(mgr)
+            .ok()
+            .and_then(|c| c.libvirt_pool)
+            .unwrap_or_else(|| "default".into())
+    }
+
+    /// The EC2 budget rule: the hourly price of the manager's provisioned
+    /// VMs plus this one may not exceed `budgetPerHour`.
+    /// `pending` are VMs approved for creation but not yet recorded.
+    pub fn ec2_budget_check(
+        &self,
+        vm: EntityId,
+        pending: &std::collections::BTreeSet<EntityId>,
+    ) -> Result<(), String> {
+        let d = self.vm_desired(vm).map_err(|e| e.to_string())?;
+        let mgr = self.id_of(&d.manager).map_err(|e| e.to_string())?;
+        let cfg = self.vm_manager_config(mgr).map_err(|e| e.to_string())?;
+        let Some(ec2) = cfg.ec2 else { return Ok(()) };
+        let Some(budget) = ec2.budget_per_hour else {
+            return Ok(());
+        };
+        let price = |id: EntityId| -> Result<f64, String> {
+            let t = text(self.setting(id, "instanceType")).unwrap_or_default();
+            ec2.prices.get(&t).copied().ok_or_else(|| {
+                format!(
+                    "instance type {t:?} has no price in {}'s price table, and the manager has a budget",
+                    cfg.name
+                )
+            })
+        };
+        let mut spent = 0.0;
+        for other in self.entities_of_kind(Kind::VirtualMachine) {
+            if other.id == vm
+                || text(self.setting(other.id, "manager")).as_deref() != Some(&cfg.name)
+                || (self
+                    .attr_value(other.id, STATUS_KEY, Some("backendId"))
+                    .is_none()
+                    && !pending.contains(&other.id))
+            {
+                continue;
+            }
+            spent += price(other.id).unwrap_or(0.0);
+        }
+        let mine = price(vm)?;
+        if spent + mine > budget + 1e-9 {
+            return Err(format!(
+                "budget exceeded: {:.4} USD/h running + {mine:.4} for {} > budgetPerHour {budget:.4} of {}",
+                spent, d.name, cfg.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The status the controller last wrote.
+    pub fn vm_status(&self, id: EntityId) -> VmStatus {
+        let s = |k: &str| text(self.attr_value(id, STATUS_KEY, Some(k)));
+        let conditions = match self.attr_value(id, STATUS_KEY, Some("conditions")) {
+            Some(Value::Json(Json::Array(a))) => a
+                .iter()
+                .filter_map(|c| {
+                    let kind = match c["type"].as_str()? {
+                        "Placed" => "Placed",
+                        "Provisioned" => "Provisioned",
+                        "Ready" => "Ready",
+                        _ => return None,
+                    };
+                    Some(Condition {
+                        kind,
+                        status: c["status"] == "True",
+                        reason: c["reason"].as_str().unwrap_or_default().into(),
+                        message: c["message"].as_str().unwrap_or_default().into(),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        VmStatus {
+            phase: s("phase").unwrap_or_default(),
+            backend_id: s("backendId"),
+            power_state: s("powerState"),
+            observed_addresses: match self.attr_value(id, STATUS_KEY, Some("observedAddresses")) {
+                Some(Value::Json(Json::Array(a))) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            conditions,
+            observed_revision: match self.attr_value(id, STATUS_KEY, Some("observedRevision")) {
+                Some(Value::Int(i)) => Some(*i),
+                _ => None,
+            },
+            observed_spec: s("observedSpec"),
+            last_error: s("lastError"),
+        }
+    }
+
+    /// Records a VM's status; writes only the fields that changed.
+    pub fn set_vm_status(&mut self, id: EntityId, st: &VmStatus) {
+        let mut put = |k: &str, v: Option<Value>| match v {
+            Some(v) => self.put_internal(id, STATUS_KEY, k, v),
+            None => self.clear_internal(id, STATUS_KEY, k),
+        };
+        put("phase", Some(Value::String(st.phase.clone())));
+        put("backendId", st.backend_id.clone().map(Value::String));
+        put("powerState", st.power_state.clone().map(Value::String));
+        put(
+            "observedAddresses",
+            (!st.observed_addresses.is_empty()).then(|| Value::Json(json!(st.observed_addresses))),
+        );
+        put("conditions", Some(Value::Json(st.conditions_json())));
+        put("observedRevision", st.observed_revision.map(Value::Int));
+        put("observedSpec", st.observed_spec.clone().map(Value::String));
+        put("lastError", st.last_error.clone().map(Value::String));
+    }
+
+    /// Removes a VM whose backend resources are gone (the finalizer's end).
+    pub fn finalize_vm(&mut self, id: EntityId) -> Result<(), CoreError> {
+        if self.kind_of(id) != Some(Kind::VirtualMachine) {
+            return Err(self.vm_rule(id, "not a VirtualMachine"));
+        }
+        self.remove_entity(id)
+    }
+
+    /// Sets a VM's desired power state (`clusto vm start|stop`).
+    pub fn set_vm_power(&mut self, id: EntityId, power: Power) -> Result<(), CoreError> {
+        if self.kind_of(id) != Some(Kind::VirtualMachine) {
+            return Err(self.vm_rule(id, "not a VirtualMachine"));
+        }
+        if self.vm_deleting(id) {
+            return Err(self.vm_rule(id, "is being deleted"));
+        }
+        self.put_internal(
+            id,
+            crate::inventory::SPEC_KEY,
+            "powerState",
+            Value::String(power.as_str().into()),
+        );
+        Ok(())
+    }
+}
