@@ -168,6 +168,93 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await?;
         }
+        Command::Controller {
+            metrics,
+            resync,
+            rate,
+            workers,
+            poll_ms,
+            lease_ttl,
+            once,
+        } => {
+            return crate::vm::controller(
+                &store,
+                crate::vm::ControllerArgs {
+                    metrics: *metrics,
+                    resync: std::time::Duration::from_secs(*resync),
+                    rate: *rate,
+                    workers: *workers,
+                    poll: std::time::Duration::from_millis(*poll_ms),
+                    lease_ttl: std::time::Duration::from_secs(*lease_ttl),
+                    once: *once,
+                },
+            )
+            .await;
+        }
+        Command::Vm {
+            op:
+                VmOp::Create {
+                    manager,
+                    name,
+                    memory,
+                    disk,
+                    cpus,
+                    image,
+                    instance_type,
+                    host,
+                    force,
+                    stopped,
+                },
+        } => {
+            crate::vm::create(
+                &store,
+                fmt,
+                crate::vm::CreateArgs {
+                    manager,
+                    name: name.as_deref(),
+                    memory: *memory,
+                    disk: *disk,
+                    cpus: *cpus,
+                    image: image.as_deref(),
+                    instance_type: instance_type.as_deref(),
+                    host: host.as_deref(),
+                    force: *force,
+                    stopped: *stopped,
+                },
+            )
+            .await?
+        }
+        Command::Vm {
+            op: VmOp::Start { name },
+        } => crate::vm::power(&store, name, clusto_core::vm::Power::Running).await?,
+        Command::Vm {
+            op: VmOp::Stop { name },
+        } => crate::vm::power(&store, name, clusto_core::vm::Power::Stopped).await?,
+        Command::Vm {
+            op: VmOp::Set { name, field, value },
+        } => crate::vm::set(&store, name, field, value).await?,
+        Command::Vm {
+            op:
+                VmOp::Delete {
+                    name,
+                    wait,
+                    timeout,
+                },
+        } => {
+            crate::vm::delete(
+                &store,
+                name,
+                *wait,
+                std::time::Duration::from_secs(*timeout),
+            )
+            .await?
+        }
+        Command::Vm {
+            op: VmOp::Console { name },
+        } => return crate::vm::console(&store, name).await,
+        Command::Vm {
+            op: VmOp::List { manager, at },
+        } => crate::vm::list(&store, fmt, manager.as_deref(), at.at).await?,
         Command::Vm {
             op: VmOp::Explain { name, at },
         } => {

@@ -3,6 +3,7 @@
 mod commands;
 mod declarative;
 mod output;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -237,6 +238,33 @@ pub enum Command {
         #[arg(long)]
         learn_ipmi: bool,
     },
+    /// Reconcile VirtualMachine objects with their VMManager's backend (libvirt, EC2).
+    #[command(
+        after_help = "Level-triggered: every store revision, every due retry and every resync (default 5 min)\nreconciles each VM to its spec, and status (phase, host, backendId, powerState, conditions,\nobservedRevision, lastError) is written back. Only the holder of the store's lease acts;\nstart several for failover. Stops cleanly on SIGINT/SIGTERM."
+    )]
+    Controller {
+        /// Serve Prometheus metrics here, e.g. 127.0.0.1:9468.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// Seconds between full resyncs (drift detection).
+        #[arg(long, default_value_t = 300)]
+        resync: u64,
+        /// Reconciles per second across all VMs.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Backend requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        workers: usize,
+        /// How often to look for new revisions, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        poll_ms: u64,
+        /// Lease time-to-live in seconds (SQLite takeover delay; PostgreSQL frees it at once).
+        #[arg(long, default_value_t = 15)]
+        lease_ttl: u64,
+        /// Exit once every VM is reconciled and nothing is due (for scripts and CI).
+        #[arg(long)]
+        once: bool,
+    },
     /// Write manifests for a synthetic datacenter (for benchmarks and demos) to stdout.
     Generate {
         #[arg(long, default_value_t = 10)]
@@ -253,6 +281,70 @@ pub enum VmOp {
     /// Where a VM goes (or is pinned) and why: needs versus each host's free capacity.
     Explain {
         name: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Record a new VM (named by the manager's NameManager unless --name) and place it.
+    /// The controller creates it in the backend; this prints the name.
+    Create {
+        #[arg(long)]
+        manager: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// MiB of memory.
+        #[arg(long, default_value_t = 1024)]
+        memory: u64,
+        /// GiB of disk.
+        #[arg(long, default_value_t = 10)]
+        disk: u64,
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
+        /// libvirt volume to clone, or EC2 AMI.
+        #[arg(long)]
+        image: Option<String>,
+        /// EC2 instance type.
+        #[arg(long)]
+        instance_type: Option<String>,
+        /// Pin to this hypervisor.
+        #[arg(long)]
+        host: Option<String>,
+        /// Place on the pinned host even if it does not fit.
+        #[arg(long, requires = "host")]
+        force: bool,
+        /// Record it Stopped (created, not started).
+        #[arg(long)]
+        stopped: bool,
+    },
+    /// Ask for the VM to run (the controller starts it).
+    Start { name: String },
+    /// Ask for the VM to be powered off (the controller stops it).
+    Stop { name: String },
+    /// Delete a VM: the controller removes its domain or instance, then the object.
+    #[command(
+        after_help = "A VM the controller never acted on goes at once. Otherwise it shows phase Terminating\nuntil the backend resources are gone. EC2 instances are terminated only when the VM has\nallowTermination: true (in its manifest, or: clusto vm set NAME allowTermination true)."
+    )]
+    Delete {
+        name: String,
+        /// Wait until the controller has removed it.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Change one VM setting (cpus, memoryMiB, diskGiB, image, instanceType, allowTermination, host).
+    Set {
+        name: String,
+        field: String,
+        value: String,
+    },
+    /// Open the VM's console (on a terminal), or print the command that does.
+    Console { name: String },
+    /// VMs with manager, host, phase, power state, backend id and readiness.
+    List {
+        /// Only this manager's VMs.
+        #[arg(long)]
+        manager: Option<String>,
         #[command(flatten)]
         at: At,
     },

@@ -91,6 +91,20 @@ impl Inventory {
     /// reason (`status.host`, `status.placement`). A VM keeps the host it
     /// was placed on while that host still has it in its manager and fits.
     pub fn place_and_record(&mut self, vm: EntityId) -> Result<(), CoreError> {
+        self.place_and_record_forced(vm, false)
+    }
+
+    /// The recorded placement reason (`status.placement`).
+    pub fn vm_placement(&self, vm: EntityId) -> Option<String> {
+        match self.attr_value(vm, STATUS_KEY, Some("placement")) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// [`Inventory::place_and_record`], optionally forcing a pinned host
+    /// that does not fit.
+    pub fn place_and_record_forced(&mut self, vm: EntityId, force: bool) -> Result<(), CoreError> {
         let name = self.name_of(vm).to_string();
         let mgr = match self.setting(vm, "manager") {
             Some(Value::String(m)) => self.id_of(&m.clone())?,
@@ -116,7 +130,7 @@ impl Inventory {
         {
             return Ok(());
         }
-        let p = self.place_vm(mgr, vm, pin, false)?;
+        let p = self.place_vm(mgr, vm, pin, force)?;
         let host = self.name_of(p.host).to_string();
         self.put_internal(vm, STATUS_KEY, "host", Value::String(host));
         self.put_internal(vm, STATUS_KEY, "placement", Value::String(p.reason));

@@ -613,7 +613,7 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
         Kind::Pool => &["type", "group"],
         Kind::Driver => &["base", "rackUnits", "ports"],
         Kind::RackLayout => &["devices", "connections", "serverSlots"],
-        Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved"],
+        Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved", "names"],
         Kind::VirtualMachine => &[
             "manager",
             "host",

@@ -262,6 +262,7 @@ fn settings(o: &Object) -> Vec<(&'static str, Option<String>)> {
                 (!s.reserved.is_empty()).then(|| js(&s.reserved)).flatten(),
             ),
             ("ec2", s.ec2.as_ref().and_then(|v| js(v))),
+            ("names", s.names.clone()),
         ],
         Spec::VirtualMachine(s) => vec![
             ("manager", Some(s.manager.clone())),

@@ -409,6 +409,14 @@ pub struct Ec2Settings {
     /// Price table: instance type → USD per hour.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub prices: BTreeMap<String, f64>,
+    /// A shared-credentials file (AWS format) to read keys from; without
+    /// it the usual environment / profile / instance-role chain applies.
+    /// Keys are never stored in the inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+    /// Profile in that file (or in ~/.aws) to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -433,6 +441,9 @@ pub struct VmManagerSpec {
     /// Hosts that take no new VMs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reserved: Vec<String>,
+    /// NameManager that names the VMs `clusto vm create` makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
     #[serde(default, skip_serializing_if = "Attrs::is_empty")]
     pub attrs: Attrs,
 }

@@ -206,16 +206,19 @@ impl Controller {
         Ok(())
     }
 
-    /// When the loop should look again at the latest.
-    pub fn next_wake(&self) -> Instant {
-        let poll = Instant::now() + self.opts.poll;
+    /// When the next object is due (a retry, a recheck or the resync).
+    pub fn next_due(&self) -> Instant {
         self.queue
             .values()
             .map(|e| e.due)
             .min()
-            .unwrap_or(poll)
-            .min(poll)
+            .unwrap_or(self.resync_at)
             .min(self.resync_at)
+    }
+
+    /// When the loop should look again at the latest.
+    pub fn next_wake(&self) -> Instant {
+        self.next_due().min(Instant::now() + self.opts.poll)
     }
 
     /// Runs until `shutdown` resolves, then releases the lease.
@@ -349,7 +352,7 @@ impl Controller {
                         e.due = Instant::now() + backoff(e.failures);
                         e.failures += 1;
                     }
-                    (_, Some(_)) if !ready && !d.desired.deleting || d.desired.deleting => {
+                    (_, Some(_)) if !ready || d.desired.deleting => {
                         e.failures = 0;
                         e.due = Instant::now() + self.opts.recheck;
                     }

@@ -1,0 +1,420 @@
+//! `clusto vm …` and `clusto controller`: the verbs write desired state,
+//! the controller acts on it.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use clusto_core::vm::{BackendKind, ManagerConfig, Power};
+use clusto_core::{CoreError, Inventory, Kind, Value};
+use clusto_store::{RevisionMeta, Store, StoreError};
+use clusto_vm::{Backend, BackendError, Controller, Options, Provider};
+use serde_json::{Value as Json, json};
+
+use crate::output::{Format, emit};
+
+/// The backends this binary was built with.
+pub struct Backends {
+    libvirt: Arc<clusto_libvirt::Libvirt>,
+    #[cfg(feature = "ec2")]
+    ec2: Mutex<HashMap<String, Arc<clusto_ec2::Ec2>>>,
+    #[cfg(not(feature = "ec2"))]
+    _ec2: Mutex<HashMap<String, ()>>,
+}
+
+impl Backends {
+    pub fn new() -> Backends {
+        Backends {
+            libvirt: clusto_libvirt::shared(),
+            #[cfg(feature = "ec2")]
+            ec2: Mutex::default(),
+            #[cfg(not(feature = "ec2"))]
+            _ec2: Mutex::default(),
+        }
+    }
+}
+
+impl Provider for Backends {
+    fn backend(&self, cfg: &ManagerConfig) -> Result<Arc<dyn Backend>, BackendError> {
+        match cfg.backend {
+            BackendKind::Libvirt => Ok(self.libvirt.clone()),
+            #[cfg(feature = "ec2")]
+            BackendKind::Ec2 => {
+                let ec2 = cfg
+                    .ec2
+                    .clone()
+                    .ok_or_else(|| BackendError::Refused("no ec2 settings".into()))?;
+                // One client per distinct configuration.
+                let key = format!("{ec2:?}");
+                let mut g = self
+                    .ec2
+                    .lock()
+                    .map_err(|_| BackendError::Transient("client cache poisoned".into()))?;
+                Ok(g.entry(key)
+                    .or_insert_with(|| clusto_ec2::shared(ec2))
+                    .clone())
+            }
+            #[cfg(not(feature = "ec2"))]
+            BackendKind::Ec2 => Err(BackendError::Refused(
+                "this clusto was built without the ec2 feature".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn vm_id(inv: &Inventory, name: &str) -> Result<clusto_core::EntityId, WriteError> {
+    let id = inv.id_of(name)?;
+    if inv.kind_of(id) != Some(Kind::VirtualMachine) {
+        return Err(WriteError::Usage(format!("{name} is not a VirtualMachine")));
+    }
+    Ok(id)
+}
+
+pub struct ControllerArgs {
+    pub metrics: Option<std::net::SocketAddr>,
+    pub resync: Duration,
+    pub rate: f64,
+    pub workers: usize,
+    pub poll: Duration,
+    pub lease_ttl: Duration,
+    pub once: bool,
+}
+
+pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
+    let opts = Options {
+        poll: a.poll,
+        resync: a.resync,
+        rate: a.rate,
+        workers: a.workers,
+        lease_ttl: a.lease_ttl,
+        ..Options::default()
+    };
+    let mut c = Controller::new(store.clone(), Arc::new(Backends::new()), opts).await?;
+    if let Some(addr) = a.metrics {
+        let m = c.metrics.clone();
+        clusto_metrics::serve(addr, Arc::new(move || m.render())).await?;
+    }
+    if a.once {
+        // Until a tick finds nothing to do and nothing is due soon.
+        let started = Instant::now();
+        loop {
+            let r = c.tick().await?;
+            if !r.leader {
+                // A holder that died frees a SQLite lease when it expires.
+                if started.elapsed() > a.lease_ttl * 2 {
+                    let who = store
+                        .lease_holder(clusto_vm::controller::LEASE_NAME)
+                        .await?;
+                    bail!(
+                        "another controller holds the lease ({})",
+                        who.map(|w| w.0).unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            if r.reconciled == 0 && c.next_due() > Instant::now() + Duration::from_millis(1500) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("not converged after 10 minutes");
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(
+                c.next_due()
+                    .min(Instant::now() + Duration::from_millis(100)),
+            ))
+            .await;
+        }
+        c.release().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing::info!("controller started");
+    c.run(shutdown_signal()).await?;
+    tracing::info!("controller stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+pub struct CreateArgs<'a> {
+    pub manager: &'a str,
+    pub name: Option<&'a str>,
+    pub memory: u64,
+    pub disk: u64,
+    pub cpus: u32,
+    pub image: Option<&'a str>,
+    pub instance_type: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub force: bool,
+    pub stopped: bool,
+}
+
+pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()> {
+    let w = store
+        .write(
+            &RevisionMeta::new(format!("vm create on {}", a.manager)),
+            |inv| -> Result<(String, String), WriteError> {
+                let mgr = inv.id_of(a.manager)?;
+                if inv.kind_of(mgr) != Some(Kind::VmManager) {
+                    return Err(WriteError::Usage(format!(
+                        "{} is not a VMManager",
+                        a.manager
+                    )));
+                }
+                let id = match a.name {
+                    Some(n) => inv.create(Kind::VirtualMachine, n, None)?,
+                    None => {
+                        let names = match inv.setting(mgr, "names") {
+                            Some(Value::String(n)) => n.clone(),
+                            _ => {
+                                return Err(WriteError::Usage(format!(
+                                    "VM manager {} has no names (a NameManager); give --name",
+                                    a.manager
+                                )));
+                            }
+                        };
+                        let nm = inv.id_of(&names)?;
+                        inv.name_allocate(nm, Kind::VirtualMachine, None)?
+                    }
+                };
+                let mut set = |f: &str, v: String| inv.configure(id, f, &v);
+                set("manager", a.manager.to_string())?;
+                set("cpus", a.cpus.to_string())?;
+                set("memoryMiB", a.memory.to_string())?;
+                set("diskGiB", a.disk.to_string())?;
+                if let Some(i) = a.image {
+                    set("image", i.to_string())?;
+                }
+                if let Some(t) = a.instance_type {
+                    set("instanceType", t.to_string())?;
+                }
+                set(
+                    "powerState",
+                    if a.stopped { "Stopped" } else { "Running" }.to_string(),
+                )?;
+                if let Some(h) = a.host {
+                    set("host", h.to_string())?;
+                }
+                let backend = inv.vm_manager_config(mgr)?.backend;
+                if backend == BackendKind::Libvirt {
+                    inv.place_and_record_forced(id, a.force)?;
+                }
+                let name = inv.name_of(id).to_string();
+                let reason = inv.vm_placement(id).unwrap_or_default();
+                Ok((name, reason))
+            },
+        )
+        .await?;
+    let (name, reason) = w.value;
+    match fmt {
+        Format::Json | Format::Yaml => emit(
+            fmt,
+            &json!({"name": name, "placement": reason}),
+            &[],
+            vec![],
+        )?,
+        _ => {
+            println!("{name}");
+            if !reason.is_empty() {
+                eprintln!("placed: {reason}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn power(store: &Store, name: &str, p: Power) -> Result<()> {
+    let w = store
+        .write(
+            &RevisionMeta::new(format!(
+                "vm {} {name}",
+                if p == Power::Running { "start" } else { "stop" }
+            )),
+            |inv| -> Result<(), WriteError> {
+                let id = vm_id(inv, name)?;
+                inv.set_vm_power(id, p)?;
+                Ok(())
+            },
+        )
+        .await?;
+    if w.revision.is_none() {
+        eprintln!("{name} is already asked to be {}", p.as_str());
+    }
+    Ok(())
+}
+
+pub async fn set(store: &Store, name: &str, field: &str, value: &str) -> Result<()> {
+    store
+        .write(
+            &RevisionMeta::new(format!("vm set {name} {field}")),
+            |inv| -> Result<(), WriteError> {
+                let id = vm_id(inv, name)?;
+                if field == "manager" || field == "powerState" {
+                    return Err(WriteError::Usage(format!(
+                        "{field} is not changed with vm set (use vm start/stop, or a new VM for another manager)"
+                    )));
+                }
+                inv.configure(id, field, value)?;
+                if matches!(field, "host" | "cpus" | "memoryMiB" | "diskGiB") {
+                    let mgr = inv.id_of(&inv.vm_desired(id)?.manager)?;
+                    if inv.vm_manager_config(mgr)?.backend == BackendKind::Libvirt {
+                        inv.place_and_record_forced(id, false)?;
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(store: &Store, name: &str, wait: bool, timeout: Duration) -> Result<()> {
+    let w = store
+        .write(
+            &RevisionMeta::new(format!("vm delete {name}")),
+            |inv| -> Result<bool, WriteError> {
+                let id = vm_id(inv, name)?;
+                inv.delete(id)?;
+                Ok(inv.entity(id).is_some())
+            },
+        )
+        .await?;
+    if !w.value {
+        eprintln!("{name} deleted");
+        return Ok(());
+    }
+    if !wait {
+        eprintln!(
+            "{name} is terminating; the controller removes it once its backend resources are gone"
+        );
+        return Ok(());
+    }
+    let until = Instant::now() + timeout;
+    loop {
+        let inv = store.load(None).await?;
+        let Ok(id) = inv.id_of(name) else {
+            eprintln!("{name} deleted");
+            return Ok(());
+        };
+        if Instant::now() > until {
+            let st = inv.vm_status(id);
+            let why = st
+                .condition("Ready")
+                .map(|c| format!("{}: {}", c.reason, c.message))
+                .unwrap_or_default();
+            bail!(
+                "{name} still terminating after {}s ({why})",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn console(store: &Store, name: &str) -> Result<ExitCode> {
+    let inv = store.load(None).await?;
+    let id = vm_id(&inv, name)?;
+    let d = inv.vm_desired(id)?;
+    let (scope, cfg) = clusto_vm::scope_of(&inv, &d).map_err(|e| anyhow!("{name}: {e}"))?;
+    let b = Backends::new()
+        .backend(&cfg)
+        .map_err(|e| anyhow!("{name}: {e}"))?;
+    let st = inv.vm_status(id);
+    let cmd = b.console(&scope, &d.name, st.backend_id.as_deref());
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && cfg.backend == BackendKind::Libvirt {
+        let parts: Vec<&str> = cmd.split_whitespace().collect();
+        let status = std::process::Command::new(parts[0])
+            .args(&parts[1..])
+            .status();
+        return match status {
+            Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+            Ok(_) => Ok(ExitCode::FAILURE),
+            Err(e) => bail!("cannot run {cmd}: {e}"),
+        };
+    }
+    println!("{cmd}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(
+    store: &Store,
+    fmt: Format,
+    manager: Option<&str>,
+    at: Option<i64>,
+) -> Result<()> {
+    let inv = store.load(at).await?;
+    let mut items = Vec::new();
+    let mut rows = Vec::new();
+    for e in inv.entities_of_kind(Kind::VirtualMachine) {
+        let d = inv.vm_desired(e.id)?;
+        if manager.is_some_and(|m| m != d.manager) {
+            continue;
+        }
+        let st = inv.vm_status(e.id);
+        let ready = st
+            .condition("Ready")
+            .map(|c| {
+                if c.status {
+                    "True".to_string()
+                } else {
+                    format!("False ({})", c.reason)
+                }
+            })
+            .unwrap_or_else(|| "-".into());
+        let phase = if d.deleting {
+            "Terminating".to_string()
+        } else if st.phase.is_empty() {
+            "Pending".to_string()
+        } else {
+            st.phase.clone()
+        };
+        rows.push(vec![
+            d.name.clone(),
+            d.manager.clone(),
+            d.host.clone().unwrap_or_else(|| "-".into()),
+            format!(
+                "{}/{}",
+                st.power_state.clone().unwrap_or_else(|| "-".into()),
+                d.power.as_str()
+            ),
+            phase.clone(),
+            st.backend_id.clone().unwrap_or_else(|| "-".into()),
+            ready,
+        ]);
+        items.push(inv.resource(e.id, false));
+    }
+    let _ = Json::Null;
+    emit(
+        fmt,
+        &clusto_core::resource::list(items),
+        &[
+            "NAME",
+            "MANAGER",
+            "HOST",
+            "POWER (HAVE/WANT)",
+            "PHASE",
+            "BACKEND-ID",
+            "READY",
+        ],
+        rows,
+    )
+}
