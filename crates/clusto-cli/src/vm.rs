@@ -1,68 +1,19 @@
 //! `clusto vm …` and `clusto controller`: the verbs write desired state,
 //! the controller acts on it.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use clusto_core::vm::{BackendKind, ManagerConfig, Power};
+use clusto_cli::backends::Backends;
+use clusto_core::vm::{BackendKind, Power};
 use clusto_core::{CoreError, Inventory, Kind, Value};
 use clusto_store::{RevisionMeta, Store, StoreError};
-use clusto_vm::{Backend, BackendError, Controller, Options, Provider};
+use clusto_vm::{Controller, Options, Provider};
 use serde_json::{Value as Json, json};
 
 use crate::output::{Format, emit};
-
-/// The backends this binary was built with.
-pub struct Backends {
-    libvirt: Arc<clusto_libvirt::Libvirt>,
-    #[cfg(feature = "ec2")]
-    ec2: Mutex<HashMap<String, Arc<clusto_ec2::Ec2>>>,
-    #[cfg(not(feature = "ec2"))]
-    _ec2: Mutex<HashMap<String, ()>>,
-}
-
-impl Backends {
-    pub fn new() -> Backends {
-        Backends {
-            libvirt: clusto_libvirt::shared(),
-            #[cfg(feature = "ec2")]
-            ec2: Mutex::default(),
-            #[cfg(not(feature = "ec2"))]
-            _ec2: Mutex::default(),
-        }
-    }
-}
-
-impl Provider for Backends {
-    fn backend(&self, cfg: &ManagerConfig) -> Result<Arc<dyn Backend>, BackendError> {
-        match cfg.backend {
-            BackendKind::Libvirt => Ok(self.libvirt.clone()),
-            #[cfg(feature = "ec2")]
-            BackendKind::Ec2 => {
-                let ec2 = cfg
-                    .ec2
-                    .clone()
-                    .ok_or_else(|| BackendError::Refused("no ec2 settings".into()))?;
-                // One client per distinct configuration.
-                let key = format!("{ec2:?}");
-                let mut g = self
-                    .ec2
-                    .lock()
-                    .map_err(|_| BackendError::Transient("client cache poisoned".into()))?;
-                Ok(g.entry(key)
-                    .or_insert_with(|| clusto_ec2::shared(ec2))
-                    .clone())
-            }
-            #[cfg(not(feature = "ec2"))]
-            BackendKind::Ec2 => Err(BackendError::Refused(
-                "this clusto was built without the ec2 feature".into(),
-            )),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 enum WriteError {

@@ -1,0 +1,66 @@
+//! What the `clusto` binary composes from the workspace and tests reuse.
+
+pub mod backends {
+    //! The VMManager backends this build includes.
+
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use clusto_core::vm::{BackendKind, ManagerConfig};
+    use clusto_vm::{Backend, BackendError, Provider};
+
+    /// The backends this binary was built with.
+    pub struct Backends {
+        libvirt: Arc<clusto_libvirt::Libvirt>,
+        #[cfg(feature = "ec2")]
+        ec2: Mutex<HashMap<String, Arc<clusto_ec2::Ec2>>>,
+        #[cfg(not(feature = "ec2"))]
+        _ec2: Mutex<HashMap<String, ()>>,
+    }
+
+    impl Default for Backends {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl Backends {
+        pub fn new() -> Backends {
+            Backends {
+                libvirt: clusto_libvirt::shared(),
+                #[cfg(feature = "ec2")]
+                ec2: Mutex::default(),
+                #[cfg(not(feature = "ec2"))]
+                _ec2: Mutex::default(),
+            }
+        }
+    }
+
+    impl Provider for Backends {
+        fn backend(&self, cfg: &ManagerConfig) -> Result<Arc<dyn Backend>, BackendError> {
+            match cfg.backend {
+                BackendKind::Libvirt => Ok(self.libvirt.clone()),
+                #[cfg(feature = "ec2")]
+                BackendKind::Ec2 => {
+                    let ec2 = cfg
+                        .ec2
+                        .clone()
+                        .ok_or_else(|| BackendError::Refused("no ec2 settings".into()))?;
+                    // One client per distinct configuration.
+                    let key = format!("{ec2:?}");
+                    let mut g = self
+                        .ec2
+                        .lock()
+                        .map_err(|_| BackendError::Transient("client cache poisoned".into()))?;
+                    Ok(g.entry(key)
+                        .or_insert_with(|| clusto_ec2::shared(ec2))
+                        .clone())
+                }
+                #[cfg(not(feature = "ec2"))]
+                BackendKind::Ec2 => Err(BackendError::Refused(
+                    "this clusto was built without the ec2 feature".into(),
+                )),
+            }
+        }
+    }
+}

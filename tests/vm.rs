@@ -1,0 +1,470 @@
+//! The VM controller against libvirt's in-process test driver
+//! (`test:///default`, real libvirt, no daemon). The controller runs in
+//! this process (the test driver's state lives in the process that opens
+//! it); desired state is written with the real `clusto` binary.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clusto_cli::backends::Backends;
+use clusto_core::Kind;
+use clusto_store::Store;
+use clusto_vm::{Controller, Options, TickReport};
+use common::Clusto;
+use serde_json::Value as Json;
+
+const MANIFEST: &str = r#"
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: hv1}
+spec:
+  attrs:
+    - {key: system, subkey: memory, value: 4096}
+    - {key: system, subkey: disk, value: 100}
+    - {key: system, subkey: cpucount, value: 4}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: hv2}
+spec:
+  attrs:
+    - {key: system, subkey: memory, value: 8192}
+    - {key: system, subkey: disk, value: 100}
+    - {key: system, subkey: cpucount, value: 8}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: NameManager
+metadata: {name: vmnames}
+spec: {basename: lab-vm, digits: 2}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {name: lab}
+spec:
+  backend: libvirt
+  libvirt: {uri: "test:///default", pool: default-pool}
+  hosts: [hv1, hv2]
+  names: vmnames
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: web1}
+spec: {manager: lab, cpus: 2, memoryMiB: 2048, diskGiB: 10}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: db1}
+spec: {manager: lab, cpus: 1, memoryMiB: 3072, diskGiB: 20, powerState: Stopped}
+"#;
+
+fn opts(holder: &str) -> Options {
+    Options {
+        poll: Duration::from_millis(20),
+        recheck: Duration::from_millis(20),
+        lease_ttl: Duration::from_secs(2),
+        holder: holder.into(),
+        ..Options::default()
+    }
+}
+
+async fn setup() -> (Clusto, Store, tempdir::Dir) {
+    let c = Clusto::fresh("sqlite").await;
+    let dir = tempdir::Dir::new("vm");
+    let f = dir.path().join("lab.yaml");
+    std::fs::write(&f, MANIFEST).unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let store = Store::open(&c.store).await.unwrap();
+    (c, store, dir)
+}
+
+async fn controller(store: &Store, holder: &str) -> Controller {
+    Controller::new(store.clone(), Arc::new(Backends::new()), opts(holder))
+        .await
+        .unwrap()
+}
+
+/// Ticks until nothing is due soon; returns the reports.
+async fn converge(c: &mut Controller) -> Vec<TickReport> {
+    let mut out = Vec::new();
+    let t = Instant::now();
+    loop {
+        let r = c.tick().await.unwrap();
+        let idle = r.reconciled == 0;
+        out.push(r);
+        if idle && c.next_due() > Instant::now() + Duration::from_secs(1) {
+            return out;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no convergence: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn libvirt() -> virt::connect::Connect {
+    virt::error::clear_error_callback();
+    virt::connect::Connect::open(Some("test:///default")).unwrap()
+}
+
+fn status(c: &Clusto, name: &str) -> Json {
+    c.json(&["get", "VirtualMachine", name])["status"].clone()
+}
+
+fn ready(st: &Json) -> (String, String) {
+    let r = st["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        r["status"].as_str().unwrap_or_default().to_string(),
+        r["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Our domains (UUID = object uid) by name.
+fn domains(conn: &virt::connect::Connect) -> Vec<(String, bool)> {
+    let mut v: Vec<(String, bool)> = conn
+        .list_all_domains(0)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.name().unwrap() != "test")
+        .map(|d| (d.name().unwrap(), d.is_active().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libvirt_lifecycle_drift_resize_and_delete() {
+    let conn = libvirt();
+    let (c, store, _dir) = setup().await;
+    let mut ctl = controller(&store, "a").await;
+    converge(&mut ctl).await;
+
+    // Created as placed: web1 running, db1 defined but stopped.
+    assert_eq!(
+        domains(&conn),
+        vec![("db1".to_string(), false), ("web1".to_string(), true)]
+    );
+    let web = status(&c, "web1");
+    assert_eq!(web["phase"], "Running");
+    assert_eq!(web["powerState"], "Running");
+    assert_eq!(ready(&web), ("True".into(), "Running".into()));
+    let uid = web["backendId"].as_str().unwrap().to_string();
+    let d = conn.lookup_domain_by_uuid_string(&uid).unwrap();
+    assert_eq!(d.name().unwrap(), "web1");
+    assert_eq!(d.info().unwrap().max_mem, 2048 * 1024);
+    assert_eq!(d.info().unwrap().nr_virt_cpu, 2);
+    let xml = d.xml_desc(0).unwrap();
+    assert!(xml.contains("clusto-") && xml.contains(".qcow2"), "{xml}");
+    assert!(web["observedRevision"].as_i64().is_some());
+    assert_eq!(status(&c, "db1")["phase"], "Stopped");
+    // Best fit puts one on the smaller hv1; the other no longer fits there.
+    let hosts = [
+        status(&c, "web1")["host"].clone(),
+        status(&c, "db1")["host"].clone(),
+    ];
+    assert!(
+        hosts.contains(&Json::from("hv1")) && hosts.contains(&Json::from("hv2")),
+        "{hosts:?}"
+    );
+    // The disk volume exists in the pool.
+    let pool = conn.lookup_storage_pool_by_name("default-pool").unwrap();
+    assert!(
+        pool.lookup_storage_vol_by_name(&format!("clusto-{uid}.qcow2"))
+            .is_ok()
+    );
+
+    // A no-op resync: every VM looked at, one listing per host, no write.
+    let head = store.head().await.unwrap();
+    ctl.resync_now();
+    let r = ctl.tick().await.unwrap();
+    assert_eq!(r.reconciled, 2);
+    assert!(!r.wrote, "{r:?}");
+    assert_eq!(r.calls, 2, "one list per hypervisor: {r:?}");
+    assert_eq!(store.head().await.unwrap(), head);
+
+    // Drift: web1 powered off out of band is started again at resync.
+    d.destroy().unwrap();
+    ctl.resync_now();
+    converge(&mut ctl).await;
+    assert!(d.is_active().unwrap(), "drift repaired");
+
+    // Drift: web1 undefined out of band is defined again, same UUID.
+    d.destroy().unwrap();
+    d.undefine().unwrap();
+    ctl.resync_now();
+    converge(&mut ctl).await;
+    let d = conn.lookup_domain_by_uuid_string(&uid).unwrap();
+    assert!(d.is_active().unwrap());
+
+    // Stop, resize while stopped, start: the new size is in the domain.
+    c.ok(&["vm", "stop", "web1"]);
+    converge(&mut ctl).await;
+    assert!(!d.is_active().unwrap());
+    assert_eq!(status(&c, "web1")["phase"], "Stopped");
+    c.ok(&["vm", "set", "web1", "memoryMiB", "1536"]);
+    converge(&mut ctl).await;
+    assert_eq!(d.info().unwrap().max_mem, 1536 * 1024);
+    c.ok(&["vm", "start", "web1"]);
+    converge(&mut ctl).await;
+    assert!(d.is_active().unwrap());
+    assert_eq!(ready(&status(&c, "web1")).0, "True");
+
+    // Resizing a running domain records it and says when it applies.
+    c.ok(&["vm", "set", "web1", "cpus", "3"]);
+    converge(&mut ctl).await;
+    let st = status(&c, "web1");
+    assert_eq!(ready(&st), ("False".into(), "BackendRefused".into()));
+    assert!(
+        d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+            .unwrap()
+            .contains("<vcpu placement='static'>3</vcpu>")
+            || d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+                .unwrap()
+                .contains(">3</vcpu>")
+    );
+
+    // Delete: the object waits (Terminating) until the domain and its
+    // volume are gone, then goes.
+    c.ok(&["vm", "delete", "db1"]);
+    let db = c.json(&["vm", "list"]);
+    assert!(db.to_string().contains("db1"));
+    converge(&mut ctl).await;
+    assert_eq!(domains(&conn), vec![("web1".to_string(), true)]);
+    c.fail(&["get", "VirtualMachine", "db1"]);
+    let vols = pool.list_volumes().unwrap();
+    assert_eq!(
+        vols.iter().filter(|v| v.starts_with("clusto-")).count(),
+        1,
+        "{vols:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_and_crash_adopt_without_duplicates() {
+    let conn = libvirt();
+    let (c, store, _dir) = setup().await;
+    // A VM created by `clusto vm create`, named by the manager's NameManager.
+    let name = c.ok(&[
+        "vm",
+        "create",
+        "--manager",
+        "lab",
+        "--memory",
+        "512",
+        "--disk",
+        "5",
+    ]);
+    assert_eq!(name.trim(), "lab-vm00");
+
+    // Crash between the backend's create and the status write: the domain
+    // exists, the inventory knows nothing of it.
+    let inv = store.load(None).await.unwrap();
+    let id = inv.id_of("lab-vm00").unwrap();
+    let d = inv.vm_desired(id).unwrap();
+    let uid = clusto_core::vm::vm_uid(&store.uid().await.unwrap(), id);
+    let (scope, cfg) = clusto_vm::scope_of(&inv, &d).unwrap();
+    let backend = clusto_vm::Provider::backend(&Backends::new(), &cfg).unwrap();
+    backend
+        .create(
+            &scope,
+            clusto_vm::CreateRequest {
+                vm: &d,
+                uid: &uid,
+                store_uid: &store.uid().await.unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(domains(&conn).len(), 1);
+
+    // First controller: adopts it, creates the other two, then dies
+    // without releasing its lease.
+    let mut a = controller(&store, "a").await;
+    converge(&mut a).await;
+    assert_eq!(domains(&conn).len(), 3);
+    assert_eq!(status(&c, "lab-vm00")["backendId"], uid.as_str());
+    drop(a);
+
+    // A second controller with another identity waits for the lease to
+    // expire, then takes over and finds nothing to do.
+    let mut b = controller(&store, "b").await;
+    let r = b.tick().await.unwrap();
+    assert!(!r.leader, "the dead holder's lease is still live");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let head = store.head().await.unwrap();
+    converge(&mut b).await;
+    assert_eq!(domains(&conn).len(), 3, "no duplicate");
+    assert_eq!(store.head().await.unwrap(), head, "no write after takeover");
+    assert_eq!(
+        store
+            .lease_holder("vm-controller")
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        "b"
+    );
+
+    // While b holds the lease, another controller does nothing.
+    let mut c2 = controller(&store, "c").await;
+    assert!(!c2.tick().await.unwrap().leader);
+    b.release().await.unwrap();
+    assert!(
+        c2.tick().await.unwrap().leader,
+        "released lease is free at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libvirt_errors_show_in_status_and_change_nothing() {
+    let conn = libvirt();
+    let (c, store, dir) = setup().await;
+    // An image volume the pool does not have; a manager without a URI.
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        r#"
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: imaged}
+spec: {manager: lab, memoryMiB: 256, diskGiB: 1, image: no-such-image}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {name: hv9}
+spec:
+  attrs:
+    - {key: system, subkey: memory, value: 4096}
+    - {key: system, subkey: disk, value: 100}
+    - {key: system, subkey: cpucount, value: 4}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {name: nouri}
+spec: {backend: libvirt, hosts: [hv9]}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: orphan}
+spec: {manager: nouri, memoryMiB: 256, diskGiB: 1}
+"#,
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let mut ctl = controller(&store, "a").await;
+    converge(&mut ctl).await;
+    let st = status(&c, "imaged");
+    assert_eq!(st["phase"], "Failed");
+    let (ok, reason) = ready(&st);
+    assert_eq!((ok.as_str(), reason.as_str()), ("False", "BackendRefused"));
+    assert!(
+        st["conditions"].to_string().contains("no-such-image"),
+        "{st}"
+    );
+    let st = status(&c, "orphan");
+    assert_eq!(ready(&st).1, "Unschedulable");
+    assert!(st["conditions"].to_string().contains("libvirt.uri"), "{st}");
+    assert!(
+        !domains(&conn)
+            .iter()
+            .any(|(n, _)| n == "imaged" || n == "orphan")
+    );
+    // A refused VM is not retried in a loop: nothing is due soon.
+    assert!(ctl.next_due() > Instant::now() + Duration::from_secs(60));
+    // A VM no controller has seen is deleted at once; one the controller
+    // has seen but that never got a domain goes at its next reconcile.
+    c.ok(&[
+        "vm",
+        "create",
+        "--manager",
+        "lab",
+        "--name",
+        "quick",
+        "--memory",
+        "64",
+        "--disk",
+        "1",
+    ]);
+    c.ok(&["vm", "delete", "quick"]);
+    c.fail(&["get", "VirtualMachine", "quick"]);
+    c.ok(&["vm", "delete", "orphan"]);
+    assert_eq!(status(&c, "orphan")["phase"], "Failed");
+    let l = c.ok(&["vm", "list"]);
+    assert!(
+        l.lines()
+            .any(|x| x.starts_with("orphan") && x.contains("Terminating")),
+        "{l}"
+    );
+    converge(&mut ctl).await;
+    c.fail(&["get", "VirtualMachine", "orphan"]);
+    // Bad CLI input: not a VM, unknown manager, pin outside the manager.
+    assert!(
+        c.fail(&["vm", "start", "hv1"])
+            .contains("not a VirtualMachine")
+    );
+    assert!(
+        c.fail(&["vm", "create", "--manager", "nope"])
+            .contains("nope")
+    );
+    let e = c.fail(&[
+        "vm",
+        "create",
+        "--manager",
+        "lab",
+        "--name",
+        "x1",
+        "--host",
+        "hv9",
+    ]);
+    assert!(e.contains("not a host of VM manager lab"), "{e}");
+    c.fail(&["get", "VirtualMachine", "x1"]);
+    let kinds = store
+        .load(None)
+        .await
+        .unwrap()
+        .entities_of_kind(Kind::VirtualMachine)
+        .len();
+    assert_eq!(kinds, 3);
+}
+
+#[test]
+fn backoff_doubles_from_5ms_to_5min() {
+    assert_eq!(clusto_vm::backoff(0), Duration::from_millis(5));
+    assert_eq!(clusto_vm::backoff(1), Duration::from_millis(10));
+    assert_eq!(clusto_vm::backoff(10), Duration::from_millis(5120));
+    assert_eq!(clusto_vm::backoff(17), Duration::from_secs(300));
+    assert_eq!(clusto_vm::backoff(40), Duration::from_secs(300));
+}
+
+/// Minimal temporary directory (removed on drop).
+mod tempdir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "clusto-{tag}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
