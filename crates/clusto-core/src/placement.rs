@@ -115,6 +115,13 @@ impl Inventory {
                 });
             }
         };
+        // EC2 places by region: there are no hypervisors to choose.
+        if self
+            .vm_manager_config(mgr)
+            .is_ok_and(|c| c.backend == crate::vm::BackendKind::Ec2)
+        {
+            return Ok(());
+        }
         let pin = match self.setting(vm, "host") {
             Some(Value::String(h)) => Some(self.id_of(&h.clone())?),
             _ => None,

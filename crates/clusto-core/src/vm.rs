@@ -57,6 +57,8 @@ pub struct Desired {
     pub manager: String,
     /// Pinned or placed host (libvirt); None until placed.
     pub host: Option<String>,
+    /// Where it is placed, for status: the host, or the EC2 region.
+    pub placement: Option<String>,
     pub need: Need,
     pub image: Option<String>,
     pub instance_type: Option<String>,
@@ -263,7 +265,7 @@ pub fn status_for(
     outcome: Option<&Action>,
     error: Option<&str>,
 ) -> VmStatus {
-    let placed = d.host.is_some() || d.manager.is_empty();
+    let placed = d.placement.is_some();
     let present = after.filter(|o| o.state != ObservedState::Terminated);
     let mut st = VmStatus {
         backend_id: present.map(|o| o.backend_id.clone()),
@@ -296,7 +298,7 @@ pub fn status_for(
         kind: "Placed",
         status: placed,
         reason: if placed { "Placed" } else { "Unplaced" }.into(),
-        message: d.host.clone().unwrap_or_default(),
+        message: d.placement.clone().unwrap_or_default(),
     });
     st.conditions.push(Condition {
         kind: "Provisioned",
@@ -430,6 +432,7 @@ impl Inventory {
             name: self.name_of(id).to_string(),
             manager: text(self.setting(id, "manager")).unwrap_or_default(),
             host: self.vm_host(id).map(str::to_string),
+            placement: None,
             need: self.vm_need(id),
             image: text(self.setting(id, "image")),
             instance_type: text(self.setting(id, "instanceType")),
@@ -447,6 +450,17 @@ impl Inventory {
                 .collect(),
             attrs,
             fingerprint: String::new(),
+        };
+        d.placement = match self
+            .id_of(&d.manager)
+            .and_then(|m| self.vm_manager_config(m))
+        {
+            Ok(ManagerConfig {
+                ec2: Some(e),
+                backend: BackendKind::Ec2,
+                ..
+            }) => Some(format!("ec2 region {}", e.region)),
+            _ => d.host.clone(),
         };
         let fp = format!(
             "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}|{:?}",

@@ -1,0 +1,395 @@
+//! The VM controller against a real EC2 API: the `moto` server (PyPI),
+//! started per test on a free loopback port, driven by aws-sdk-ec2.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use clusto_cli::backends::Backends;
+use clusto_core::vm::Ec2Config;
+use clusto_store::Store;
+use clusto_vm::{Controller, Options, TickReport};
+use common::Clusto;
+use serde_json::Value as Json;
+
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/moto-venv/bin/moto_server",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} (bash .ci/run installs it): {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, url }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Lab {
+    c: Clusto,
+    store: Store,
+    moto: Moto,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    async fn new(vms: &str) -> Lab {
+        let moto = Moto::start();
+        let dir = std::env::temp_dir().join(format!("clusto-ec2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let creds = dir.join("credentials");
+        std::fs::write(
+            &creds,
+            "[lab]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )
+        .unwrap();
+        let manifest = format!(
+            r#"
+apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {{name: aws}}
+spec:
+  backend: ec2
+  ec2:
+    region: us-east-1
+    endpoint: "{}"
+    credentialsFile: "{}"
+    profile: lab
+    budgetPerHour: 0.025
+    prices: {{t3.micro: 0.0104, t3.small: 0.0208, m5.large: 0.096}}
+{vms}"#,
+            moto.url,
+            creds.display()
+        );
+        let f = dir.join("aws.yaml");
+        std::fs::write(&f, manifest).unwrap();
+        let c = Clusto::fresh("sqlite").await;
+        c.ok(&["apply", "-f", f.to_str().unwrap()]);
+        let store = Store::open(&c.store).await.unwrap();
+        Lab {
+            c,
+            store,
+            moto,
+            dir,
+        }
+    }
+
+    fn ec2(&self) -> clusto_ec2::Ec2 {
+        clusto_ec2::Ec2::new(Ec2Config {
+            region: "us-east-1".into(),
+            endpoint: Some(self.moto.url.clone()),
+            budget_per_hour: None,
+            prices: Default::default(),
+            credentials_file: Some(self.dir.join("credentials").display().to_string()),
+            profile: Some("lab".into()),
+        })
+    }
+
+    async fn controller(&self) -> Controller {
+        Controller::new(
+            self.store.clone(),
+            Arc::new(Backends::new()),
+            Options {
+                poll: Duration::from_millis(20),
+                recheck: Duration::from_millis(50),
+                holder: "t".into(),
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn status(&self, name: &str) -> Json {
+        self.c.json(&["get", "VirtualMachine", name])["status"].clone()
+    }
+
+    /// Live (not terminated) instances tagged Name=`name`: (id, state, type).
+    async fn instances(&self, name: &str) -> Vec<(String, String, String)> {
+        let ec2 = self.ec2();
+        let r = ec2
+            .client()
+            .await
+            .describe_instances()
+            .filters(Filter::builder().name("tag:Name").values(name).build())
+            .send()
+            .await
+            .unwrap();
+        r.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_string(),
+                    i.state().unwrap().name().unwrap().as_str().to_string(),
+                    i.instance_type().unwrap().as_str().to_string(),
+                )
+            })
+            .filter(|i| i.1 != "terminated")
+            .collect()
+    }
+}
+
+async fn converge(c: &mut Controller) -> Vec<TickReport> {
+    let mut out = Vec::new();
+    let t = Instant::now();
+    loop {
+        let r = c.tick().await.unwrap();
+        let idle = r.reconciled == 0;
+        out.push(r);
+        if idle && c.next_due() > Instant::now() + Duration::from_secs(1) {
+            return out;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no convergence: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn ready(st: &Json) -> (String, String, String) {
+    let r = st["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        r["status"].as_str().unwrap_or_default().to_string(),
+        r["reason"].as_str().unwrap_or_default().to_string(),
+        r["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+const VMS: &str = r#"---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: app1}
+spec: {manager: aws, image: ami-1e749f67, instanceType: t3.micro}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: app2}
+spec: {manager: aws, image: ami-1e749f67, instanceType: t3.micro, powerState: Stopped}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: big}
+spec: {manager: aws, image: ami-1e749f67, instanceType: m5.large}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_lifecycle_budget_guard_and_drift() {
+    let lab = Lab::new(VMS).await;
+    let mut ctl = lab.controller().await;
+    converge(&mut ctl).await;
+
+    // Created, tagged, as asked.
+    let app1 = lab.instances("app1").await;
+    assert_eq!(app1.len(), 1, "{app1:?}");
+    assert_eq!(app1[0].1, "running");
+    assert_eq!(app1[0].2, "t3.micro");
+    let st = lab.status("app1");
+    assert_eq!(st["backendId"], app1[0].0.as_str());
+    assert_eq!(st["phase"], "Running");
+    assert_eq!(ready(&st).0, "True");
+    assert!(
+        st["observedAddresses"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    let placed = st["conditions"].to_string();
+    assert!(placed.contains("ec2 region us-east-1"), "{placed}");
+    let tags = lab
+        .ec2()
+        .client()
+        .await
+        .describe_instances()
+        .instance_ids(&app1[0].0)
+        .send()
+        .await
+        .unwrap();
+    let inst = &tags.reservations()[0].instances()[0];
+    let uid = inst
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("clusto:uid"))
+        .and_then(|t| t.value())
+        .unwrap();
+    let inv = lab.store.load(None).await.unwrap();
+    let id = inv.id_of("app1").unwrap();
+    assert_eq!(
+        uid,
+        clusto_core::vm::vm_uid(&lab.store.uid().await.unwrap(), id)
+    );
+
+    // Stopped as asked after RunInstances.
+    let app2 = lab.instances("app2").await;
+    assert_eq!(app2.len(), 1);
+    assert_eq!(app2[0].1, "stopped");
+    assert_eq!(lab.status("app2")["phase"], "Stopped");
+
+    // Over budget: 2 × 0.0104 running, m5.large 0.096 > 0.025.
+    assert!(lab.instances("big").await.is_empty());
+    let (ok, reason, msg) = ready(&lab.status("big"));
+    assert_eq!((ok.as_str(), reason.as_str()), ("False", "BudgetExceeded"));
+    assert!(msg.contains("budgetPerHour"), "{msg}");
+
+    // A no-op resync: one DescribeInstances for the region, no write.
+    let head = lab.store.head().await.unwrap();
+    ctl.resync_now();
+    let r = ctl.tick().await.unwrap();
+    assert_eq!((r.reconciled, r.calls, r.wrote), (3, 1, false), "{r:?}");
+    assert_eq!(lab.store.head().await.unwrap(), head);
+
+    // Stop and start through the CLI.
+    lab.c.ok(&["vm", "stop", "app1"]);
+    converge(&mut ctl).await;
+    assert_eq!(lab.instances("app1").await[0].1, "stopped");
+    lab.c.ok(&["vm", "start", "app1"]);
+    converge(&mut ctl).await;
+    assert_eq!(lab.instances("app1").await[0].1, "running");
+
+    // Resize: refused while running, done while stopped.
+    lab.c.ok(&["vm", "set", "app1", "instanceType", "t3.small"]);
+    converge(&mut ctl).await;
+    let (_, reason, msg) = ready(&lab.status("app1"));
+    assert_eq!(reason, "BackendRefused");
+    assert!(msg.contains("stopped first"), "{msg}");
+    lab.c.ok(&["vm", "set", "app2", "instanceType", "t3.small"]);
+    converge(&mut ctl).await;
+    assert_eq!(lab.instances("app2").await[0].2, "t3.small");
+    assert_eq!(ready(&lab.status("app2")).0, "True");
+
+    // Delete is refused while allowTermination is false: the object stays.
+    lab.c.ok(&["vm", "delete", "app2"]);
+    converge(&mut ctl).await;
+    let st = lab.status("app2");
+    assert_eq!(st["phase"], "Terminating");
+    assert_eq!(ready(&st).1, "TerminationRefused");
+    assert_eq!(lab.instances("app2").await.len(), 1);
+    lab.c.ok(&["vm", "set", "app2", "allowTermination", "true"]);
+    converge(&mut ctl).await;
+    assert!(lab.instances("app2").await.is_empty());
+    lab.c.fail(&["get", "VirtualMachine", "app2"]);
+
+    // The budget counts the type a VM asks for: app1 back to t3.micro and
+    // app2 gone leave room for another t3.micro, not an m5.large.
+    lab.c.ok(&["vm", "set", "app1", "instanceType", "t3.micro"]);
+    converge(&mut ctl).await;
+    assert_eq!(ready(&lab.status("app1")).0, "True");
+    lab.c.ok(&[
+        "vm",
+        "create",
+        "--manager",
+        "aws",
+        "--name",
+        "app3",
+        "--image",
+        "ami-1e749f67",
+        "--instance-type",
+        "t3.micro",
+    ]);
+    converge(&mut ctl).await;
+    assert_eq!(lab.instances("app3").await.len(), 1);
+    assert!(lab.instances("big").await.is_empty());
+
+    // Terminated out of band: reported as Lost, not silently replaced.
+    let id3 = lab.instances("app3").await[0].0.clone();
+    lab.ec2()
+        .client()
+        .await
+        .terminate_instances()
+        .instance_ids(&id3)
+        .send()
+        .await
+        .unwrap();
+    ctl.resync_now();
+    converge(&mut ctl).await;
+    let st = lab.status("app3");
+    assert_eq!(st["phase"], "Lost");
+    assert_eq!(ready(&st).1, "Lost");
+    assert!(lab.instances("app3").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_crash_after_run_instances_adopts_by_tag() {
+    let lab = Lab::new(
+        r#"---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: crash1}
+spec: {manager: aws, image: ami-1e749f67, instanceType: t3.micro}
+"#,
+    )
+    .await;
+    // RunInstances went through, then the controller died before
+    // recording anything.
+    let inv = lab.store.load(None).await.unwrap();
+    let id = inv.id_of("crash1").unwrap();
+    let d = inv.vm_desired(id).unwrap();
+    let store_uid = lab.store.uid().await.unwrap();
+    let uid = clusto_core::vm::vm_uid(&store_uid, id);
+    let (scope, _) = clusto_vm::scope_of(&inv, &d).unwrap();
+    let first = clusto_vm::Backend::create(
+        &lab.ec2(),
+        &scope,
+        clusto_vm::CreateRequest {
+            vm: &d,
+            uid: &uid,
+            store_uid: &store_uid,
+        },
+    )
+    .await
+    .unwrap();
+    // The restarted controller finds it by its tag and records it.
+    let mut ctl = lab.controller().await;
+    converge(&mut ctl).await;
+    let live = lab.instances("crash1").await;
+    assert_eq!(live.len(), 1, "no duplicate: {live:?}");
+    assert_eq!(lab.status("crash1")["backendId"], first.backend_id.as_str());
+    // Restarting again changes nothing.
+    drop(ctl);
+    let head = lab.store.head().await.unwrap();
+    let mut ctl = lab.controller().await;
+    converge(&mut ctl).await;
+    assert_eq!(lab.store.head().await.unwrap(), head);
+    assert_eq!(lab.instances("crash1").await.len(), 1);
+}
