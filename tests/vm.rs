@@ -468,3 +468,42 @@ mod tempdir {
         }
     }
 }
+
+/// One controller per store: a second holder waits; a holder that dies
+/// frees a PostgreSQL lease at once (its connection closes) and a SQLite
+/// lease when its ttl runs out.
+#[tokio::test]
+async fn lease_excludes_and_is_taken_over_on_both_backends() {
+    for backend in clusto_store::testing::BACKENDS {
+        let store = clusto_store::testing::fresh(backend).await.unwrap();
+        let ttl = Duration::from_millis(800);
+        let mut a = store.try_lease("t", "a", ttl).await.unwrap().expect("free");
+        assert!(
+            store.try_lease("t", "b", ttl).await.unwrap().is_none(),
+            "{backend}"
+        );
+        assert!(a.renew().await.unwrap());
+        assert_eq!(store.lease_holder("t").await.unwrap().unwrap().0, "a");
+        let died = Instant::now();
+        drop(a);
+        let b = loop {
+            if let Some(b) = store.try_lease("t", "b", ttl).await.unwrap() {
+                break b;
+            }
+            assert!(
+                died.elapsed() < Duration::from_secs(5),
+                "{backend}: no takeover"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let took = died.elapsed();
+        if backend == "postgres" {
+            assert!(took < ttl, "postgres frees at once, took {took:?}");
+        } else {
+            assert!(took >= ttl / 2, "sqlite waits for expiry, took {took:?}");
+        }
+        assert_eq!(store.lease_holder("t").await.unwrap().unwrap().0, "b");
+        b.release().await.unwrap();
+        assert!(store.try_lease("t", "c", ttl).await.unwrap().is_some());
+    }
+}
