@@ -37,6 +37,18 @@ pub mod backends {
     }
 
     impl Provider for Backends {
+        fn requests(&self) -> u64 {
+            #[cfg(feature = "ec2")]
+            let ec2: u64 = self
+                .ec2
+                .lock()
+                .map(|g| g.values().map(|b| b.requests()).sum())
+                .unwrap_or(0);
+            #[cfg(not(feature = "ec2"))]
+            let ec2 = 0;
+            self.libvirt.requests() + ec2
+        }
+
         fn backend(&self, cfg: &ManagerConfig) -> Result<Arc<dyn Backend>, BackendError> {
             match cfg.backend {
                 BackendKind::Libvirt => Ok(self.libvirt.clone()),

@@ -353,6 +353,16 @@ pub fn fnv64(s: &str) -> u64 {
 /// never reused (entity ids are not), shaped as a UUID so libvirt can use
 /// it as the domain UUID.
 pub fn vm_uid(store_uid: &str, id: EntityId) -> String {
+    format!(
+        "{}{:04x}-{:012x}",
+        uid_prefix(store_uid),
+        (id.0 as u64) >> 48,
+        (id.0 as u64) & 0xffff_ffff_ffff
+    )
+}
+
+/// The part of every VM uid that names the store (`xxxxxxxx-xxxx-xxxx-`).
+pub fn uid_prefix(store_uid: &str) -> String {
     let s: String = store_uid
         .chars()
         .filter(char::is_ascii_hexdigit)
@@ -360,15 +370,7 @@ pub fn vm_uid(store_uid: &str, id: EntityId) -> String {
         .take(16)
         .collect::<String>()
         .to_ascii_lowercase();
-    let e = format!("{:016x}", id.0 as u64);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &s[..8],
-        &s[8..12],
-        &s[12..16],
-        &e[..4],
-        &e[4..]
-    )
+    format!("{}-{}-{}-", &s[..8], &s[8..12], &s[12..16])
 }
 
 fn text(v: Option<&Value>) -> Option<String> {

@@ -6,6 +6,7 @@
 //! shared-credentials file the manager names; never from the inventory.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -25,6 +26,8 @@ pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
 pub struct Ec2 {
     cfg: Ec2Config,
     client: OnceCell<Client>,
+    /// EC2 API requests sent.
+    calls: AtomicU64,
 }
 
 fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -99,6 +102,7 @@ impl Ec2 {
         Ec2 {
             cfg,
             client: OnceCell::new(),
+            calls: AtomicU64::new(0),
         }
     }
 
@@ -133,16 +137,26 @@ impl Ec2 {
             .await
     }
 
-    /// Every instance carrying a clusto uid tag (terminated ones included:
-    /// they stay visible for a while, as on AWS).
-    pub async fn list_all(&self) -> Result<Vec<Observed>, BackendError> {
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every instance of this store (terminated ones included: they stay
+    /// visible for a while, as on AWS).
+    pub async fn list_all(&self, store_uid: &str) -> Result<Vec<Observed>, BackendError> {
         let c = self.client().await;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
+            self.count();
             let r = c
                 .describe_instances()
-                .filters(Filter::builder().name("tag-key").values(UID_TAG).build())
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{STORE_TAG}"))
+                        .values(store_uid)
+                        .build(),
+                )
                 .max_results(1000)
                 .set_next_token(token.take())
                 .send()
@@ -208,6 +222,7 @@ impl Ec2 {
         if let Some(g) = vm.attrs.get("aws.security-group") {
             req = req.security_group_ids(g);
         }
+        self.count();
         let r = req.send().await.map_err(err)?;
         r.instances()
             .first()
@@ -217,8 +232,12 @@ impl Ec2 {
 }
 
 impl Backend for Ec2 {
-    fn list<'a>(&'a self, _scope: &'a Scope) -> BoxFut<'a, Vec<Observed>> {
-        Box::pin(self.list_all())
+    fn list<'a>(&'a self, _scope: &'a Scope, store_uid: &'a str) -> BoxFut<'a, Vec<Observed>> {
+        Box::pin(self.list_all(store_uid))
+    }
+
+    fn requests(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     fn create<'a>(&'a self, _scope: &'a Scope, req: CreateRequest<'a>) -> BoxFut<'a, Observed> {
@@ -231,6 +250,7 @@ impl Backend for Ec2 {
 
     fn start<'a>(&'a self, _scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
         Box::pin(async move {
+            self.count();
             let r = self
                 .client()
                 .await
@@ -250,6 +270,7 @@ impl Backend for Ec2 {
 
     fn stop<'a>(&'a self, _scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
         Box::pin(async move {
+            self.count();
             let r = self
                 .client()
                 .await
@@ -283,6 +304,7 @@ impl Backend for Ec2 {
                     vm.backend_id
                 )));
             }
+            self.count();
             self.client()
                 .await
                 .modify_instance_attribute()
@@ -299,6 +321,7 @@ impl Backend for Ec2 {
 
     fn destroy<'a>(&'a self, _scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, ()> {
         Box::pin(async move {
+            self.count();
             match self
                 .client()
                 .await

@@ -10,9 +10,10 @@
 //! so renaming the object does not orphan it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use clusto_core::vm::{Desired, Observed, ObservedState, Power};
+use clusto_core::vm::{Desired, Observed, ObservedState, Power, uid_prefix};
 use clusto_vm::{Backend, BackendError, BoxFut, CreateRequest, Scope};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -26,6 +27,19 @@ pub const XMLNS: &str = "https://clusto.dev/xmlns/vm/1";
 #[derive(Default)]
 pub struct Libvirt {
     conns: Mutex<HashMap<String, Connect>>,
+    pools: Arc<Mutex<HashMap<String, virt::storage_pool::StoragePool>>>,
+    /// libvirt API calls that go to the hypervisor (RPCs on a remote URI).
+    calls: Arc<AtomicU64>,
+}
+
+/// Counts libvirt calls made inside a job.
+#[derive(Clone)]
+struct Calls(Arc<AtomicU64>);
+
+impl Calls {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 fn err(e: VirtError) -> BackendError {
@@ -59,7 +73,14 @@ pub fn volume_name(uid: &str) -> String {
 
 /// The domain definition for a VM. `kind` is libvirt's domain type
 /// (`kvm`, `qemu`, `test`, `xen`).
-pub fn domain_xml(vm: &Desired, uid: &str, store_uid: &str, kind: &str, disk: &str) -> String {
+pub fn domain_xml(
+    vm: &Desired,
+    uid: &str,
+    store_uid: &str,
+    kind: &str,
+    pool: &str,
+    volume: &str,
+) -> String {
     let network = vm.attrs.get("libvirt.network");
     let nics: String = match network {
         Some(net) => vm
@@ -84,7 +105,7 @@ pub fn domain_xml(vm: &Desired, uid: &str, store_uid: &str, kind: &str, disk: &s
 <os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>\
 <on_crash>destroy</on_crash>\
 <devices>\
-<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\
+<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='{pool}' volume='{volume}'/><target dev='vda' bus='virtio'/></disk>\
 {nics}<serial type='pty'/><console type='pty'/>\
 </devices></domain>",
         kind = esc(kind),
@@ -93,7 +114,8 @@ pub fn domain_xml(vm: &Desired, uid: &str, store_uid: &str, kind: &str, disk: &s
         store = esc(store_uid),
         mem = vm.need.memory_mib,
         cpus = vm.need.cpus,
-        disk = esc(disk),
+        pool = esc(pool),
+        volume = esc(volume),
     )
 }
 
@@ -154,36 +176,49 @@ impl Libvirt {
     fn job<'a, T: Send + 'static>(
         &'a self,
         scope: &'a Scope,
-        f: impl FnOnce(Connect) -> Result<T, BackendError> + Send + 'static,
+        f: impl FnOnce(Connect, Calls) -> Result<T, BackendError> + Send + 'static,
     ) -> BoxFut<'a, T> {
+        let calls = Calls(self.calls.clone());
         Box::pin(async move {
             let c = self.conn(&scope.uri)?;
-            tokio::task::spawn_blocking(move || f(c))
+            tokio::task::spawn_blocking(move || f(c, calls))
                 .await
                 .map_err(|e| BackendError::Transient(format!("libvirt worker: {e}")))?
         })
     }
 }
 
-fn domain_kind(c: &Connect, vm: &Desired) -> String {
+/// The domain type: `libvirt.domain-type`, else from the URI's driver
+/// (no call to the hypervisor).
+fn domain_kind(uri: &str, vm: &Desired) -> String {
     if let Some(k) = vm.attrs.get("libvirt.domain-type") {
         return k.clone();
     }
-    match c.driver_type().as_deref() {
-        Ok("Test") => "test".into(),
-        Ok("Xen") => "xen".into(),
+    let driver = uri.split([':', '+']).next().unwrap_or_default();
+    match driver {
+        "test" => "test".into(),
+        "xen" | "libxl" => "xen".into(),
         _ => "kvm".into(),
     }
 }
 
 impl Backend for Libvirt {
-    fn list<'a>(&'a self, scope: &'a Scope) -> BoxFut<'a, Vec<Observed>> {
-        // Only domains whose UUID carries this store's prefix are ours.
+    fn list<'a>(&'a self, scope: &'a Scope, store_uid: &'a str) -> BoxFut<'a, Vec<Observed>> {
+        // Only domains whose UUID carries this store's prefix are ours;
+        // others on a shared hypervisor cost no further call.
         let host = scope.host.clone();
-        self.job(scope, move |c| {
+        let prefix = uid_prefix(store_uid);
+        self.job(scope, move |c, n| {
+            n.add(1);
             let all = c.list_all_domains(0).map_err(err)?;
             let mut out = Vec::new();
             for d in all {
+                // Local: the handle carries its UUID.
+                let Ok(uuid) = d.uuid_string() else { continue };
+                if !uuid.starts_with(&prefix) {
+                    continue;
+                }
+                n.add(1);
                 match observe(&d, host.as_deref()) {
                     Ok(o) => out.push(o),
                     // Undefined between the listing and the look.
@@ -201,14 +236,29 @@ impl Backend for Libvirt {
         let store_uid = req.store_uid.to_string();
         let pool_name = scope.pool.clone().unwrap_or_else(|| "default".into());
         let host = scope.host.clone();
-        self.job(scope, move |c| {
-            let pool = c.lookup_storage_pool_by_name(&pool_name).map_err(|e| {
-                BackendError::Refused(format!(
-                    "storage pool {pool_name:?} on {}: {}",
-                    host.as_deref().unwrap_or("?"),
-                    e.message()
-                ))
-            })?;
+        let pools = self.pools.clone();
+        let key = format!("{} {pool_name}", scope.uri);
+        let uri = scope.uri.clone();
+        self.job(scope, move |c, n| {
+            // The pool handle is looked up once per hypervisor and pool.
+            let cached = pools.lock().ok().and_then(|g| g.get(&key).cloned());
+            let pool = match cached {
+                Some(p) => p,
+                None => {
+                    n.add(1);
+                    let p = c.lookup_storage_pool_by_name(&pool_name).map_err(|e| {
+                        BackendError::Refused(format!(
+                            "storage pool {pool_name:?} on {}: {}",
+                            host.as_deref().unwrap_or("?"),
+                            e.message()
+                        ))
+                    })?;
+                    if let Ok(mut g) = pools.lock() {
+                        g.insert(key, p.clone());
+                    }
+                    p
+                }
+            };
             let vname = volume_name(&uid);
             // Allocation 0: thin. Left out, libvirt preallocates the whole
             // capacity (40 s for 1 GiB here).
@@ -219,38 +269,57 @@ impl Backend for Libvirt {
             );
             let made = match &vm.image {
                 Some(image) => {
+                    n.add(1);
                     let src = pool.lookup_storage_vol_by_name(image).map_err(|e| {
                         BackendError::Refused(format!(
                             "image volume {image:?} is not in pool {pool_name:?}: {}",
                             e.message()
                         ))
                     })?;
+                    n.add(1);
                     StorageVol::create_xml_from(&pool, &vol_xml, &src, 0)
                 }
-                None => StorageVol::create_xml(&pool, &vol_xml, 0),
-            };
-            let vol = match made {
-                Ok(v) => v,
-                // Left by an earlier attempt: reuse it.
-                Err(e) if is(&e, ErrorNumber::StorageVolExist) || e.message().contains("exist") => {
-                    pool.lookup_storage_vol_by_name(&vname).map_err(err)?
+                None => {
+                    n.add(1);
+                    StorageVol::create_xml(&pool, &vol_xml, 0)
                 }
-                Err(e) => return Err(err(e)),
             };
-            let path = vol.path().map_err(err)?;
-            let xml = domain_xml(&vm, &uid, &store_uid, &domain_kind(&c, &vm), &path);
+            match made {
+                Ok(_) => {}
+                // Left by an earlier attempt: reuse it.
+                Err(e) if is(&e, ErrorNumber::StorageVolExist) || e.message().contains("exist") => {}
+                Err(e) => return Err(err(e)),
+            }
+            let xml = domain_xml(&vm, &uid, &store_uid, &domain_kind(&uri, &vm), &pool_name, &vname);
+            n.add(1);
             let d = c.define_domain_xml(&xml).map_err(err)?;
             if vm.power == Power::Running {
+                n.add(1);
                 d.create().map_err(err)?;
             }
-            observe(&d, host.as_deref()).map_err(err)
+            // What was just defined and started: no need to ask.
+            Ok(Observed {
+                backend_id: uid.clone(),
+                name: vm.name.clone(),
+                uid: Some(uid),
+                state: match vm.power {
+                    Power::Running => ObservedState::Running,
+                    Power::Stopped => ObservedState::Stopped,
+                },
+                cpus: Some(vm.need.cpus),
+                memory_mib: Some(vm.need.memory_mib),
+                instance_type: None,
+                host,
+                addresses: Vec::new(),
+            })
         })
     }
 
     fn start<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
         let id = vm.backend_id.clone();
         let host = scope.host.clone();
-        self.job(scope, move |c| {
+        self.job(scope, move |c, n| {
+            n.add(3);
             let d = c.lookup_domain_by_uuid_string(&id).map_err(err)?;
             match d.create() {
                 Ok(()) => {}
@@ -265,7 +334,8 @@ impl Backend for Libvirt {
     fn stop<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
         let id = vm.backend_id.clone();
         let host = scope.host.clone();
-        self.job(scope, move |c| {
+        self.job(scope, move |c, n| {
+            n.add(3);
             let d = c.lookup_domain_by_uuid_string(&id).map_err(err)?;
             // A hard power-off: the spec says Stopped, and a guest without
             // ACPI (or without an OS) would ignore a polite shutdown.
@@ -287,11 +357,23 @@ impl Backend for Libvirt {
         let id = vm.backend_id.clone();
         let host = scope.host.clone();
         let want = want.clone();
-        self.job(scope, move |c| {
+        self.job(scope, move |c, n| {
+            n.add(4);
             let d = c.lookup_domain_by_uuid_string(&id).map_err(err)?;
             let xml = d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE).map_err(err)?;
-            let xml = replace_element(&xml, "memory", &format!("<memory unit='MiB'>{}</memory>", want.need.memory_mib));
-            let xml = replace_element(&xml, "currentMemory", &format!("<currentMemory unit='MiB'>{}</currentMemory>", want.need.memory_mib));
+            let xml = replace_element(
+                &xml,
+                "memory",
+                &format!("<memory unit='MiB'>{}</memory>", want.need.memory_mib),
+            );
+            let xml = replace_element(
+                &xml,
+                "currentMemory",
+                &format!(
+                    "<currentMemory unit='MiB'>{}</currentMemory>",
+                    want.need.memory_mib
+                ),
+            );
             let xml = replace_element(&xml, "vcpu", &format!("<vcpu>{}</vcpu>", want.need.cpus));
             c.define_domain_xml(&xml).map_err(err)?;
             let o = observe(&d, host.as_deref()).map_err(err)?;
@@ -308,16 +390,20 @@ impl Backend for Libvirt {
     fn destroy<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, ()> {
         let id = vm.backend_id.clone();
         let pool_name = scope.pool.clone().unwrap_or_else(|| "default".into());
-        self.job(scope, move |c| {
+        self.job(scope, move |c, n| {
+            n.add(1);
             match c.lookup_domain_by_uuid_string(&id) {
                 Ok(d) => {
+                    n.add(1);
                     if d.is_active().unwrap_or(false) {
+                        n.add(1);
                         match d.destroy() {
                             Ok(()) => {}
                             Err(e) if is(&e, ErrorNumber::OperationInvalid) => {}
                             Err(e) => return Err(err(e)),
                         }
                     }
+                    n.add(1);
                     match d.undefine() {
                         Ok(()) => {}
                         Err(e) if is(&e, ErrorNumber::NoDomain) => {}
@@ -327,9 +413,14 @@ impl Backend for Libvirt {
                 Err(e) if is(&e, ErrorNumber::NoDomain) => {}
                 Err(e) => return Err(err(e)),
             }
+            n.add(1);
             if let Ok(pool) = c.lookup_storage_pool_by_name(&pool_name) {
+                n.add(1);
                 match pool.lookup_storage_vol_by_name(&volume_name(&id)) {
-                    Ok(v) => v.delete(0).map_err(err)?,
+                    Ok(v) => {
+                        n.add(1);
+                        v.delete(0).map_err(err)?
+                    }
                     Err(e) if is(&e, ErrorNumber::NoStorageVolume) => {}
                     Err(e) => return Err(err(e)),
                 }
@@ -340,6 +431,10 @@ impl Backend for Libvirt {
 
     fn console(&self, scope: &Scope, name: &str, _backend_id: Option<&str>) -> String {
         format!("virsh -c {} console {name}", scope.uri)
+    }
+
+    fn requests(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 }
 

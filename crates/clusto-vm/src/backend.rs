@@ -45,8 +45,9 @@ pub struct CreateRequest<'a> {
 }
 
 pub trait Backend: Send + Sync {
-    /// Everything clusto owns in `scope` (resources carrying a uid tag).
-    fn list<'a>(&'a self, scope: &'a Scope) -> BoxFut<'a, Vec<Observed>>;
+    /// What this store's VMs have in `scope` (resources tagged with a uid
+    /// derived from `store_uid`).
+    fn list<'a>(&'a self, scope: &'a Scope, store_uid: &'a str) -> BoxFut<'a, Vec<Observed>>;
     /// Creates (and, if the spec says Running, starts) the VM.
     fn create<'a>(&'a self, scope: &'a Scope, req: CreateRequest<'a>) -> BoxFut<'a, Observed>;
     fn start<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed>;
@@ -62,12 +63,17 @@ pub trait Backend: Send + Sync {
     fn destroy<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, ()>;
     /// The command an operator runs to reach the VM's console.
     fn console(&self, scope: &Scope, name: &str, backend_id: Option<&str>) -> String;
+    /// API requests sent so far (libvirt RPCs, EC2 HTTP requests), for
+    /// metrics and benchmarks.
+    fn requests(&self) -> u64;
 }
 
 /// Gives the backend for a manager; the binary composes the providers it
 /// was built with.
 pub trait Provider: Send + Sync {
     fn backend(&self, cfg: &ManagerConfig) -> Result<Arc<dyn Backend>, BackendError>;
+    /// API requests all its backends have sent.
+    fn requests(&self) -> u64;
 }
 
 /// The EC2 scope of a manager.

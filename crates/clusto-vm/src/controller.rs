@@ -86,8 +86,11 @@ pub struct TickReport {
     pub reconciled: usize,
     /// Whether status (or a finalized deletion) was written.
     pub wrote: bool,
-    /// Backend requests made.
+    /// Backend operations (list per scope, create, start, stop, resize,
+    /// destroy).
     pub calls: u64,
+    /// API requests those made (libvirt RPCs, EC2 HTTP requests).
+    pub requests: u64,
     /// Whether this controller holds the lease.
     pub leader: bool,
 }
@@ -273,6 +276,7 @@ impl Controller {
             return Ok(report);
         }
         let calls_before = self.metrics.backend_calls();
+        let requests_before = self.provider.requests();
         let (jobs, unscoped) = self.plan_jobs(&inv, &due).await;
         // Record "Provisioning" before any create: an object deleted from
         // now on waits for the controller, so a crash between the
@@ -371,6 +375,10 @@ impl Controller {
             report.wrote = self.write_status(updates, finalize).await?;
         }
         report.calls = self.metrics.backend_calls() - calls_before;
+        report.requests = self.provider.requests() - requests_before;
+        self.metrics
+            .api_requests
+            .fetch_add(report.requests, Ordering::Relaxed);
         Ok(report)
     }
 
@@ -483,7 +491,7 @@ impl Controller {
                 }
             };
             self.metrics.call("list");
-            let listed = backend.list(&scope).await;
+            let listed = backend.list(&scope, &self.store_uid).await;
             let observed: HashMap<String, Observed> = match listed {
                 Ok(v) => {
                     let mut m: HashMap<String, Observed> = HashMap::new();

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub due: AtomicU64,
     pub lease_held: AtomicU64,
     pub status_writes: AtomicU64,
+    pub api_requests: AtomicU64,
     pub revision: AtomicU64,
     phases: Mutex<BTreeMap<String, u64>>,
 }
@@ -156,6 +157,12 @@ impl Metrics {
             s,
             "# HELP {name} Store revisions written with VM status.\n# TYPE {name} counter\n{name} {}",
             self.status_writes.load(Ordering::Relaxed)
+        );
+        let name = "clusto_controller_api_requests_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Requests sent to backends (libvirt RPCs, EC2 API calls).\n# TYPE {name} counter\n{name} {}",
+            self.api_requests.load(Ordering::Relaxed)
         );
         if let Ok(g) = self.phases.lock() {
             let name = "clusto_vms";
