@@ -110,12 +110,11 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(16);
+    let provider = Arc::new(Backends::new());
     let mut c = Controller::new(
         store.clone(),
-        Arc::new(Backends::new()),
+        provider.clone(),
         Options {
-            poll: Duration::from_millis(20),
-            recheck: Duration::from_millis(200),
             rate,
             workers,
             ..Options::default()
@@ -123,13 +122,18 @@ async fn main() -> Result<()> {
     )
     .await?;
     println!(
-        "backend,vms,phase,wall_s,backend_calls,calls_per_vm,revisions_written,ticks,rss_mib,peak_rss_mib,rate,workers"
+        "backend,vms,phase,wall_s,backend_ops,api_requests,requests_per_vm,revisions_written,ticks,rss_mib,peak_rss_mib,rate,workers"
     );
-    let report = |phase: &str, t: Duration, calls: u64, writes: u64, ticks: usize| {
+    let report = |phase: &str,
+                  t: Duration,
+                  calls: u64,
+                  requests: u64,
+                  writes: u64,
+                  ticks: usize| {
         println!(
-            "{backend},{n},{phase},{:.2},{calls},{:.2},{writes},{ticks},{:.1},{:.1},{rate},{workers}",
+            "{backend},{n},{phase},{:.2},{calls},{requests},{:.2},{writes},{ticks},{:.1},{:.1},{rate},{workers}",
             t.as_secs_f64(),
-            calls as f64 / n as f64,
+            requests as f64 / n as f64,
             status_kib("VmRSS:") as f64 / 1024.0,
             status_kib("VmHWM:") as f64 / 1024.0
         );
@@ -147,8 +151,9 @@ async fn main() -> Result<()> {
     }
     let converge = t.elapsed();
     let calls = c.metrics.backend_calls();
+    let requests = clusto_vm::Provider::requests(provider.as_ref());
     let writes = (store.head().await? - head0) as u64;
-    report("converge", converge, calls, writes, ticks);
+    report("converge", converge, calls, requests, writes, ticks);
     // Check: every VM Running with a backend id.
     let inv = store.load(None).await?;
     let running = inv
@@ -178,6 +183,7 @@ async fn main() -> Result<()> {
         "noop-resync",
         resync,
         c.metrics.backend_calls() - calls,
+        clusto_vm::Provider::requests(provider.as_ref()) - requests,
         (store.head().await? - head1) as u64,
         ticks,
     );

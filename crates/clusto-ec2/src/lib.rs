@@ -232,7 +232,12 @@ impl Ec2 {
 }
 
 impl Backend for Ec2 {
-    fn list<'a>(&'a self, _scope: &'a Scope, store_uid: &'a str) -> BoxFut<'a, Vec<Observed>> {
+    fn list<'a>(
+        &'a self,
+        _scope: &'a Scope,
+        store_uid: &'a str,
+        _want: &'a [String],
+    ) -> BoxFut<'a, Vec<Observed>> {
         Box::pin(self.list_all(store_uid))
     }
 

@@ -203,27 +203,59 @@ fn domain_kind(uri: &str, vm: &Desired) -> String {
 }
 
 impl Backend for Libvirt {
-    fn list<'a>(&'a self, scope: &'a Scope, store_uid: &'a str) -> BoxFut<'a, Vec<Observed>> {
-        // Only domains whose UUID carries this store's prefix are ours;
-        // others on a shared hypervisor cost no further call.
+    fn list<'a>(
+        &'a self,
+        scope: &'a Scope,
+        store_uid: &'a str,
+        want: &'a [String],
+    ) -> BoxFut<'a, Vec<Observed>> {
+        // Two listings (running, not running) give every domain's power
+        // state; only this store's domains (UUID prefix) that are being
+        // reconciled cost one more call each, for their size. Other
+        // domains on a shared hypervisor cost nothing.
         let host = scope.host.clone();
         let prefix = uid_prefix(store_uid);
+        let want: std::collections::HashSet<String> = want.iter().cloned().collect();
         self.job(scope, move |c, n| {
-            n.add(1);
-            let all = c.list_all_domains(0).map_err(err)?;
             let mut out = Vec::new();
-            for d in all {
-                // Local: the handle carries its UUID.
-                let Ok(uuid) = d.uuid_string() else { continue };
-                if !uuid.starts_with(&prefix) {
-                    continue;
-                }
+            for (flag, state) in [
+                (
+                    virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+                    ObservedState::Running,
+                ),
+                (
+                    virt::sys::VIR_CONNECT_LIST_DOMAINS_INACTIVE,
+                    ObservedState::Stopped,
+                ),
+            ] {
                 n.add(1);
-                match observe(&d, host.as_deref()) {
-                    Ok(o) => out.push(o),
-                    // Undefined between the listing and the look.
-                    Err(e) if is(&e, ErrorNumber::NoDomain) => {}
-                    Err(e) => return Err(err(e)),
+                for d in c.list_all_domains(flag).map_err(err)? {
+                    // Local: the handle carries its UUID and name.
+                    let Ok(uuid) = d.uuid_string() else { continue };
+                    if !uuid.starts_with(&prefix) {
+                        continue;
+                    }
+                    if want.contains(&uuid) {
+                        n.add(1);
+                        match observe(&d, host.as_deref()) {
+                            Ok(o) => out.push(o),
+                            // Undefined between the listing and the look.
+                            Err(e) if is(&e, ErrorNumber::NoDomain) => {}
+                            Err(e) => return Err(err(e)),
+                        }
+                    } else {
+                        out.push(Observed {
+                            backend_id: uuid.clone(),
+                            name: d.name().unwrap_or_default(),
+                            uid: Some(uuid),
+                            state: state.clone(),
+                            cpus: None,
+                            memory_mib: None,
+                            instance_type: None,
+                            host: host.clone(),
+                            addresses: Vec::new(),
+                        });
+                    }
                 }
             }
             Ok(out)

@@ -46,8 +46,14 @@ pub struct CreateRequest<'a> {
 
 pub trait Backend: Send + Sync {
     /// What this store's VMs have in `scope` (resources tagged with a uid
-    /// derived from `store_uid`).
-    fn list<'a>(&'a self, scope: &'a Scope, store_uid: &'a str) -> BoxFut<'a, Vec<Observed>>;
+    /// derived from `store_uid`). `want` names the uids being reconciled:
+    /// a backend may report size details only for those.
+    fn list<'a>(
+        &'a self,
+        scope: &'a Scope,
+        store_uid: &'a str,
+        want: &'a [String],
+    ) -> BoxFut<'a, Vec<Observed>>;
     /// Creates (and, if the spec says Running, starts) the VM.
     fn create<'a>(&'a self, scope: &'a Scope, req: CreateRequest<'a>) -> BoxFut<'a, Observed>;
     fn start<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed>;

@@ -108,6 +108,8 @@ pub struct Controller {
     refilled: Instant,
     lease: Option<Lease>,
     renew_at: Instant,
+    /// Set while the rate limit holds objects back.
+    throttled_until: Option<Instant>,
 }
 
 struct Job {
@@ -150,6 +152,7 @@ impl Controller {
             refilled: now,
             lease: None,
             renew_at: now,
+            throttled_until: None,
         })
         .map(|mut c| {
             c.resync_at = now + c.opts.resync;
@@ -211,12 +214,17 @@ impl Controller {
 
     /// When the next object is due (a retry, a recheck or the resync).
     pub fn next_due(&self) -> Instant {
-        self.queue
+        let due = self
+            .queue
             .values()
             .map(|e| e.due)
             .min()
             .unwrap_or(self.resync_at)
-            .min(self.resync_at)
+            .min(self.resync_at);
+        match self.throttled_until {
+            Some(t) => due.max(t),
+            None => due,
+        }
     }
 
     /// When the loop should look again at the latest.
@@ -429,10 +437,17 @@ impl Controller {
             .map(|(id, e)| (e.due, *id))
             .collect();
         due.sort();
+        // While throttled, wait for a poll's worth of tokens rather than
+        // reconciling in dribbles (each batch costs a listing per scope).
+        if self.throttled_until.is_some_and(|t| now < t) {
+            return Vec::new();
+        }
         let n = (self.tokens.floor() as usize).min(due.len());
         self.tokens -= n as f64;
+        self.throttled_until = None;
         if n < due.len() {
             tracing::debug!(waiting = due.len() - n, "rate limited");
+            self.throttled_until = Some(now + self.opts.poll);
         }
         due.into_iter().take(n).map(|(_, id)| id).collect()
     }
@@ -491,7 +506,8 @@ impl Controller {
                 }
             };
             self.metrics.call("list");
-            let listed = backend.list(&scope, &self.store_uid).await;
+            let want: Vec<String> = vms.iter().map(|d| self.uid_of(d.id)).collect();
+            let listed = backend.list(&scope, &self.store_uid, &want).await;
             let observed: HashMap<String, Observed> = match listed {
                 Ok(v) => {
                     let mut m: HashMap<String, Observed> = HashMap::new();
