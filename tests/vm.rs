@@ -507,3 +507,105 @@ async fn lease_excludes_and_is_taken_over_on_both_backends() {
         assert!(store.try_lease("t", "c", ttl).await.unwrap().is_some());
     }
 }
+
+/// `clusto controller` as a daemon: reconciles what is applied while it
+/// runs, serves Prometheus metrics, and on SIGTERM exits 0 and frees the
+/// lease for the next controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_daemon_metrics_and_clean_shutdown() {
+    let (c, store, _dir) = setup().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = c
+        .cmd()
+        .args([
+            "controller",
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+            "--poll-ms",
+            "50",
+        ])
+        .env("CLUSTO_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let inv = store.load(None).await.unwrap();
+        let running = inv
+            .entities_of_kind(Kind::VirtualMachine)
+            .iter()
+            .filter(|e| !inv.vm_status(e.id).phase.is_empty())
+            .count();
+        if running == 2 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "daemon did not reconcile"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A VM recorded while it runs is picked up from the new revision.
+    c.ok(&[
+        "vm",
+        "create",
+        "--manager",
+        "lab",
+        "--memory",
+        "128",
+        "--disk",
+        "1",
+    ]);
+    let t = Instant::now();
+    while status(&c, "lab-vm00")["phase"] != "Running" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "new VM not reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "clusto_controller_reconciles_total{result=\"ok\"}",
+        "clusto_controller_backend_calls_total{op=\"create\"} 3",
+        "clusto_controller_lease_held 1",
+        "clusto_vms{phase=\"Running\"}",
+        "clusto_controller_reconcile_duration_seconds_count",
+        "clusto_controller_api_requests_total",
+    ] {
+        assert!(metrics.contains(line), "missing {line}: {metrics}");
+    }
+    // SIGTERM: clean exit, lease released at once.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert!(store.lease_holder("vm-controller").await.unwrap().is_none());
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("reconcile{vm=web1"), "{stderr}");
+    assert!(stderr.contains("controller stopped"), "{stderr}");
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
