@@ -609,3 +609,65 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Pruning a provisioned VM from its apply set marks it for deletion: the
+/// plan shows it deleted, the object stays Terminating until the controller
+/// has removed the domain, and declaring it again meanwhile is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_waits_for_the_controller() {
+    let conn = libvirt();
+    let (c, store, dir) = setup().await;
+    let mut ctl = controller(&store, "a").await;
+    converge(&mut ctl).await;
+    let f = dir.path().join("lab.yaml");
+    let without_db1: String = MANIFEST
+        .split("\n---\n")
+        .filter(|d| !d.contains("name: db1"))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let f2 = dir.path().join("lab2.yaml");
+    std::fs::write(&f2, &without_db1).unwrap();
+    let plan = c.ok(&[
+        "plan",
+        "-f",
+        f2.to_str().unwrap(),
+        "--apply-set",
+        "lab",
+        "--prune",
+    ]);
+    assert!(plan.contains("- VirtualMachine db1"), "{plan}");
+    c.ok(&[
+        "apply",
+        "-f",
+        f2.to_str().unwrap(),
+        "--apply-set",
+        "lab",
+        "--prune",
+    ]);
+    assert!(c.ok(&["vm", "list"]).contains("Terminating"));
+    let again = c.ok(&[
+        "plan",
+        "-f",
+        f2.to_str().unwrap(),
+        "--apply-set",
+        "lab",
+        "--prune",
+    ]);
+    assert!(again.contains("No changes"), "{again}");
+    let r = c.run(&["apply", "-f", f.to_str().unwrap(), "--apply-set", "lab"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("lab.yaml:")
+            && r.stderr
+                .contains("VirtualMachine db1: db1 is being deleted"),
+        "{}",
+        r.stderr
+    );
+    converge(&mut ctl).await;
+    c.fail(&["get", "VirtualMachine", "db1"]);
+    assert_eq!(domains(&conn), vec![("web1".to_string(), true)]);
+    // Once it is gone it can be declared again (a new object, a new domain).
+    c.ok(&["apply", "-f", f.to_str().unwrap(), "--apply-set", "lab"]);
+    converge(&mut ctl).await;
+    assert_eq!(domains(&conn).len(), 2);
+}

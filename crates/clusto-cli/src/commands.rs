@@ -432,16 +432,36 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let w = store
                 .write(
                     &meta(format!("delete {}", names.join(" "))),
-                    |inv| -> Result<(), WriteError> {
+                    |inv| -> Result<Vec<String>, WriteError> {
+                        let mut terminating = Vec::new();
                         for n in names {
                             let id = inv.id_of(n)?;
                             inv.delete(id)?;
+                            if inv.entity(id).is_some() {
+                                terminating.push(n.clone());
+                            }
                         }
-                        Ok(())
+                        Ok(terminating)
                     },
                 )
                 .await?;
-            done(w.revision, &format!("deleted {}", names.join(", ")));
+            let gone: Vec<&str> = names
+                .iter()
+                .filter(|n| !w.value.contains(n))
+                .map(String::as_str)
+                .collect();
+            let mut what = Vec::new();
+            if !gone.is_empty() {
+                what.push(format!("deleted {}", gone.join(", ")));
+            }
+            if !w.value.is_empty() {
+                what.push(format!(
+                    "{} terminating: the controller removes {} once the backend has let go",
+                    w.value.join(", "),
+                    if w.value.len() == 1 { "it" } else { "them" }
+                ));
+            }
+            done(w.revision, &what.join("; "));
         }
         Command::Rename { old, new } => {
             let w = store

@@ -419,6 +419,15 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             Ok((_, k)) if k != o.kind => {
                 a.fail(o, format!("{} already exists as a {k}", o.name()));
             }
+            Ok((id, _)) if a.inv.vm_deleting(id) => {
+                a.fail(
+                    o,
+                    format!(
+                        "{} is being deleted (Terminating); apply it again once the controller has removed it",
+                        o.name()
+                    ),
+                );
+            }
             Ok(_) => {}
             Err(_) => {
                 if let Err(e) = a.inv.create(o.kind, o.name(), None) {

@@ -214,6 +214,11 @@ pub fn snapshot(
     ids.iter()
         .filter_map(|id| {
             let e = inv.entity(*id)?;
+            // A VM marked for deletion is gone as far as manifests go; the
+            // controller removes it once its backend has let go.
+            if inv.vm_deleting(*id) {
+                return None;
+            }
             let flat = flatten(&inv.resource(*id, false));
             let drift = with_drift
                 && matches!(inv.meta(*id, MANAGED_BY), Some(Value::String(_)))

@@ -395,27 +395,31 @@ impl Controller {
         let mut seen = BTreeSet::new();
         for e in inv.entities_of_kind(Kind::VirtualMachine) {
             seen.insert(e.id);
-            let fp = inv
-                .vm_desired(e.id)
-                .map(|d| d.fingerprint)
-                .unwrap_or_else(|err| format!("invalid: {err}"));
+            let (fp, due) = match inv.vm_desired(e.id) {
+                Ok(d) => (d.fingerprint, now),
+                // Nothing to act on until the spec changes.
+                Err(err) => (format!("invalid: {err}"), now + self.opts.resync),
+            };
             match self.queue.get_mut(&e.id) {
-                Some(q) if q.fingerprint == fp => {}
+                Some(q) if q.fingerprint == fp => continue,
                 Some(q) => {
-                    q.fingerprint = fp;
-                    q.due = now;
+                    q.fingerprint = fp.clone();
+                    q.due = due;
                     q.failures = 0;
                 }
                 None => {
                     self.queue.insert(
                         e.id,
                         Entry {
-                            fingerprint: fp,
-                            due: now,
+                            fingerprint: fp.clone(),
+                            due,
                             failures: 0,
                         },
                     );
                 }
+            }
+            if let Some(err) = fp.strip_prefix("invalid: ") {
+                tracing::warn!(vm = %e.name, error = %err, "invalid VirtualMachine; not reconciled");
             }
         }
         self.queue.retain(|id, _| seen.contains(id));
