@@ -706,3 +706,225 @@ impl Inventory {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+
+    fn desired(power: Power) -> Desired {
+        Desired {
+            id: EntityId(7),
+            name: "vm1".into(),
+            manager: "m".into(),
+            host: Some("h1".into()),
+            placement: Some("h1".into()),
+            need: Need {
+                memory_mib: 1024,
+                disk_gib: 10,
+                cpus: 2,
+            },
+            image: None,
+            instance_type: Some("t3.micro".into()),
+            power,
+            allow_termination: false,
+            deleting: false,
+            macs: vec![],
+            attrs: BTreeMap::new(),
+            fingerprint: "f".into(),
+        }
+    }
+
+    fn observed(state: ObservedState) -> Observed {
+        Observed {
+            backend_id: "id-1".into(),
+            name: "vm1".into(),
+            uid: Some("u".into()),
+            state,
+            cpus: Some(2),
+            memory_mib: Some(1024),
+            instance_type: Some("t3.micro".into()),
+            host: None,
+            addresses: vec![],
+        }
+    }
+
+    #[test]
+    fn decide_creates_starts_stops_and_leaves_alone() {
+        let run = desired(Power::Running);
+        let stop = desired(Power::Stopped);
+        let lv = BackendKind::Libvirt;
+        assert_eq!(decide(&run, lv, None, false), Action::Create);
+        // libvirt: a domain gone out of band is defined again.
+        assert_eq!(decide(&run, lv, None, true), Action::Create);
+        let off = observed(ObservedState::Stopped);
+        let on = observed(ObservedState::Running);
+        assert_eq!(decide(&run, lv, Some(&off), true), Action::Start);
+        assert_eq!(decide(&stop, lv, Some(&on), true), Action::Stop);
+        assert_eq!(decide(&run, lv, Some(&on), true), Action::None);
+        let busy = observed(ObservedState::Transitional("pending".into()));
+        assert!(matches!(
+            decide(&run, lv, Some(&busy), true),
+            Action::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn decide_resizes_what_the_backend_can_change() {
+        let mut d = desired(Power::Running);
+        let o = observed(ObservedState::Running);
+        d.need.memory_mib = 2048;
+        assert_eq!(
+            decide(&d, BackendKind::Libvirt, Some(&o), true),
+            Action::Resize
+        );
+        // EC2 sizes by instance type only.
+        assert_eq!(decide(&d, BackendKind::Ec2, Some(&o), true), Action::None);
+        d.instance_type = Some("t3.small".into());
+        assert_eq!(decide(&d, BackendKind::Ec2, Some(&o), true), Action::Resize);
+    }
+
+    #[test]
+    fn ec2_instances_lost_out_of_band_are_reported_not_replaced() {
+        let d = desired(Power::Running);
+        let gone = observed(ObservedState::Terminated);
+        match decide(&d, BackendKind::Ec2, Some(&gone), true) {
+            Action::Refuse { reason, message } => {
+                assert_eq!(reason, "Lost");
+                assert!(message.contains("id-1"), "{message}");
+            }
+            a => panic!("{a:?}"),
+        }
+        assert!(matches!(
+            decide(&d, BackendKind::Ec2, None, true),
+            Action::Refuse { .. }
+        ));
+        // Never provisioned: create.
+        assert_eq!(decide(&d, BackendKind::Ec2, None, false), Action::Create);
+    }
+
+    #[test]
+    fn deletion_destroys_then_finalizes_and_guards_ec2() {
+        let mut d = desired(Power::Running);
+        d.deleting = true;
+        let on = observed(ObservedState::Running);
+        assert_eq!(
+            decide(&d, BackendKind::Libvirt, Some(&on), true),
+            Action::Destroy
+        );
+        assert_eq!(
+            decide(&d, BackendKind::Libvirt, None, true),
+            Action::Finalize
+        );
+        match decide(&d, BackendKind::Ec2, Some(&on), true) {
+            Action::Refuse { reason, .. } => assert_eq!(reason, "TerminationRefused"),
+            a => panic!("{a:?}"),
+        }
+        d.allow_termination = true;
+        assert_eq!(
+            decide(&d, BackendKind::Ec2, Some(&on), true),
+            Action::Destroy
+        );
+        let t = observed(ObservedState::Terminated);
+        assert_eq!(
+            decide(&d, BackendKind::Ec2, Some(&t), true),
+            Action::Finalize
+        );
+    }
+
+    #[test]
+    fn status_says_phase_and_why_not_ready() {
+        let d = desired(Power::Running);
+        let on = observed(ObservedState::Running);
+        let st = status_for(&d, Some(&on), None, None);
+        assert_eq!(st.phase, "Running");
+        assert!(st.condition("Ready").unwrap().status);
+        assert!(st.condition("Placed").unwrap().status);
+        let off = observed(ObservedState::Stopped);
+        let st = status_for(&d, Some(&off), None, None);
+        let r = st.condition("Ready").unwrap();
+        assert!(!r.status);
+        assert_eq!(r.message, "want Running, have Stopped");
+        let st = status_for(&d, None, None, Some("connection refused"));
+        assert_eq!(st.phase, "Failed");
+        assert_eq!(st.condition("Ready").unwrap().reason, "ReconcileError");
+        assert_eq!(st.last_error.as_deref(), Some("connection refused"));
+        assert!(!st.condition("Provisioned").unwrap().status);
+    }
+
+    #[test]
+    fn uids_are_uuid_shaped_and_carry_the_store() {
+        let u = vm_uid("0123456789abcdef0123456789abcdef", EntityId(42));
+        assert_eq!(u, "01234567-89ab-cdef-0000-00000000002a");
+        assert!(u.starts_with(&uid_prefix("0123456789abcdef0123456789abcdef")));
+        assert_ne!(u, vm_uid("ffff456789abcdef0123456789abcdef", EntityId(42)));
+    }
+
+    fn ec2_inventory(budget: f64) -> (Inventory, Vec<EntityId>) {
+        let mut inv = Inventory::new();
+        let m = inv.create(Kind::VmManager, "aws", None).unwrap();
+        inv.configure(m, "backend", "ec2").unwrap();
+        inv.configure(
+            m,
+            "ec2",
+            &json!({"region": "eu-west-1", "budgetPerHour": budget,
+                    "prices": {"small": 0.5, "big": 2.0}})
+            .to_string(),
+        )
+        .unwrap();
+        let mut vms = Vec::new();
+        for (n, t) in [
+            ("a", "small"),
+            ("b", "small"),
+            ("c", "big"),
+            ("d", "unpriced"),
+        ] {
+            let v = inv.create(Kind::VirtualMachine, n, None).unwrap();
+            inv.configure(v, "manager", "aws").unwrap();
+            inv.configure(v, "instanceType", t).unwrap();
+            vms.push(v);
+        }
+        (inv, vms)
+    }
+
+    #[test]
+    fn ec2_budget_counts_provisioned_and_pending_vms() {
+        let (mut inv, vms) = ec2_inventory(1.2);
+        let none = std::collections::BTreeSet::new();
+        assert_eq!(inv.ec2_budget_check(vms[0], &none), Ok(()));
+        inv.put_internal(vms[0], STATUS_KEY, "backendId", Value::String("i-1".into()));
+        // a (0.5) recorded + b (0.5) fits 1.2; with c (2.0) it would not.
+        assert_eq!(inv.ec2_budget_check(vms[1], &none), Ok(()));
+        let e = inv.ec2_budget_check(vms[2], &none).unwrap_err();
+        assert!(
+            e.contains("budget exceeded") && e.contains("budgetPerHour"),
+            "{e}"
+        );
+        // A VM approved earlier in the same pass counts too: a (recorded)
+        // + b (pending) + e would be 1.5 > 1.2.
+        let e = inv.create(Kind::VirtualMachine, "e", None).unwrap();
+        inv.configure(e, "manager", "aws").unwrap();
+        inv.configure(e, "instanceType", "small").unwrap();
+        assert_eq!(inv.ec2_budget_check(e, &none), Ok(()));
+        let pending = std::collections::BTreeSet::from([vms[1]]);
+        assert!(inv.ec2_budget_check(e, &pending).is_err());
+        // No price for the type: refused while there is a budget.
+        let e = inv.ec2_budget_check(vms[3], &none).unwrap_err();
+        assert!(e.contains("no price"), "{e}");
+    }
+
+    #[test]
+    fn deleting_a_vm_a_controller_touched_only_marks_it() {
+        let mut inv = Inventory::new();
+        let v = inv.create(Kind::VirtualMachine, "v", None).unwrap();
+        inv.delete(v).unwrap();
+        assert!(inv.entity(v).is_none(), "never reconciled: gone at once");
+        let v = inv.create(Kind::VirtualMachine, "w", None).unwrap();
+        inv.put_internal(v, STATUS_KEY, "phase", Value::String("Running".into()));
+        inv.delete(v).unwrap();
+        assert!(inv.entity(v).is_some() && inv.vm_deleting(v));
+        assert!(inv.set_vm_power(v, Power::Stopped).is_err());
+        inv.finalize_vm(v).unwrap();
+        assert!(inv.entity(v).is_none());
+    }
+}
