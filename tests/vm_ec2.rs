@@ -71,6 +71,10 @@ impl Drop for Lab {
 
 impl Lab {
     async fn new(vms: &str) -> Lab {
+        Lab::with_budget(vms, Some(0.025)).await
+    }
+
+    async fn with_budget(vms: &str, budget: Option<f64>) -> Lab {
         let moto = Moto::start();
         let dir = std::env::temp_dir().join(format!("clusto-ec2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -92,11 +96,14 @@ spec:
     endpoint: "{}"
     credentialsFile: "{}"
     profile: lab
-    budgetPerHour: 0.025
+{}
     prices: {{t3.micro: 0.0104, t3.small: 0.0208, m5.large: 0.096}}
 {vms}"#,
             moto.url,
-            creds.display()
+            creds.display(),
+            budget
+                .map(|b| format!("    budgetPerHour: {b}"))
+                .unwrap_or_default()
         );
         let f = dir.join("aws.yaml");
         std::fs::write(&f, manifest).unwrap();
@@ -392,4 +399,115 @@ spec: {manager: aws, image: ami-1e749f67, instanceType: t3.micro}
     converge(&mut ctl).await;
     assert_eq!(lab.store.head().await.unwrap(), head);
     assert_eq!(lab.instances("crash1").await.len(), 1);
+}
+
+/// `clusto controller` killed (SIGKILL) in the middle of creating and
+/// then of deleting 40 VMs, and started again: every VM ends up with
+/// exactly one instance, and after deletion none is left and no object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_controller_restarts_without_duplicates_or_leaks() {
+    let vms: String = (0..40)
+        .map(|i| {
+            format!(
+                "---\napiVersion: clusto.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {{name: k{i:02}}}\nspec: {{manager: aws, image: ami-1e749f67, instanceType: t3.micro, allowTermination: true}}\n"
+            )
+        })
+        .collect();
+    // No budget: it would stop this at two.
+    let lab = Lab::with_budget(&vms, None).await;
+    let live = || async {
+        let ec2 = lab.ec2();
+        let r = ec2
+            .client()
+            .await
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values("clusto:uid")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut by_uid: std::collections::BTreeMap<String, usize> = Default::default();
+        for i in r.reservations().iter().flat_map(|r| r.instances()) {
+            if i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("terminated") {
+                continue;
+            }
+            let uid = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("clusto:uid"))
+                .and_then(|t| t.value())
+                .unwrap()
+                .to_string();
+            *by_uid.entry(uid).or_default() += 1;
+        }
+        by_uid
+    };
+    let kill_when = |n: usize, creating: bool| {
+        let mut child = lab
+            .c
+            .cmd()
+            .args([
+                "controller",
+                "--lease-ttl",
+                "1",
+                "--poll-ms",
+                "20",
+                "--workers",
+                "2",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        async move {
+            let t = Instant::now();
+            loop {
+                let have = live().await.len();
+                if (creating && have >= n) || (!creating && have <= n) {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "controller made no progress"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    };
+    kill_when(8, true).await;
+    let mid = live().await;
+    assert!(
+        mid.len() >= 8 && mid.len() < 40,
+        "killed mid-way: {}",
+        mid.len()
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    lab.c.ok(&["controller", "--once", "--lease-ttl", "1"]);
+    let after = live().await;
+    assert_eq!(after.len(), 40, "every VM has an instance");
+    assert!(after.values().all(|n| *n == 1), "no duplicates: {after:?}");
+    let inv = lab.store.load(None).await.unwrap();
+    for e in inv.entities_of_kind(clusto_core::Kind::VirtualMachine) {
+        assert_eq!(inv.vm_status(e.id).phase, "Running", "{}", e.name);
+    }
+
+    // Delete them all; kill the controller half-way through; restart.
+    let names: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+    let mut args = vec!["delete"];
+    args.extend(names.iter().map(String::as_str));
+    lab.c.ok(&args);
+    kill_when(30, false).await;
+    std::thread::sleep(Duration::from_millis(1100));
+    lab.c.ok(&["controller", "--once", "--lease-ttl", "1"]);
+    assert!(live().await.is_empty(), "leaked: {:?}", live().await);
+    let inv = lab.store.load(None).await.unwrap();
+    assert!(
+        inv.entities_of_kind(clusto_core::Kind::VirtualMachine)
+            .is_empty()
+    );
 }
