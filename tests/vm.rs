@@ -70,7 +70,11 @@ fn opts(holder: &str) -> Options {
 }
 
 async fn setup() -> (Clusto, Store, tempdir::Dir) {
-    let c = Clusto::fresh("sqlite").await;
+    setup_on("sqlite").await
+}
+
+async fn setup_on(backend: &str) -> (Clusto, Store, tempdir::Dir) {
+    let c = Clusto::fresh(backend).await;
     let dir = tempdir::Dir::new("vm");
     let f = dir.path().join("lab.yaml");
     std::fs::write(&f, MANIFEST).unwrap();
@@ -670,4 +674,23 @@ async fn prune_waits_for_the_controller() {
     c.ok(&["apply", "-f", f.to_str().unwrap(), "--apply-set", "lab"]);
     converge(&mut ctl).await;
     assert_eq!(domains(&conn).len(), 2);
+}
+
+/// The same controller on a PostgreSQL store: statuses, finalized
+/// deletion and the advisory-lock lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_on_postgres() {
+    let conn = libvirt();
+    let (c, store, _dir) = setup_on("postgres").await;
+    let mut ctl = controller(&store, "pg").await;
+    converge(&mut ctl).await;
+    assert_eq!(status(&c, "web1")["phase"], "Running");
+    assert_eq!(status(&c, "db1")["phase"], "Stopped");
+    assert_eq!(domains(&conn).len(), 2);
+    let mut other = controller(&store, "other").await;
+    assert!(!other.tick().await.unwrap().leader);
+    c.ok(&["vm", "delete", "web1"]);
+    converge(&mut ctl).await;
+    c.fail(&["get", "VirtualMachine", "web1"]);
+    assert_eq!(domains(&conn), vec![("db1".to_string(), false)]);
 }

@@ -546,8 +546,14 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CLUSTO_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CLUSTO_LOG").unwrap_or_else(|_| {
+                // A daemon says what it does; a command only what went wrong.
+                if matches!(cli.command, Command::Controller { .. }) {
+                    "info,sqlx=warn".into()
+                } else {
+                    "warn".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
