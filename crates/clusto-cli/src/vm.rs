@@ -89,6 +89,14 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
             .await;
         }
         c.release().await?;
+        let inv = store.load(None).await?;
+        let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
+        let vms = inv.entities_of_kind(Kind::VirtualMachine);
+        for e in &vms {
+            *phases.entry(inv.vm_status(e.id).phase).or_default() += 1;
+        }
+        let by: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
+        eprintln!("converged: {} VMs ({})", vms.len(), by.join(", "));
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!("controller started");
