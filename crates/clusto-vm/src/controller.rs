@@ -144,19 +144,16 @@ impl Controller {
             provider,
             metrics: Arc::default(),
             tokens: opts.rate.max(1.0),
+            // Everything is due at the first pass anyway.
+            resync_at: now + opts.resync,
             opts,
             store_uid,
             queue: HashMap::new(),
             last_rev: -1,
-            resync_at: now + Duration::from_secs(3600 * 24 * 365),
             refilled: now,
             lease: None,
             renew_at: now,
             throttled_until: None,
-        })
-        .map(|mut c| {
-            c.resync_at = now + c.opts.resync;
-            c
         })
     }
 
@@ -314,20 +311,26 @@ impl Controller {
         report.reconciled = done.len();
         let mut updates = Vec::new();
         let mut finalize = Vec::new();
-        let mut phases = BTreeMap::new();
+        let mut phase_of: HashMap<EntityId, String> = inv
+            .entities_of_kind(Kind::VirtualMachine)
+            .iter()
+            .map(|e| (e.id, inv.vm_status(e.id).phase))
+            .collect();
         for d in &done {
             let id = d.desired.id;
-            let (result, requeue) = match (&d.error, &d.action) {
+            // Whether a VM that is not yet as asked is looked at again soon;
+            // refusals wait for a spec change or the resync.
+            let (result, may_recheck) = match (&d.error, &d.action) {
                 (Some(BackendError::Refused(_)), _) | (None, Action::Refuse { .. }) => {
-                    ("refused", None)
+                    ("refused", false)
                 }
-                (Some(_), _) => ("error", None),
+                (Some(_), _) => ("error", false),
                 (None, Action::Finalize) => {
                     finalize.push(id);
-                    ("ok", None)
+                    ("ok", false)
                 }
-                (None, Action::Wait(_)) => ("wait", Some(self.opts.recheck)),
-                (None, _) => ("ok", Some(Duration::ZERO)),
+                (None, Action::Wait(_)) => ("wait", true),
+                (None, _) => ("ok", true),
             };
             self.metrics.reconciled(result, d.took);
             let outcome = match (&d.error, &d.action) {
@@ -356,15 +359,15 @@ impl Controller {
             } else {
                 Some(rev)
             };
-            *phases.entry(st.phase.clone()).or_insert(0u64) += 1;
+            phase_of.insert(id, st.phase.clone());
             let ready = st.condition("Ready").is_some_and(|c| c.status);
             if let Some(e) = self.queue.get_mut(&id) {
-                match (result, requeue) {
+                match (result, may_recheck) {
                     ("error", _) => {
                         e.due = Instant::now() + backoff(e.failures);
                         e.failures += 1;
                     }
-                    (_, Some(_)) if !ready || d.desired.deleting => {
+                    (_, true) if !ready || d.desired.deleting => {
                         e.failures = 0;
                         e.due = Instant::now() + self.opts.recheck;
                     }
@@ -376,6 +379,13 @@ impl Controller {
             }
             if st != prev && !finalize.contains(&id) {
                 updates.push((id, d.desired.fingerprint.clone(), st));
+            }
+        }
+        let mut phases = BTreeMap::new();
+        for (id, p) in phase_of {
+            if !finalize.contains(&id) {
+                let p = if p.is_empty() { "Pending".into() } else { p };
+                *phases.entry(p).or_insert(0u64) += 1;
             }
         }
         self.metrics.set_phases(phases);
