@@ -11,7 +11,7 @@ use clusto_core::vm::{BackendKind, Power};
 use clusto_core::{CoreError, Inventory, Kind, Value};
 use clusto_store::{RevisionMeta, Store, StoreError};
 use clusto_vm::{Controller, Options, Provider};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use crate::output::{Format, emit};
 
@@ -361,7 +361,6 @@ pub async fn list(
         ]);
         items.push(inv.resource(e.id, false));
     }
-    let _ = Json::Null;
     emit(
         fmt,
         &clusto_core::resource::list(items),

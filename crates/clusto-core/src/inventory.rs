@@ -504,11 +504,22 @@ impl Inventory {
                 rule: "a driver in use cannot be renamed".into(),
             });
         }
+        self.check_vm_manager_unused(id, "renamed")?;
+        // VMs name their host: they follow it.
+        let guests = self.vms_on(id);
         self.remove_entity_row(id);
         self.add_fact(Fact::Entity(Entity {
             name: new.to_string(),
             ..e
         }));
+        for vm in guests {
+            for key in [SPEC_KEY, crate::placement::STATUS_KEY] {
+                if matches!(self.attr_value(vm, key, Some("host")), Some(Value::String(h)) if *h == e.name)
+                {
+                    self.put_internal(vm, key, "host", Value::String(new.to_string()));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -544,6 +555,7 @@ impl Inventory {
     }
 
     pub(crate) fn remove_entity(&mut self, id: EntityId) -> Result<(), CoreError> {
+        self.check_vm_manager_unused(id, "deleted")?;
         let e = self.entity(id).ok_or(CoreError::Gone)?.clone();
         if e.kind == Kind::Driver {
             let users = self.users_of_driver(&e.name);

@@ -396,6 +396,35 @@ impl Inventory {
         }
     }
 
+    /// VMs name their manager, and only it knows where their resources
+    /// are: a manager with VMs is neither renamed nor deleted.
+    pub(crate) fn check_vm_manager_unused(
+        &self,
+        id: EntityId,
+        what: &str,
+    ) -> Result<(), CoreError> {
+        if self.kind_of(id) != Some(Kind::VmManager) {
+            return Ok(());
+        }
+        let name = self.name_of(id);
+        let users: Vec<&str> = self
+            .entities_of_kind(Kind::VirtualMachine)
+            .into_iter()
+            .filter(|v| text(self.setting(v.id, "manager")).as_deref() == Some(name))
+            .map(|v| v.name.as_str())
+            .collect();
+        if users.is_empty() {
+            return Ok(());
+        }
+        Err(self.vm_rule(
+            id,
+            format!(
+                "VM manager cannot be {what} while it has VMs ({}); delete them first",
+                users.join(", ")
+            ),
+        ))
+    }
+
     /// Whether deletion of this VM was asked for and awaits the controller.
     pub fn vm_deleting(&self, id: EntityId) -> bool {
         matches!(
@@ -926,5 +955,29 @@ mod tests {
         assert!(inv.set_vm_power(v, Power::Stopped).is_err());
         inv.finalize_vm(v).unwrap();
         assert!(inv.entity(v).is_none());
+    }
+
+    #[test]
+    fn managers_with_vms_stay_and_hosts_carry_their_vms_on_rename() {
+        let mut inv = Inventory::new();
+        let m = inv.create(Kind::VmManager, "m", None).unwrap();
+        let h = inv.create(Kind::Server, "h1", None).unwrap();
+        for (k, v) in [("memory", 4096), ("disk", 100), ("cpucount", 4)] {
+            inv.attr_set(h, "system", Some(k), crate::NumberSpec::None, Value::Int(v))
+                .unwrap();
+        }
+        inv.insert(m, h, None).unwrap();
+        let v = inv.create(Kind::VirtualMachine, "v", None).unwrap();
+        inv.configure(v, "manager", "m").unwrap();
+        inv.place_and_record(v).unwrap();
+        assert_eq!(inv.vm_host(v), Some("h1"));
+        let e = inv.delete(m).unwrap_err().to_string();
+        assert!(e.contains("cannot be deleted while it has VMs (v)"), "{e}");
+        assert!(inv.rename(m, "m2").is_err());
+        inv.rename(h, "h9").unwrap();
+        assert_eq!(inv.vm_host(v), Some("h9"));
+        assert_eq!(inv.vms_on(h), vec![v]);
+        inv.delete(v).unwrap();
+        inv.delete(m).unwrap();
     }
 }
