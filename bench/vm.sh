@@ -13,6 +13,15 @@ B="$CARGO_TARGET_DIR/release/vm-converge"
 MOTO=${MOTO_SERVER:-$HOME/.cache/moto-venv/bin/moto_server}
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$B" libvirt "$N"
+# A real libvirtd (qemu:///system, 64 MiB TCG domains without an OS) for a
+# smaller count: LIBVIRTD_N (default 20; 0 skips). Needs `bash .ci/deps test`.
+LN=${LIBVIRTD_N:-20}
+if [ "$LN" -gt 0 ]; then
+  pool=clusto-bench-$$; pdir=/tmp/$pool; mkdir -p "$pdir"
+  virsh -c qemu:///system pool-create-as "$pool" dir --target "$pdir" >/dev/null
+  "$B" libvirtd "$LN" "$pool" | tail -n +2 || true
+  virsh -c qemu:///system pool-destroy "$pool" >/dev/null; rm -rf "$pdir"
+fi
 tmp=$(mktemp -d)
 printf '[bench]\naws_access_key_id = testing\naws_secret_access_key = testing\n' > "$tmp/credentials"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -3,6 +3,7 @@
 //! server), then a no-op resync. Prints one CSV line per phase.
 //!
 //! vm-converge libvirt N
+//! vm-converge libvirtd N POOL          (a real libvirtd, qemu:///system; also deletes them)
 //! vm-converge ec2 N ENDPOINT CREDENTIALS_FILE
 
 use std::sync::Arc;
@@ -26,9 +27,38 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn build(inv: &mut Inventory, backend: &str, n: usize, ec2: Option<(&str, &str)>) -> Result<()> {
+fn build(
+    inv: &mut Inventory,
+    backend: &str,
+    n: usize,
+    ec2: Option<(&str, &str)>,
+    pool: Option<&str>,
+) -> Result<()> {
     let mgr = inv.create(Kind::VmManager, "bench", None)?;
     match ec2 {
+        None if backend == "libvirtd" => {
+            inv.configure(mgr, "backend", "libvirt")?;
+            inv.configure(
+                mgr,
+                "libvirt",
+                &serde_json::json!({"uri": "qemu:///system", "pool": pool}).to_string(),
+            )?;
+            let id = inv.create(Kind::Server, "localhv", None)?;
+            for (k, v) in [
+                ("memory", 1 << 20),
+                ("disk", 1 << 20),
+                ("cpucount", 1 << 10),
+            ] {
+                inv.attr_set(
+                    id,
+                    "system",
+                    Some(k),
+                    clusto_core::NumberSpec::None,
+                    Value::Int(v),
+                )?;
+            }
+            inv.insert(mgr, id, None)?;
+        }
         None => {
             inv.configure(mgr, "backend", "libvirt")?;
             inv.configure(
@@ -69,7 +99,20 @@ fn build(inv: &mut Inventory, backend: &str, n: usize, ec2: Option<(&str, &str)>
     for i in 0..n {
         let vm = inv.create(Kind::VirtualMachine, &format!("vm{i:05}"), None)?;
         inv.configure(vm, "manager", "bench")?;
-        inv.configure(vm, "memoryMiB", "256")?;
+        inv.configure(
+            vm,
+            "memoryMiB",
+            if backend == "libvirtd" { "64" } else { "256" },
+        )?;
+        if backend == "libvirtd" {
+            inv.attr_set(
+                vm,
+                "libvirt",
+                Some("domain-type"),
+                clusto_core::NumberSpec::None,
+                Value::String("qemu".into()),
+            )?;
+        }
         inv.configure(vm, "diskGiB", "1")?;
         inv.configure(vm, "cpus", "1")?;
         if backend == "ec2" {
@@ -86,8 +129,11 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let backend = args.get(1).map(String::as_str).unwrap_or("libvirt");
     let n: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1000);
+    let pool = (backend == "libvirtd")
+        .then(|| args.get(3).cloned())
+        .flatten();
     let ec2 = match backend {
-        "libvirt" => None,
+        "libvirt" | "libvirtd" => None,
         "ec2" => Some((
             args.get(3).context("endpoint")?.as_str(),
             args.get(4).context("credentials file")?.as_str(),
@@ -99,7 +145,7 @@ async fn main() -> Result<()> {
     let store = Store::open(&format!("sqlite://{}", dir.join("s.db").display())).await?;
     store
         .write(&RevisionMeta::new("bench"), |inv| {
-            build(inv, backend, n, ec2)
+            build(inv, backend, n, ec2, pool.as_deref())
         })
         .await?;
     let rate = std::env::var("RATE")
@@ -187,6 +233,51 @@ async fn main() -> Result<()> {
         (store.head().await? - head1) as u64,
         ticks,
     );
+    if backend == "libvirtd" {
+        // Tear down: every VM deleted at once; the controller destroys the
+        // domains and volumes, then removes the objects.
+        let (calls, requests, head) = (
+            c.metrics.backend_calls(),
+            clusto_vm::Provider::requests(provider.as_ref()),
+            store.head().await?,
+        );
+        store
+            .write(&RevisionMeta::new("delete all"), |inv| -> Result<()> {
+                let vms: Vec<_> = inv
+                    .entities_of_kind(Kind::VirtualMachine)
+                    .iter()
+                    .map(|e| e.id)
+                    .collect();
+                for v in vms {
+                    inv.delete(v)?;
+                }
+                Ok(())
+            })
+            .await?;
+        let t = Instant::now();
+        let mut ticks = 0;
+        loop {
+            c.tick().await?;
+            ticks += 1;
+            let left = store
+                .load(None)
+                .await?
+                .entities_of_kind(Kind::VirtualMachine)
+                .len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(c.next_wake())).await;
+        }
+        report(
+            "delete-all",
+            t.elapsed(),
+            c.metrics.backend_calls() - calls,
+            clusto_vm::Provider::requests(provider.as_ref()) - requests,
+            (store.head().await? - head - 1) as u64,
+            ticks,
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

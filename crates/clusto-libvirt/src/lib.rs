@@ -19,6 +19,7 @@ use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::enumutil::Enum;
 use virt::error::{Error as VirtError, ErrorNumber};
+use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 
 /// XML namespace of clusto's domain metadata.
@@ -27,7 +28,7 @@ pub const XMLNS: &str = "https://clusto.dev/xmlns/vm/1";
 #[derive(Default)]
 pub struct Libvirt {
     conns: Mutex<HashMap<String, Connect>>,
-    pools: Arc<Mutex<HashMap<String, virt::storage_pool::StoragePool>>>,
+    pools: Pools,
     /// libvirt API calls that go to the hypervisor (RPCs on a remote URI).
     calls: Arc<AtomicU64>,
 }
@@ -117,6 +118,23 @@ pub fn domain_xml(
         pool = esc(pool),
         volume = esc(volume),
     )
+}
+
+type Pools = Arc<Mutex<HashMap<String, StoragePool>>>;
+
+/// The storage pool `key` ("URI POOL") names, looked up once per
+/// hypervisor: concurrent creates wait for the first lookup instead of
+/// each making their own.
+fn pool_handle(pools: &Pools, key: &str, c: &Connect, n: &Calls) -> Result<StoragePool, VirtError> {
+    let mut g = pools.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = g.get(key) {
+        return Ok(p.clone());
+    }
+    let name = key.rsplit_once(' ').map(|(_, p)| p).unwrap_or(key);
+    n.add(1);
+    let p = c.lookup_storage_pool_by_name(name)?;
+    g.insert(key.to_string(), p.clone());
+    Ok(p)
 }
 
 fn observe(d: &Domain, host: Option<&str>) -> Result<Observed, VirtError> {
@@ -272,25 +290,13 @@ impl Backend for Libvirt {
         let key = format!("{} {pool_name}", scope.uri);
         let uri = scope.uri.clone();
         self.job(scope, move |c, n| {
-            // The pool handle is looked up once per hypervisor and pool.
-            let cached = pools.lock().ok().and_then(|g| g.get(&key).cloned());
-            let pool = match cached {
-                Some(p) => p,
-                None => {
-                    n.add(1);
-                    let p = c.lookup_storage_pool_by_name(&pool_name).map_err(|e| {
-                        BackendError::Refused(format!(
-                            "storage pool {pool_name:?} on {}: {}",
-                            host.as_deref().unwrap_or("?"),
-                            e.message()
-                        ))
-                    })?;
-                    if let Ok(mut g) = pools.lock() {
-                        g.insert(key, p.clone());
-                    }
-                    p
-                }
-            };
+            let pool = pool_handle(&pools, &key, &c, &n).map_err(|e| {
+                BackendError::Refused(format!(
+                    "storage pool {pool_name:?} on {}: {}",
+                    host.as_deref().unwrap_or("?"),
+                    e.message()
+                ))
+            })?;
             let vname = volume_name(&uid);
             // Allocation 0: thin. Left out, libvirt preallocates the whole
             // capacity (40 s for 1 GiB here).
@@ -422,12 +428,17 @@ impl Backend for Libvirt {
     fn destroy<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, ()> {
         let id = vm.backend_id.clone();
         let pool_name = scope.pool.clone().unwrap_or_else(|| "default".into());
+        let key = format!("{} {pool_name}", scope.uri);
+        let pools = self.pools.clone();
+        // Listed as stopped a moment ago: no power-off (a domain started
+        // since then makes undefine keep it as transient; the next pass
+        // sees it and destroys it).
+        let running = vm.state != ObservedState::Stopped;
         self.job(scope, move |c, n| {
             n.add(1);
             match c.lookup_domain_by_uuid_string(&id) {
                 Ok(d) => {
-                    n.add(1);
-                    if d.is_active().unwrap_or(false) {
+                    if running {
                         n.add(1);
                         match d.destroy() {
                             Ok(()) => {}
@@ -445,8 +456,7 @@ impl Backend for Libvirt {
                 Err(e) if is(&e, ErrorNumber::NoDomain) => {}
                 Err(e) => return Err(err(e)),
             }
-            n.add(1);
-            if let Ok(pool) = c.lookup_storage_pool_by_name(&pool_name) {
+            if let Ok(pool) = pool_handle(&pools, &key, &c, &n) {
                 n.add(1);
                 match pool.lookup_storage_vol_by_name(&volume_name(&id)) {
                     Ok(v) => {
