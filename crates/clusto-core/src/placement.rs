@@ -130,6 +130,36 @@ impl Inventory {
             Some(Value::String(h)) => self.id_of(&h.clone()).ok(),
             _ => None,
         };
+        // A VM that exists on its host stays there: clusto does not migrate,
+        // and placing it elsewhere would create a second one.
+        if self.attr_value(vm, STATUS_KEY, Some("backendId")).is_some()
+            && let Some(h) = placed
+        {
+            if let Some(p) = pin
+                && p != h
+            {
+                return Err(CoreError::Rule {
+                    object: name,
+                    rule: format!(
+                        "runs on {} and clusto does not migrate VMs; to move it to {}, delete it and create it again",
+                        self.name_of(h),
+                        self.name_of(p)
+                    ),
+                });
+            }
+            let need = self.vm_need(vm);
+            let free = self.host_free(h, Some(vm));
+            if !free.fits(&need) && !force {
+                return Err(CoreError::Rule {
+                    object: name,
+                    rule: format!(
+                        "{} (it stays on the host it runs on, which lacks the room)",
+                        self.describe_fit(h, &need, &free)
+                    ),
+                });
+            }
+            return Ok(());
+        }
         if pin.is_none()
             && let Some(h) = placed
             && self.contents(mgr).contains(&h)

@@ -980,4 +980,41 @@ mod tests {
         inv.delete(v).unwrap();
         inv.delete(m).unwrap();
     }
+
+    #[test]
+    fn a_provisioned_vm_stays_on_its_host() {
+        let mut inv = Inventory::new();
+        let m = inv.create(Kind::VmManager, "m", None).unwrap();
+        for (h, mem) in [("h1", 2048), ("h2", 8192)] {
+            let id = inv.create(Kind::Server, h, None).unwrap();
+            for (k, v) in [("memory", mem), ("disk", 100), ("cpucount", 4)] {
+                inv.attr_set(
+                    id,
+                    "system",
+                    Some(k),
+                    crate::NumberSpec::None,
+                    Value::Int(v),
+                )
+                .unwrap();
+            }
+            inv.insert(m, id, None).unwrap();
+        }
+        let v = inv.create(Kind::VirtualMachine, "v", None).unwrap();
+        inv.configure(v, "manager", "m").unwrap();
+        inv.configure(v, "memoryMiB", "1024").unwrap();
+        inv.place_and_record(v).unwrap();
+        assert_eq!(inv.vm_host(v), Some("h1"));
+        inv.put_internal(v, STATUS_KEY, "backendId", Value::String("uuid".into()));
+        // Bigger than h1 can hold: not silently moved to h2 (a second domain).
+        inv.configure(v, "memoryMiB", "4096").unwrap();
+        let e = inv.place_and_record(v).unwrap_err().to_string();
+        assert!(e.contains("stays on the host it runs on"), "{e}");
+        assert!(inv.place_and_record_forced(v, true).is_ok());
+        assert_eq!(inv.vm_host(v), Some("h1"));
+        // Pinned elsewhere: refused, no migration.
+        inv.configure(v, "memoryMiB", "1024").unwrap();
+        inv.configure(v, "host", "h2").unwrap();
+        let e = inv.place_and_record(v).unwrap_err().to_string();
+        assert!(e.contains("does not migrate"), "{e}");
+    }
 }

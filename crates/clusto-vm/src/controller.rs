@@ -390,7 +390,25 @@ impl Controller {
         }
         self.metrics.set_phases(phases);
         if !updates.is_empty() || !finalize.is_empty() {
-            report.wrote = self.write_status(updates, finalize).await?;
+            let ids: Vec<EntityId> = updates
+                .iter()
+                .map(|u| u.0)
+                .chain(finalize.clone())
+                .collect();
+            match self.write_status(updates, finalize).await {
+                Ok(w) => report.wrote = w,
+                Err(e) => {
+                    // What was done is not recorded: look again soon, not at
+                    // the resync (the next pass finds the same backend state).
+                    for id in ids {
+                        if let Some(q) = self.queue.get_mut(&id) {
+                            q.due = Instant::now() + backoff(q.failures);
+                            q.failures += 1;
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         }
         report.calls = self.metrics.backend_calls() - calls_before;
         report.requests = self.provider.requests() - requests_before;
