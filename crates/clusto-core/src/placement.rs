@@ -115,19 +115,36 @@ impl Inventory {
                 });
             }
         };
-        // EC2 places by region: there are no hypervisors to choose.
-        if self
+        let ec2 = self
             .vm_manager_config(mgr)
-            .is_ok_and(|c| c.backend == crate::vm::BackendKind::Ec2)
-        {
+            .is_ok_and(|c| c.backend == crate::vm::BackendKind::Ec2);
+        let placed = match self.attr_value(vm, STATUS_KEY, Some("host")) {
+            Some(Value::String(h)) => self.id_of(&h.clone()).ok(),
+            _ => None,
+        };
+        // What exists lives where its manager put it; under another manager
+        // the controller would create a second one and lose the first.
+        let provisioned = self.attr_value(vm, STATUS_KEY, Some("backendId")).is_some();
+        let moved = match (ec2, placed) {
+            (true, h) => h.is_some(),
+            (false, None) => true,
+            (false, Some(h)) => !self.contents(mgr).contains(&h),
+        };
+        if provisioned && moved {
+            return Err(CoreError::Rule {
+                object: name,
+                rule: format!(
+                    "exists under another VM manager and clusto does not move VMs between managers; delete it and create it again under {}",
+                    self.name_of(mgr)
+                ),
+            });
+        }
+        // EC2 places by region: there are no hypervisors to choose.
+        if ec2 {
             return Ok(());
         }
         let pin = match self.setting(vm, "host") {
             Some(Value::String(h)) => Some(self.id_of(&h.clone())?),
-            _ => None,
-        };
-        let placed = match self.attr_value(vm, STATUS_KEY, Some("host")) {
-            Some(Value::String(h)) => self.id_of(&h.clone()).ok(),
             _ => None,
         };
         // A VM that exists on its host stays there: clusto does not migrate,

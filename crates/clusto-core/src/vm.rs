@@ -1016,5 +1016,14 @@ mod tests {
         inv.configure(v, "host", "h2").unwrap();
         let e = inv.place_and_record(v).unwrap_err().to_string();
         assert!(e.contains("does not migrate"), "{e}");
+        // Nor moved to another manager (EC2 here).
+        inv.clear_setting(v, "host");
+        let m2 = inv.create(Kind::VmManager, "aws", None).unwrap();
+        inv.configure(m2, "backend", "ec2").unwrap();
+        inv.configure(m2, "ec2", r#"{"region": "us-east-1"}"#)
+            .unwrap();
+        inv.configure(v, "manager", "aws").unwrap();
+        let e = inv.place_and_record(v).unwrap_err().to_string();
+        assert!(e.contains("between managers"), "{e}");
     }
 }
