@@ -137,6 +137,10 @@ fn pool_handle(pools: &Pools, key: &str, c: &Connect, n: &Calls) -> Result<Stora
     Ok(p)
 }
 
+fn forget_pool(pools: &Pools, key: &str) {
+    pools.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+}
+
 fn observe(d: &Domain, host: Option<&str>) -> Result<Observed, VirtError> {
     let info = d.info()?;
     let state = match info.state {
@@ -326,7 +330,10 @@ impl Backend for Libvirt {
                 Ok(_) => {}
                 // Left by an earlier attempt: reuse it.
                 Err(e) if is(&e, ErrorNumber::StorageVolExist) || e.message().contains("exist") => {}
-                Err(e) => return Err(err(e)),
+                Err(e) => {
+                    forget_pool(&pools, &key);
+                    return Err(err(e));
+                }
             }
             let xml = domain_xml(&vm, &uid, &store_uid, &domain_kind(&uri, &vm), &pool_name, &vname);
             n.add(1);
@@ -456,18 +463,27 @@ impl Backend for Libvirt {
                 Err(e) if is(&e, ErrorNumber::NoDomain) => {}
                 Err(e) => return Err(err(e)),
             }
-            if let Ok(pool) = pool_handle(&pools, &key, &c, &n) {
-                n.add(1);
-                match pool.lookup_storage_vol_by_name(&volume_name(&id)) {
-                    Ok(v) => {
-                        n.add(1);
-                        v.delete(0).map_err(err)?
-                    }
-                    Err(e) if is(&e, ErrorNumber::NoStorageVolume) => {}
-                    Err(e) => return Err(err(e)),
+            let pool = match pool_handle(&pools, &key, &c, &n) {
+                Ok(p) => p,
+                // No pool, no volume.
+                Err(e) if is(&e, ErrorNumber::NoStoragePool) => return Ok(()),
+                Err(e) => return Err(err(e)),
+            };
+            n.add(1);
+            let gone = match pool.lookup_storage_vol_by_name(&volume_name(&id)) {
+                Ok(v) => {
+                    n.add(1);
+                    v.delete(0)
                 }
-            }
-            Ok(())
+                Err(e) if is(&e, ErrorNumber::NoStorageVolume) => Ok(()),
+                Err(e) => Err(e),
+            };
+            gone.map_err(|e| {
+                // The cached handle may be stale (pool redefined): look it
+                // up again next time.
+                forget_pool(&pools, &key);
+                err(e)
+            })
         })
     }
 
