@@ -339,13 +339,7 @@ pub async fn list(
                 }
             })
             .unwrap_or_else(|| "-".into());
-        let phase = if d.deleting {
-            "Terminating".to_string()
-        } else if st.phase.is_empty() {
-            "Pending".to_string()
-        } else {
-            st.phase.clone()
-        };
+        let phase = inv.vm_phase(e.id);
         rows.push(vec![
             d.name.clone(),
             d.manager.clone(),

@@ -5,6 +5,7 @@
 
 pub mod driver;
 pub mod error;
+pub mod hash;
 pub mod inventory;
 pub mod kind;
 pub mod merge;

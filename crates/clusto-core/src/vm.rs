@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value as Json, json};
 
 use crate::error::CoreError;
+use crate::hash::fnv64;
 use crate::inventory::{Inventory, META_KEY};
 use crate::kind::Kind;
 use crate::model::EntityId;
@@ -337,16 +338,6 @@ pub fn status_for(
         message,
     });
     st
-}
-
-/// FNV-1a: stable across builds and platforms, unlike std's hasher.
-pub fn fnv64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// The object's uid: unique across stores (the store's own uid) and
@@ -688,6 +679,18 @@ impl Inventory {
             },
             observed_spec: s("observedSpec"),
             last_error: s("lastError"),
+        }
+    }
+
+    /// The phase to show: `Terminating` as soon as deletion is asked for,
+    /// `Pending` until a controller has written one.
+    pub fn vm_phase(&self, id: EntityId) -> String {
+        if self.vm_deleting(id) {
+            return "Terminating".into();
+        }
+        match text(self.attr_value(id, STATUS_KEY, Some("phase"))) {
+            Some(p) if !p.is_empty() => p,
+            _ => "Pending".into(),
         }
     }
 

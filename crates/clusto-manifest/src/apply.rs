@@ -57,16 +57,6 @@ fn core_rule(e: CoreError) -> String {
     e.to_string()
 }
 
-/// FNV-1a, for the `applied` hash (stable across builds, unlike std's hasher).
-fn fnv(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// A digest of an entity's visible state (spec, metadata, addresses).
 pub fn state_hash(inv: &Inventory, id: EntityId) -> String {
     hash_flat(&crate::plan::flatten(&inv.resource(id, false)))
@@ -79,7 +69,7 @@ pub fn hash_flat(flat: &BTreeMap<String, serde_json::Value>) -> String {
         .filter(|(k, _)| *k != "metadata.applied" && *k != "metadata.managedBy")
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    fnv(&text.join("\n"))
+    format!("{:016x}", clusto_core::hash::fnv64(&text.join("\n")))
 }
 
 /// Converts a manifest attribute value to a typed value.

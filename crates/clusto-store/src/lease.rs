@@ -27,12 +27,7 @@ pub struct Lease {
 }
 
 fn pg_key(name: &str) -> i64 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    PG_LEASE_BASE + (h & 0xffff) as i64
+    PG_LEASE_BASE + (clusto_core::hash::fnv64(name) & 0xffff) as i64
 }
 
 impl Store {

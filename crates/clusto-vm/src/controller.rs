@@ -314,7 +314,7 @@ impl Controller {
         let mut phase_of: HashMap<EntityId, String> = inv
             .entities_of_kind(Kind::VirtualMachine)
             .iter()
-            .map(|e| (e.id, inv.vm_status(e.id).phase))
+            .map(|e| (e.id, inv.vm_phase(e.id)))
             .collect();
         for d in &done {
             let id = d.desired.id;
@@ -384,7 +384,6 @@ impl Controller {
         let mut phases = BTreeMap::new();
         for (id, p) in phase_of {
             if !finalize.contains(&id) {
-                let p = if p.is_empty() { "Pending".into() } else { p };
                 *phases.entry(p).or_insert(0u64) += 1;
             }
         }
