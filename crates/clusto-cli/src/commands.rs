@@ -18,7 +18,7 @@ use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp, RackO
 
 /// Errors from a write closure: a rule broken, or the store failing.
 #[derive(Debug, thiserror::Error)]
-enum WriteError {
+pub(crate) enum WriteError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

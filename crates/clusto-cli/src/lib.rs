@@ -3,8 +3,11 @@
 pub mod backends {
     //! The VMManager backends this build includes.
 
+    #[cfg(feature = "ec2")]
     use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
+    #[cfg(feature = "ec2")]
+    use std::sync::Mutex;
 
     use clusto_core::vm::{BackendKind, ManagerConfig};
     use clusto_vm::{Backend, BackendError, Provider};
@@ -14,8 +17,6 @@ pub mod backends {
         libvirt: Arc<clusto_libvirt::Libvirt>,
         #[cfg(feature = "ec2")]
         ec2: Mutex<HashMap<String, Arc<clusto_ec2::Ec2>>>,
-        #[cfg(not(feature = "ec2"))]
-        _ec2: Mutex<HashMap<String, ()>>,
     }
 
     impl Default for Backends {
@@ -30,8 +31,6 @@ pub mod backends {
                 libvirt: clusto_libvirt::shared(),
                 #[cfg(feature = "ec2")]
                 ec2: Mutex::default(),
-                #[cfg(not(feature = "ec2"))]
-                _ec2: Mutex::default(),
             }
         }
     }

@@ -8,22 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use clusto_cli::backends::Backends;
 use clusto_core::vm::{BackendKind, Power};
-use clusto_core::{CoreError, Inventory, Kind, Value};
-use clusto_store::{RevisionMeta, Store, StoreError};
+use clusto_core::{Inventory, Kind, Value};
+use clusto_store::{RevisionMeta, Store};
 use clusto_vm::{Controller, Options, Provider};
 use serde_json::json;
 
+use crate::commands::WriteError;
 use crate::output::{Format, emit};
-
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Core(#[from] CoreError),
-    #[error("{0}")]
-    Usage(String),
-}
 
 fn vm_id(inv: &Inventory, name: &str) -> Result<clusto_core::EntityId, WriteError> {
     let id = inv.id_of(name)?;
@@ -172,10 +163,7 @@ pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()>
                 if let Some(h) = a.host {
                     set("host", h.to_string())?;
                 }
-                let backend = inv.vm_manager_config(mgr)?.backend;
-                if backend == BackendKind::Libvirt {
-                    inv.place_and_record_forced(id, a.force)?;
-                }
+                inv.place_and_record_forced(id, a.force)?;
                 let name = inv.name_of(id).to_string();
                 let reason = inv.vm_placement(id).unwrap_or_default();
                 Ok((name, reason))
@@ -232,12 +220,8 @@ pub async fn set(store: &Store, name: &str, field: &str, value: &str) -> Result<
                     )));
                 }
                 inv.configure(id, field, value)?;
-                if matches!(field, "host" | "cpus" | "memoryMiB" | "diskGiB") {
-                    let mgr = inv.id_of(&inv.vm_desired(id)?.manager)?;
-                    if inv.vm_manager_config(mgr)?.backend == BackendKind::Libvirt {
-                        inv.place_and_record_forced(id, false)?;
-                    }
-                }
+                // As apply does: the core keeps the placement when it still holds.
+                inv.place_and_record(id)?;
                 Ok(())
             },
         )
