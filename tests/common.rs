@@ -74,3 +74,24 @@ impl Clusto {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 }
+
+/// Runs a VM controller until nothing is left to do (at most `limit`).
+pub async fn converge(
+    c: &mut clusto_vm::Controller,
+    limit: std::time::Duration,
+) -> Vec<clusto_vm::TickReport> {
+    c.converge(std::time::Duration::from_secs(1), limit)
+        .await
+        .expect("the controller converges")
+}
+
+/// A VM status's Ready condition: status, reason, message.
+pub fn ready(st: &serde_json::Value) -> (String, String, String) {
+    let r = st["conditions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+    (f("status"), f("reason"), f("message"))
+}

@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use clusto_cli::backends::Backends;
 use clusto_core::Kind;
 use clusto_store::Store;
-use clusto_vm::{Controller, Options, TickReport};
-use common::Clusto;
+use clusto_vm::{Controller, Options};
+use common::{Clusto, converge, ready};
+
+/// How long the controller may take to converge in these tests.
+const LIMIT: Duration = Duration::from_secs(30);
 use serde_json::Value as Json;
 
 const MANIFEST: &str = r#"
@@ -89,25 +92,6 @@ async fn controller(store: &Store, holder: &str) -> Controller {
         .unwrap()
 }
 
-/// Ticks until nothing is due soon; returns the reports.
-async fn converge(c: &mut Controller) -> Vec<TickReport> {
-    let mut out = Vec::new();
-    let t = Instant::now();
-    loop {
-        let r = c.tick().await.unwrap();
-        let idle = r.reconciled == 0;
-        out.push(r);
-        if idle && c.next_due() > Instant::now() + Duration::from_secs(1) {
-            return out;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no convergence: {out:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn libvirt() -> virt::connect::Connect {
     virt::error::clear_error_callback();
     virt::connect::Connect::open(Some("test:///default")).unwrap()
@@ -115,18 +99,6 @@ fn libvirt() -> virt::connect::Connect {
 
 fn status(c: &Clusto, name: &str) -> Json {
     c.json(&["get", "VirtualMachine", name])["status"].clone()
-}
-
-fn ready(st: &Json) -> (String, String) {
-    let r = st["conditions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or_default();
-    (
-        r["status"].as_str().unwrap_or_default().to_string(),
-        r["reason"].as_str().unwrap_or_default().to_string(),
-    )
 }
 
 /// Our domains (UUID = object uid) by name.
@@ -147,7 +119,7 @@ async fn libvirt_lifecycle_drift_resize_and_delete() {
     let conn = libvirt();
     let (c, store, _dir) = setup().await;
     let mut ctl = controller(&store, "a").await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
 
     // Created as placed: web1 running, db1 defined but stopped.
     assert_eq!(
@@ -157,7 +129,8 @@ async fn libvirt_lifecycle_drift_resize_and_delete() {
     let web = status(&c, "web1");
     assert_eq!(web["phase"], "Running");
     assert_eq!(web["powerState"], "Running");
-    assert_eq!(ready(&web), ("True".into(), "Running".into()));
+    let (ok, reason, _) = ready(&web);
+    assert_eq!((ok.as_str(), reason.as_str()), ("True", "Running"));
     let uid = web["backendId"].as_str().unwrap().to_string();
     let d = conn.lookup_domain_by_uuid_string(&uid).unwrap();
     assert_eq!(d.name().unwrap(), "web1");
@@ -195,35 +168,36 @@ async fn libvirt_lifecycle_drift_resize_and_delete() {
     // Drift: web1 powered off out of band is started again at resync.
     d.destroy().unwrap();
     ctl.resync_now();
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert!(d.is_active().unwrap(), "drift repaired");
 
     // Drift: web1 undefined out of band is defined again, same UUID.
     d.destroy().unwrap();
     d.undefine().unwrap();
     ctl.resync_now();
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let d = conn.lookup_domain_by_uuid_string(&uid).unwrap();
     assert!(d.is_active().unwrap());
 
     // Stop, resize while stopped, start: the new size is in the domain.
     c.ok(&["vm", "stop", "web1"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert!(!d.is_active().unwrap());
     assert_eq!(status(&c, "web1")["phase"], "Stopped");
     c.ok(&["vm", "set", "web1", "memoryMiB", "1536"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(d.info().unwrap().max_mem, 1536 * 1024);
     c.ok(&["vm", "start", "web1"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert!(d.is_active().unwrap());
     assert_eq!(ready(&status(&c, "web1")).0, "True");
 
     // Resizing a running domain records it and says when it applies.
     c.ok(&["vm", "set", "web1", "cpus", "3"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let st = status(&c, "web1");
-    assert_eq!(ready(&st), ("False".into(), "BackendRefused".into()));
+    let (ok, reason, _) = ready(&st);
+    assert_eq!((ok.as_str(), reason.as_str()), ("False", "BackendRefused"));
     assert!(
         d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
             .unwrap()
@@ -238,7 +212,7 @@ async fn libvirt_lifecycle_drift_resize_and_delete() {
     c.ok(&["vm", "delete", "db1"]);
     let db = c.json(&["vm", "list"]);
     assert!(db.to_string().contains("db1"));
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(domains(&conn), vec![("web1".to_string(), true)]);
     c.fail(&["get", "VirtualMachine", "db1"]);
     let vols = pool.list_volumes().unwrap();
@@ -290,7 +264,7 @@ async fn restart_and_crash_adopt_without_duplicates() {
     // First controller: adopts it, creates the other two, then dies
     // without releasing its lease.
     let mut a = controller(&store, "a").await;
-    converge(&mut a).await;
+    converge(&mut a, LIMIT).await;
     assert_eq!(domains(&conn).len(), 3);
     assert_eq!(status(&c, "lab-vm00")["backendId"], uid.as_str());
     drop(a);
@@ -302,7 +276,7 @@ async fn restart_and_crash_adopt_without_duplicates() {
     assert!(!r.leader, "the dead holder's lease is still live");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let head = store.head().await.unwrap();
-    converge(&mut b).await;
+    converge(&mut b, LIMIT).await;
     assert_eq!(domains(&conn).len(), 3, "no duplicate");
     assert_eq!(store.head().await.unwrap(), head, "no write after takeover");
     assert_eq!(
@@ -362,10 +336,10 @@ spec: {manager: nouri, memoryMiB: 256, diskGiB: 1}
     .unwrap();
     c.ok(&["apply", "-f", f.to_str().unwrap()]);
     let mut ctl = controller(&store, "a").await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let st = status(&c, "imaged");
     assert_eq!(st["phase"], "Failed");
-    let (ok, reason) = ready(&st);
+    let (ok, reason, _) = ready(&st);
     assert_eq!((ok.as_str(), reason.as_str()), ("False", "BackendRefused"));
     assert!(
         st["conditions"].to_string().contains("no-such-image"),
@@ -405,7 +379,7 @@ spec: {manager: nouri, memoryMiB: 256, diskGiB: 1}
             .any(|x| x.starts_with("orphan") && x.contains("Terminating")),
         "{l}"
     );
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     c.fail(&["get", "VirtualMachine", "orphan"]);
     // Bad CLI input: not a VM, unknown manager, pin outside the manager.
     assert!(
@@ -622,7 +596,7 @@ async fn prune_waits_for_the_controller() {
     let conn = libvirt();
     let (c, store, dir) = setup().await;
     let mut ctl = controller(&store, "a").await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let f = dir.path().join("lab.yaml");
     let without_db1: String = MANIFEST
         .split("\n---\n")
@@ -667,12 +641,12 @@ async fn prune_waits_for_the_controller() {
         "{}",
         r.stderr
     );
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     c.fail(&["get", "VirtualMachine", "db1"]);
     assert_eq!(domains(&conn), vec![("web1".to_string(), true)]);
     // Once it is gone it can be declared again (a new object, a new domain).
     c.ok(&["apply", "-f", f.to_str().unwrap(), "--apply-set", "lab"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(domains(&conn).len(), 2);
 }
 
@@ -683,14 +657,14 @@ async fn controller_on_postgres() {
     let conn = libvirt();
     let (c, store, _dir) = setup_on("postgres").await;
     let mut ctl = controller(&store, "pg").await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(status(&c, "web1")["phase"], "Running");
     assert_eq!(status(&c, "db1")["phase"], "Stopped");
     assert_eq!(domains(&conn).len(), 2);
     let mut other = controller(&store, "other").await;
     assert!(!other.tick().await.unwrap().leader);
     c.ok(&["vm", "delete", "web1"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     c.fail(&["get", "VirtualMachine", "web1"]);
     assert_eq!(domains(&conn), vec![("db1".to_string(), false)]);
 }

@@ -11,8 +11,11 @@ use aws_sdk_ec2::types::Filter;
 use clusto_cli::backends::Backends;
 use clusto_core::vm::Ec2Config;
 use clusto_store::Store;
-use clusto_vm::{Controller, Options, TickReport};
-use common::Clusto;
+use clusto_vm::{Controller, Options};
+use common::{Clusto, converge, ready};
+
+/// How long the controller may take to converge in these tests.
+const LIMIT: Duration = Duration::from_secs(60);
 use serde_json::Value as Json;
 
 struct Moto {
@@ -174,37 +177,6 @@ spec:
     }
 }
 
-async fn converge(c: &mut Controller) -> Vec<TickReport> {
-    let mut out = Vec::new();
-    let t = Instant::now();
-    loop {
-        let r = c.tick().await.unwrap();
-        let idle = r.reconciled == 0;
-        out.push(r);
-        if idle && c.next_due() > Instant::now() + Duration::from_secs(1) {
-            return out;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "no convergence: {out:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn ready(st: &Json) -> (String, String, String) {
-    let r = st["conditions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or_default();
-    (
-        r["status"].as_str().unwrap_or_default().to_string(),
-        r["reason"].as_str().unwrap_or_default().to_string(),
-        r["message"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
 const VMS: &str = r#"---
 apiVersion: clusto.dev/v1alpha1
 kind: VirtualMachine
@@ -226,7 +198,7 @@ spec: {manager: aws, image: ami-1e749f67, instanceType: m5.large}
 async fn ec2_lifecycle_budget_guard_and_drift() {
     let lab = Lab::new(VMS).await;
     let mut ctl = lab.controller().await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
 
     // Created, tagged, as asked.
     let app1 = lab.instances("app1").await;
@@ -288,39 +260,39 @@ async fn ec2_lifecycle_budget_guard_and_drift() {
 
     // Stop and start through the CLI.
     lab.c.ok(&["vm", "stop", "app1"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(lab.instances("app1").await[0].1, "stopped");
     lab.c.ok(&["vm", "start", "app1"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(lab.instances("app1").await[0].1, "running");
 
     // Resize: refused while running, done while stopped.
     lab.c.ok(&["vm", "set", "app1", "instanceType", "t3.small"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let (_, reason, msg) = ready(&lab.status("app1"));
     assert_eq!(reason, "BackendRefused");
     assert!(msg.contains("stopped first"), "{msg}");
     lab.c.ok(&["vm", "set", "app2", "instanceType", "t3.small"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(lab.instances("app2").await[0].2, "t3.small");
     assert_eq!(ready(&lab.status("app2")).0, "True");
 
     // Delete is refused while allowTermination is false: the object stays.
     lab.c.ok(&["vm", "delete", "app2"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let st = lab.status("app2");
     assert_eq!(st["phase"], "Terminating");
     assert_eq!(ready(&st).1, "TerminationRefused");
     assert_eq!(lab.instances("app2").await.len(), 1);
     lab.c.ok(&["vm", "set", "app2", "allowTermination", "true"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert!(lab.instances("app2").await.is_empty());
     lab.c.fail(&["get", "VirtualMachine", "app2"]);
 
     // The budget counts the type a VM asks for: app1 back to t3.micro and
     // app2 gone leave room for another t3.micro, not an m5.large.
     lab.c.ok(&["vm", "set", "app1", "instanceType", "t3.micro"]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(ready(&lab.status("app1")).0, "True");
     lab.c.ok(&[
         "vm",
@@ -334,7 +306,7 @@ async fn ec2_lifecycle_budget_guard_and_drift() {
         "--instance-type",
         "t3.micro",
     ]);
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(lab.instances("app3").await.len(), 1);
     assert!(lab.instances("big").await.is_empty());
 
@@ -349,7 +321,7 @@ async fn ec2_lifecycle_budget_guard_and_drift() {
         .await
         .unwrap();
     ctl.resync_now();
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let st = lab.status("app3");
     assert_eq!(st["phase"], "Lost");
     assert_eq!(ready(&st).1, "Lost");
@@ -388,7 +360,7 @@ spec: {manager: aws, image: ami-1e749f67, instanceType: t3.micro}
     .unwrap();
     // The restarted controller finds it by its tag and records it.
     let mut ctl = lab.controller().await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     let live = lab.instances("crash1").await;
     assert_eq!(live.len(), 1, "no duplicate: {live:?}");
     assert_eq!(lab.status("crash1")["backendId"], first.backend_id.as_str());
@@ -396,7 +368,7 @@ spec: {manager: aws, image: ami-1e749f67, instanceType: t3.micro}
     drop(ctl);
     let head = lab.store.head().await.unwrap();
     let mut ctl = lab.controller().await;
-    converge(&mut ctl).await;
+    converge(&mut ctl, LIMIT).await;
     assert_eq!(lab.store.head().await.unwrap(), head);
     assert_eq!(lab.instances("crash1").await.len(), 1);
 }

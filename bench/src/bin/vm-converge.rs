@@ -27,6 +27,27 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A hypervisor in the manager with `system.memory`, `.disk`, `.cpucount`.
+fn hypervisor(
+    inv: &mut Inventory,
+    mgr: clusto_core::EntityId,
+    name: &str,
+    [memory, disk, cpus]: [i64; 3],
+) -> Result<()> {
+    let id = inv.create(Kind::Server, name, None)?;
+    for (k, v) in [("memory", memory), ("disk", disk), ("cpucount", cpus)] {
+        inv.attr_set(
+            id,
+            "system",
+            Some(k),
+            clusto_core::NumberSpec::None,
+            Value::Int(v),
+        )?;
+    }
+    inv.insert(mgr, id, None)?;
+    Ok(())
+}
+
 fn build(
     inv: &mut Inventory,
     backend: &str,
@@ -43,21 +64,7 @@ fn build(
                 "libvirt",
                 &serde_json::json!({"uri": "qemu:///system", "pool": pool}).to_string(),
             )?;
-            let id = inv.create(Kind::Server, "localhv", None)?;
-            for (k, v) in [
-                ("memory", 1 << 20),
-                ("disk", 1 << 20),
-                ("cpucount", 1 << 10),
-            ] {
-                inv.attr_set(
-                    id,
-                    "system",
-                    Some(k),
-                    clusto_core::NumberSpec::None,
-                    Value::Int(v),
-                )?;
-            }
-            inv.insert(mgr, id, None)?;
+            hypervisor(inv, mgr, "localhv", [1 << 20, 1 << 20, 1 << 10])?;
         }
         None => {
             inv.configure(mgr, "backend", "libvirt")?;
@@ -68,21 +75,7 @@ fn build(
             )?;
             // Ten hypervisors with room for everything.
             for h in 0..10 {
-                let id = inv.create(Kind::Server, &format!("hv{h:02}"), None)?;
-                for (k, v) in [
-                    ("memory", 1 << 22),
-                    ("disk", 1 << 20),
-                    ("cpucount", 1 << 12),
-                ] {
-                    inv.attr_set(
-                        id,
-                        "system",
-                        Some(k),
-                        clusto_core::NumberSpec::None,
-                        Value::Int(v),
-                    )?;
-                }
-                inv.insert(mgr, id, None)?;
+                hypervisor(inv, mgr, &format!("hv{h:02}"), [1 << 22, 1 << 20, 1 << 12])?;
             }
         }
         Some((endpoint, creds)) => {
@@ -186,15 +179,10 @@ async fn main() -> Result<()> {
     };
     let head0 = store.head().await?;
     let t = Instant::now();
-    let mut ticks = 0;
-    loop {
-        let r = c.tick().await?;
-        ticks += 1;
-        if r.reconciled == 0 && c.next_due() > Instant::now() + Duration::from_secs(2) {
-            break;
-        }
-        tokio::time::sleep_until(tokio::time::Instant::from_std(c.next_wake())).await;
-    }
+    let ticks = c
+        .converge(Duration::from_secs(2), Duration::from_secs(3600))
+        .await?
+        .len();
     let converge = t.elapsed();
     let calls = c.metrics.backend_calls();
     let requests = clusto_vm::Provider::requests(provider.as_ref());

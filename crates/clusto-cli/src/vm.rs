@@ -49,11 +49,12 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         clusto_metrics::serve(addr, Arc::new(move || m.render())).await?;
     }
     if a.once {
-        // Until a tick finds nothing to do and nothing is due soon.
         let started = Instant::now();
         loop {
-            let r = c.tick().await?;
-            if !r.leader {
+            let passes = c
+                .converge(Duration::from_millis(1500), Duration::from_secs(600))
+                .await?;
+            if passes.last().is_none_or(|r| !r.leader) {
                 // A holder that died frees a SQLite lease when it expires.
                 if started.elapsed() > a.lease_ttl * 2 {
                     let who = store
@@ -67,24 +68,14 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            if r.reconciled == 0 && c.next_due() > Instant::now() + Duration::from_millis(1500) {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(600) {
-                bail!("not converged after 10 minutes");
-            }
-            tokio::time::sleep_until(tokio::time::Instant::from_std(
-                c.next_due()
-                    .min(Instant::now() + Duration::from_millis(100)),
-            ))
-            .await;
+            break;
         }
         c.release().await?;
         let inv = store.load(None).await?;
         let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
         let vms = inv.entities_of_kind(Kind::VirtualMachine);
         for e in &vms {
-            *phases.entry(inv.vm_status(e.id).phase).or_default() += 1;
+            *phases.entry(inv.vm_phase(e.id)).or_default() += 1;
         }
         let by: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
         eprintln!("converged: {} VMs ({})", vms.len(), by.join(", "));

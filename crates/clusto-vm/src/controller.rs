@@ -28,6 +28,8 @@ pub enum ControllerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Core(#[from] clusto_core::CoreError),
+    #[error("not converged within {}s", .0.as_secs())]
+    NotConverged(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -74,9 +76,20 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 struct Entry {
-    fingerprint: String,
+    /// What the object asked for at the last revision read, or why it is
+    /// invalid.
+    desired: Result<Desired, String>,
     due: Instant,
     failures: u32,
+}
+
+/// Whether two readings of an object ask for the same thing.
+fn same_ask(a: &Result<Desired, String>, b: &Result<Desired, String>) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a.fingerprint == b.fingerprint,
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// What one tick did.
@@ -129,6 +142,20 @@ struct Done {
     after: Option<Observed>,
     error: Option<BackendError>,
     took: Duration,
+}
+
+impl Done {
+    /// A VM whose backend was never asked (no scope, no backend, listing
+    /// failed).
+    fn unreached(desired: Desired, action: Action, error: Option<BackendError>) -> Done {
+        Done {
+            desired,
+            action,
+            after: None,
+            error,
+            took: Duration::ZERO,
+        }
+    }
 }
 
 impl Controller {
@@ -251,6 +278,31 @@ impl Controller {
         self.release().await
     }
 
+    /// Ticks until a pass finds nothing to do and nothing falls due within
+    /// `quiet`, or this controller does not hold the lease (the last
+    /// report says so); gives up after `limit`. For `--once`, tests and
+    /// benchmarks.
+    pub async fn converge(
+        &mut self,
+        quiet: Duration,
+        limit: Duration,
+    ) -> Result<Vec<TickReport>, ControllerError> {
+        let started = Instant::now();
+        let mut reports = Vec::new();
+        loop {
+            let r = self.tick().await?;
+            let (idle, leader) = (r.reconciled == 0, r.leader);
+            reports.push(r);
+            if !leader || (idle && self.next_due() > Instant::now() + quiet) {
+                return Ok(reports);
+            }
+            if started.elapsed() > limit {
+                return Err(ControllerError::NotConverged(limit));
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(self.next_wake())).await;
+        }
+    }
+
     /// One pass of the loop.
     pub async fn tick(&mut self) -> Result<TickReport, ControllerError> {
         let mut report = TickReport::default();
@@ -282,7 +334,7 @@ impl Controller {
         }
         let calls_before = self.metrics.backend_calls();
         let requests_before = self.provider.requests();
-        let (jobs, unscoped) = self.plan_jobs(&inv, &due).await;
+        let (jobs, unscoped) = self.plan_jobs(&inv, due).await;
         // Record "Provisioning" before any create: an object deleted from
         // now on waits for the controller, so a crash between the
         // backend's create and the status write leaks nothing.
@@ -422,30 +474,33 @@ impl Controller {
         let mut seen = BTreeSet::new();
         for e in inv.entities_of_kind(Kind::VirtualMachine) {
             seen.insert(e.id);
-            let (fp, due) = match inv.vm_desired(e.id) {
-                Ok(d) => (d.fingerprint, now),
-                // Nothing to act on until the spec changes.
-                Err(err) => (format!("invalid: {err}"), now + self.opts.resync),
+            let desired = inv.vm_desired(e.id).map_err(|err| err.to_string());
+            // Nothing to act on until an invalid spec changes.
+            let due = if desired.is_ok() {
+                now
+            } else {
+                now + self.opts.resync
             };
-            match self.queue.get_mut(&e.id) {
-                Some(q) if q.fingerprint == fp => continue,
+            let changed = match self.queue.get_mut(&e.id) {
+                // Same ask: keep the schedule, take the newest reading
+                // (a rename changes the name, not the fingerprint).
+                Some(q) if same_ask(&q.desired, &desired) => {
+                    q.desired = desired;
+                    continue;
+                }
                 Some(q) => {
-                    q.fingerprint = fp.clone();
                     q.due = due;
                     q.failures = 0;
+                    q.desired = desired;
+                    q
                 }
-                None => {
-                    self.queue.insert(
-                        e.id,
-                        Entry {
-                            fingerprint: fp.clone(),
-                            due,
-                            failures: 0,
-                        },
-                    );
-                }
-            }
-            if let Some(err) = fp.strip_prefix("invalid: ") {
+                None => self.queue.entry(e.id).or_insert(Entry {
+                    desired,
+                    due,
+                    failures: 0,
+                }),
+            };
+            if let Err(err) = &changed.desired {
                 tracing::warn!(vm = %e.name, error = %err, "invalid VirtualMachine; not reconciled");
             }
         }
@@ -456,7 +511,7 @@ impl Controller {
     }
 
     /// Due objects, as many as the rate limit allows, oldest first.
-    fn take_due(&mut self, now: Instant) -> Vec<EntityId> {
+    fn take_due(&mut self, now: Instant) -> Vec<Desired> {
         let rate = self.opts.rate.max(1.0);
         self.tokens =
             (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(rate);
@@ -464,7 +519,7 @@ impl Controller {
         let mut due: Vec<(Instant, EntityId)> = self
             .queue
             .iter()
-            .filter(|(_, e)| e.due <= now)
+            .filter(|(_, e)| e.due <= now && e.desired.is_ok())
             .map(|(id, e)| (e.due, *id))
             .collect();
         due.sort();
@@ -480,21 +535,17 @@ impl Controller {
             tracing::debug!(waiting = due.len() - n, "rate limited");
             self.throttled_until = Some(now + self.opts.poll);
         }
-        due.into_iter().take(n).map(|(_, id)| id).collect()
+        due.into_iter()
+            .take(n)
+            .filter_map(|(_, id)| self.queue.get(&id)?.desired.clone().ok())
+            .collect()
     }
 
     /// Lists each scope once and decides every due VM's step.
-    async fn plan_jobs(&self, inv: &Inventory, due: &[EntityId]) -> (Vec<Job>, Vec<Done>) {
+    async fn plan_jobs(&self, inv: &Inventory, due: Vec<Desired>) -> (Vec<Job>, Vec<Done>) {
         let mut unscoped = Vec::new();
         let mut groups: BTreeMap<Scope, (ManagerConfig, Vec<Desired>)> = BTreeMap::new();
-        for id in due {
-            let d = match inv.vm_desired(*id) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(vm = inv.name_of(*id), error = %e, "invalid VirtualMachine");
-                    continue;
-                }
-            };
+        for d in due {
             match scope_of(inv, &d) {
                 Ok((scope, cfg)) => groups.entry(scope).or_insert((cfg, Vec::new())).1.push(d),
                 Err(msg) => {
@@ -508,13 +559,7 @@ impl Controller {
                             message: msg,
                         }
                     };
-                    unscoped.push(Done {
-                        desired: d,
-                        action,
-                        after: None,
-                        error: None,
-                        took: Duration::ZERO,
-                    })
+                    unscoped.push(Done::unreached(d, action, None))
                 }
             }
         }
@@ -524,15 +569,10 @@ impl Controller {
             let backend = match self.provider.backend(&cfg) {
                 Ok(b) => b,
                 Err(e) => {
-                    for d in vms {
-                        unscoped.push(Done {
-                            desired: d,
-                            action: Action::None,
-                            after: None,
-                            error: Some(e.clone()),
-                            took: Duration::ZERO,
-                        });
-                    }
+                    unscoped.extend(
+                        vms.into_iter()
+                            .map(|d| Done::unreached(d, Action::None, Some(e.clone()))),
+                    );
                     continue;
                 }
             };
@@ -557,20 +597,14 @@ impl Controller {
                 Err(e) => {
                     self.metrics.call_failed("list");
                     tracing::warn!(scope = %scope.uri, error = %e, "listing failed");
-                    for d in vms {
-                        unscoped.push(Done {
-                            desired: d,
-                            action: Action::None,
-                            after: None,
-                            error: Some(e.clone()),
-                            took: Duration::ZERO,
-                        });
-                    }
+                    unscoped.extend(
+                        vms.into_iter()
+                            .map(|d| Done::unreached(d, Action::None, Some(e.clone()))),
+                    );
                     continue;
                 }
             };
-            for d in vms {
-                let uid = self.uid_of(d.id);
+            for (d, uid) in vms.into_iter().zip(want) {
                 let o = observed.get(&uid).cloned();
                 let known = inv.vm_status(d.id).backend_id.is_some();
                 let mut action = decide(&d, cfg.backend, o.as_ref(), known);
