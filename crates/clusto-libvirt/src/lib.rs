@@ -212,6 +212,33 @@ impl Libvirt {
 
 /// The domain type: `libvirt.domain-type`, else from the URI's driver
 /// (no call to the hypervisor).
+/// Treats "the domain is not in a state for that" (already running,
+/// already off) as done: the goal is met.
+fn goal_met(r: Result<(), VirtError>) -> Result<(), BackendError> {
+    match r {
+        Err(e) if !is(&e, ErrorNumber::OperationInvalid) => Err(err(e)),
+        _ => Ok(()),
+    }
+}
+
+impl Libvirt {
+    /// Starts, or hard powers off, a domain: the spec says Stopped, and a
+    /// guest without ACPI (or without an OS) would ignore a polite shutdown.
+    fn power<'a>(&'a self, scope: &'a Scope, vm: &'a Observed, p: Power) -> BoxFut<'a, Observed> {
+        let id = vm.backend_id.clone();
+        let host = scope.host.clone();
+        self.job(scope, move |c, n| {
+            n.add(3);
+            let d = c.lookup_domain_by_uuid_string(&id).map_err(err)?;
+            goal_met(match p {
+                Power::Running => d.create(),
+                Power::Stopped => d.destroy(),
+            })?;
+            observe(&d, host.as_deref()).map_err(err)
+        })
+    }
+}
+
 fn domain_kind(uri: &str, vm: &Desired) -> String {
     if let Some(k) = vm.attrs.get("libvirt.domain-type") {
         return k.clone();
@@ -361,36 +388,11 @@ impl Backend for Libvirt {
     }
 
     fn start<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
-        let id = vm.backend_id.clone();
-        let host = scope.host.clone();
-        self.job(scope, move |c, n| {
-            n.add(3);
-            let d = c.lookup_domain_by_uuid_string(&id).map_err(err)?;
-            match d.create() {
-                Ok(()) => {}
-                // Already running: the goal is met.
-                Err(e) if is(&e, ErrorNumber::OperationInvalid) => {}
-                Err(e) => return Err(err(e)),
-            }
-            observe(&d, host.as_deref()).map_err(err)
-        })
+        self.power(scope, vm, Power::Running)
     }
 
     fn stop<'a>(&'a self, scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
-        let id = vm.backend_id.clone();
-        let host = scope.host.clone();
-        self.job(scope, move |c, n| {
-            n.add(3);
-            let d = c.lookup_domain_by_uuid_string(&id).map_err(err)?;
-            // A hard power-off: the spec says Stopped, and a guest without
-            // ACPI (or without an OS) would ignore a polite shutdown.
-            match d.destroy() {
-                Ok(()) => {}
-                Err(e) if is(&e, ErrorNumber::OperationInvalid) => {}
-                Err(e) => return Err(err(e)),
-            }
-            observe(&d, host.as_deref()).map_err(err)
-        })
+        self.power(scope, vm, Power::Stopped)
     }
 
     fn resize<'a>(
@@ -447,11 +449,7 @@ impl Backend for Libvirt {
                 Ok(d) => {
                     if running {
                         n.add(1);
-                        match d.destroy() {
-                            Ok(()) => {}
-                            Err(e) if is(&e, ErrorNumber::OperationInvalid) => {}
-                            Err(e) => return Err(err(e)),
-                        }
+                        goal_met(d.destroy())?;
                     }
                     n.add(1);
                     match d.undefine() {
