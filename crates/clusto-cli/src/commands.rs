@@ -1,19 +1,19 @@
-//! One function per verb. Reads load the inventory (or query SQL); writes
-//! go through `Store::write`, which makes exactly one revision or none.
+//! One function per verb. Point reads and writes load what they name and
+//! its neighbourhood (`Store::load_scope`, `Store::write_scope`); lists
+//! query SQL or load the inventory. A write makes exactly one revision or none.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clusto_core::resource;
 use clusto_core::{
     CoreError, EntityId, Inventory, Kind, NumberSpec, PortId, RuRange, Value, ValueType, model,
 };
-use clusto_store::{RevisionMeta, Store, StoreError};
+use clusto_store::{RevisionMeta, Scope, Store, StoreError};
 use serde_json::{Value as Json, json};
 
 use crate::declarative;
-use crate::output::{Format, emit, paint};
+use crate::output::{Format, ListWriter, emit, paint};
 use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp, RackOp, VmOp};
 
 /// Errors from a write closure: a rule broken, or the store failing.
@@ -335,9 +335,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 settings.push((f.to_string(), v.to_string()));
             }
             let ru = parse_ru(ru.as_deref())?;
+            let mut scope = Scope::write([name]);
+            if let Some(c) = container {
+                scope = scope.name(c);
+            }
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("create {kind} {name}")),
+                    &scope,
                     |inv| -> Result<(), WriteError> {
                         let id = inv.create(kind, name, driver.as_deref())?;
                         for (f, v) in &settings {
@@ -361,66 +366,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             at,
             show_hidden,
         } => {
-            let inv = store.load(at.at).await?;
-            let ids: Vec<EntityId> = if let Some(n) = name {
-                let e = inv.get(n)?;
-                if kind != "all" && kind_arg(kind)? != e.kind {
-                    bail!("{n} is a {}, not a {kind}", e.kind);
-                }
-                vec![e.id]
-            } else if kind == "all" {
-                inv.entities().into_iter().map(|e| e.id).collect()
-            } else {
-                inv.entities_of_kind(kind_arg(kind)?)
-                    .into_iter()
-                    .map(|e| e.id)
-                    .collect()
+            let Some(n) = name else {
+                let kind = (kind != "all").then(|| kind_arg(kind)).transpose()?;
+                get_list(&store, fmt, kind, at.at, *show_hidden).await?;
+                return Ok(ExitCode::SUCCESS);
             };
-            let items: Vec<Json> = ids
-                .iter()
-                .map(|id| inv.resource(*id, *show_hidden))
-                .collect();
-            let data = if name.is_some() {
-                items.into_iter().next().unwrap_or(Json::Null)
-            } else {
-                resource::list(items)
-            };
-            let rows = ids
-                .iter()
-                .map(|id| {
-                    let e = inv.entity(*id).expect("listed");
-                    let place = match inv.rack_of(*id) {
-                        Some((r, ru)) => format!("{} RU {ru}", inv.name_of(r)),
-                        None => inv
-                            .parents_of(*id)
-                            .into_iter()
-                            .find(|p| inv.kind_of(*p).is_some_and(|k| k.is_location()))
-                            .map(|p| inv.name_of(p).to_string())
-                            .unwrap_or_default(),
-                    };
-                    let addrs: Vec<String> = inv
-                        .addresses_of(*id)
-                        .iter()
-                        .map(|a| a.address.to_string())
-                        .collect();
-                    vec![
-                        e.name.clone(),
-                        e.kind.to_string(),
-                        e.driver.clone(),
-                        place,
-                        addrs.join(","),
-                    ]
-                })
-                .collect();
-            emit(
-                fmt,
-                &data,
-                &["NAME", "KIND", "DRIVER", "LOCATION", "ADDRESSES"],
-                rows,
-            )?;
+            let inv = read(&store, Scope::read([n]), at.at).await?;
+            let e = inv.get(n)?;
+            if kind != "all" && kind_arg(kind)? != e.kind {
+                bail!("{n} is a {}, not a {kind}", e.kind);
+            }
+            let item = inv.resource(e.id, *show_hidden);
+            emit(fmt, &item, GET_HEADER, vec![get_row(&inv, e.id)])?;
         }
         Command::Describe { name, at } => {
-            let inv = store.load(at.at).await?;
+            let inv = read(&store, Scope::read([name]), at.at).await?;
             let id = inv.id_of(name)?;
             let r = inv.resource(id, false);
             match fmt {
@@ -430,8 +390,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Delete { names } => {
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("delete {}", names.join(" "))),
+                    &Scope::write(names),
                     |inv| -> Result<Vec<String>, WriteError> {
                         let mut terminating = Vec::new();
                         for n in names {
@@ -465,8 +426,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rename { old, new } => {
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("rename {old} {new}")),
+                    &Scope::write([old, new]),
                     |inv| -> Result<(), WriteError> {
                         let id = inv.id_of(old)?;
                         inv.rename(id, new)?;
@@ -484,8 +446,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let ru = parse_ru(ru.as_deref())?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("insert {container} {name}")),
+                    &Scope::write([container]).with_descendants_of(name),
                     |inv| -> Result<(), WriteError> {
                         let c = inv.id_of(container)?;
                         let t = inv.id_of(name)?;
@@ -498,8 +461,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Remove { container, name } => {
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("remove {container} {name}")),
+                    &Scope::write([container, name]),
                     |inv| -> Result<(), WriteError> {
                         let c = inv.id_of(container)?;
                         let t = inv.id_of(name)?;
@@ -514,8 +478,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (an, ap) = model::split_port_ref(a)?;
             let (bn, bp) = model::split_port_ref(b)?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("connect {a} {b}")),
+                    &Scope::write([an, bn]),
                     |inv| -> Result<(), WriteError> {
                         let ai = inv.id_of(an)?;
                         let bi = inv.id_of(bn)?;
@@ -529,8 +494,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Disconnect { port } => {
             let (n, p) = model::split_port_ref(port)?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("disconnect {port}")),
+                    &Scope::write([n]),
                     |inv| -> Result<(), WriteError> {
                         let id = inv.id_of(n)?;
                         inv.disconnect(id, &p)?;
@@ -542,7 +508,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Port { op } => port(&store, fmt, op, &meta).await?,
         Command::Locate { name, at } => {
-            let inv = store.load(at.at).await?;
+            let inv = read(&store, Scope::read([name]), at.at).await?;
             let id = inv.id_of(name)?;
             let mut lines: Vec<(String, Json)> = Vec::new();
             for (p, (peer, pp)) in inv.connected_ports(id) {
@@ -590,8 +556,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let kind = kind_arg(kind)?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("name allocate {manager}")),
+                    &Scope::write([manager]).with_next_name(manager),
                     |inv| -> Result<String, WriteError> {
                         let m = inv.id_of(manager)?;
                         let id = inv.name_allocate(m, kind, driver.as_deref())?;
@@ -612,7 +579,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pool {
             op: PoolOp::Members { pools, at },
         } => {
-            let inv = store.load(at.at).await?;
+            let scope = pools
+                .iter()
+                .fold(Scope::read(pools), |s, p| s.with_descendants_of(p));
+            let inv = read(&store, scope, at.at).await?;
             let ids = pools
                 .iter()
                 .map(|p| inv.id_of(p))
@@ -632,7 +602,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             recursive,
             at,
         } => {
-            let inv = store.load(at.at).await?;
+            let scope = if *recursive {
+                Scope::read([name]).with_descendants_of(name)
+            } else {
+                Scope::read([name])
+            };
+            let inv = read(&store, scope, at.at).await?;
             let id = inv.id_of(name)?;
             let v = if *recursive {
                 inv.contents_recursive(id)
@@ -646,7 +621,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             recursive,
             at,
         } => {
-            let inv = store.load(at.at).await?;
+            let inv = read(&store, Scope::read([name]), at.at).await?;
             let id = inv.id_of(name)?;
             let v = if *recursive {
                 inv.ancestors(id)
@@ -670,52 +645,144 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let rows = names.iter().map(|n| vec![n.clone()]).collect();
             emit(fmt, &data, &["NAME"], rows)?;
         }
-        Command::History { name, limit } => {
-            let h = store.history(name.as_deref(), Some(*limit)).await?;
-            let items: Vec<Json> = h
-                .iter()
-                .map(|e| {
-                    json!({
-                        "revision": e.revision.rev,
-                        "time": clusto_core::time::format_unix_ms(e.revision.at_ms),
-                        "user": e.revision.user,
-                        "manager": e.revision.manager,
-                        "message": e.revision.message,
-                        "changes": e.changes,
-                    })
-                })
-                .collect();
-            match fmt {
-                Format::Table => {
-                    for e in &h {
-                        println!(
-                            "{} {} {} [{}] {}",
-                            paint("33", &format!("revision {}", e.revision.rev)),
-                            clusto_core::time::format_unix_ms(e.revision.at_ms),
-                            e.revision.user,
-                            e.revision.manager,
-                            e.revision.message
-                        );
-                        for c in &e.changes {
-                            let code = match c.op {
-                                '+' => "32",
-                                '-' => "31",
-                                _ => "33",
-                            };
-                            println!("  {} {}", paint(code, &c.op.to_string()), c.text);
-                        }
-                    }
-                }
-                Format::Name => {
-                    for e in &h {
-                        println!("{}", e.revision.rev);
-                    }
-                }
-                _ => emit(fmt, &resource::list(items), &[], vec![])?,
-            }
+        Command::History { name, limit, since } => {
+            let q = clusto_store::HistoryQuery {
+                name: name.clone(),
+                limit: (*limit != 0).then_some(*limit),
+                since: *since,
+            };
+            let mut list = ListWriter::new(fmt, &[]);
+            store
+                .history_each(&q, |e| print_history_entry(fmt, &mut list, e))
+                .await?;
+            list.finish()?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+const GET_HEADER: &[&str] = &["NAME", "KIND", "DRIVER", "LOCATION", "ADDRESSES"];
+
+/// One line of `clusto get`.
+fn get_row(inv: &Inventory, id: EntityId) -> Vec<String> {
+    let Some(e) = inv.entity(id) else {
+        return Vec::new();
+    };
+    let place = match inv.rack_of(id) {
+        Some((r, ru)) => format!("{} RU {ru}", inv.name_of(r)),
+        None => inv
+            .parents_of(id)
+            .into_iter()
+            .find(|p| inv.kind_of(*p).is_some_and(|k| k.is_location()))
+            .map(|p| inv.name_of(p).to_string())
+            .unwrap_or_default(),
+    };
+    let addrs: Vec<String> = inv
+        .addresses_of(id)
+        .iter()
+        .map(|a| a.address.to_string())
+        .collect();
+    vec![
+        e.name.clone(),
+        e.kind.to_string(),
+        e.driver.clone(),
+        place,
+        addrs.join(","),
+    ]
+}
+
+/// Entities per page of a listing.
+const LIST_PAGE: i64 = 500;
+
+/// `clusto get KIND`: page after page of one snapshot, each page loaded
+/// with just what its rows show, printed before the next is read.
+async fn get_list(
+    store: &Store,
+    fmt: Format,
+    kind: Option<Kind>,
+    at: Option<i64>,
+    show_hidden: bool,
+) -> Result<()> {
+    let mut snap = store.snapshot(at).await?;
+    let mut list = ListWriter::new(fmt, GET_HEADER);
+    let mut after: Option<String> = None;
+    loop {
+        let names = snap.names(kind, after.as_deref(), LIST_PAGE).await?;
+        let Some(last) = names.last().cloned() else {
+            break;
+        };
+        let inv = snap.load(&Scope::read(&names)).await?;
+        let ids: Vec<EntityId> = names.iter().filter_map(|n| inv.id_of(n).ok()).collect();
+        let items = match fmt {
+            Format::Json | Format::Yaml => ids
+                .iter()
+                .map(|id| inv.resource(*id, show_hidden))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let rows = ids.iter().map(|id| get_row(&inv, *id)).collect();
+        list.page(items, rows)?;
+        if (names.len() as i64) < LIST_PAGE {
+            break;
+        }
+        after = Some(last);
+    }
+    list.finish()
+}
+
+fn print_history_entry(
+    fmt: Format,
+    list: &mut ListWriter,
+    e: clusto_store::HistoryEntry,
+) -> Result<()> {
+    let time = clusto_core::time::format_unix_ms(e.revision.at_ms);
+    match fmt {
+        Format::Table => {
+            println!(
+                "{} {time} {} [{}] {}",
+                paint("33", &format!("revision {}", e.revision.rev)),
+                e.revision.user,
+                e.revision.manager,
+                e.revision.message
+            );
+            for c in &e.changes {
+                let code = match c.op {
+                    '+' => "32",
+                    '-' => "31",
+                    _ => "33",
+                };
+                println!("  {} {}", paint(code, &c.op.to_string()), c.text);
+            }
+            Ok(())
+        }
+        Format::Name => {
+            println!("{}", e.revision.rev);
+            Ok(())
+        }
+        _ => list.item(&json!({
+            "revision": e.revision.rev,
+            "time": time,
+            "user": e.revision.user,
+            "manager": e.revision.manager,
+            "message": e.revision.message,
+            "changes": e.changes,
+        })),
+    }
+}
+
+/// A point read: what `scope` names and its neighbourhood, one revision.
+async fn read(store: &Store, scope: Scope, at: Option<i64>) -> Result<Inventory> {
+    Ok(store.load_scope(&scope, at).await?.1)
+}
+
+/// An attribute write touches the entity, and the entity a `--type ref`
+/// value names.
+fn attr_scope(name: &str, value: Option<&str>, ty: Option<&str>) -> Scope {
+    let scope = Scope::write([name]);
+    match (value, ty) {
+        (Some(v), Some("ref")) => scope.name(v),
+        _ => scope,
+    }
 }
 
 fn names_out(inv: &Inventory, fmt: Format, ids: Vec<EntityId>) -> Result<()> {
@@ -842,8 +909,9 @@ async fn attr(
             } = w;
             let verb = if set { "set" } else { "add" };
             let r = store
-                .write(
+                .write_scope(
                     &meta(format!("attr {verb} {name} {key}")),
+                    &attr_scope(name, Some(value), value_type.as_deref()),
                     |inv| -> Result<Option<i64>, WriteError> {
                         let id = inv.id_of(name)?;
                         let (k, sk) = split_key(key, subkey.as_deref())?;
@@ -869,7 +937,7 @@ async fn attr(
             show_hidden,
             at,
         } => {
-            let inv = store.load(at.at).await?;
+            let inv = read(store, Scope::read([name]), at.at).await?;
             let id = inv.id_of(name)?;
             let (k, sk) = match key {
                 Some(k) => {
@@ -939,8 +1007,9 @@ async fn attr(
             value_type,
         } => {
             let r = store
-                .write(
+                .write_scope(
                     &meta(format!("attr del {name} {key}")),
+                    &attr_scope(name, value.as_deref(), value_type.as_deref()),
                     |inv| -> Result<usize, WriteError> {
                         let id = inv.id_of(name)?;
                         let (k, sk) = split_key(key, subkey.as_deref())?;
@@ -974,7 +1043,7 @@ async fn port(
             connected,
             at,
         } => {
-            let inv = store.load(at.at).await?;
+            let inv = read(store, Scope::read([name]), at.at).await?;
             let id = inv.id_of(name)?;
             let ports: Vec<_> = inv
                 .ports(id)
@@ -1021,8 +1090,9 @@ async fn port(
         } => {
             let p: PortId = port.parse()?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("port set {name} {port} {key}")),
+                    &Scope::write([name]),
                     |inv| -> Result<(), WriteError> {
                         let id = inv.id_of(name)?;
                         inv.port_attr_set(id, &p, key, value)?;
@@ -1035,8 +1105,9 @@ async fn port(
         PortOp::Unset { name, port, key } => {
             let p: PortId = port.parse()?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("port unset {name} {port} {key}")),
+                    &Scope::write([name]),
                     |inv| -> Result<usize, WriteError> {
                         let id = inv.id_of(name)?;
                         Ok(inv.port_attr_del(id, &p, key)?)
@@ -1071,9 +1142,14 @@ async fn ip(
                 })
                 .transpose()?;
             let port: Option<PortId> = port.as_deref().map(str::parse).transpose()?;
+            let scope = match address {
+                Some(ip) => Scope::write([manager, name]).with_address(ip),
+                None => Scope::write([name]).with_next_address(manager),
+            };
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("ip allocate {manager} {name}")),
+                    &scope,
                     |inv| -> Result<IpAddr, WriteError> {
                         let m = inv.id_of(manager)?;
                         let t = inv.id_of(name)?;
@@ -1097,8 +1173,9 @@ async fn ip(
                 .map(|a| a.parse().map_err(|_| anyhow!("{a:?} is not an IP address")))
                 .transpose()?;
             let w = store
-                .write(
+                .write_scope(
                     &meta(format!("ip release {name}")),
+                    &Scope::write([name]),
                     |inv| -> Result<Vec<IpAddr>, WriteError> {
                         let t = inv.id_of(name)?;
                         Ok(inv.ip_release(t, address)?)
@@ -1112,7 +1189,7 @@ async fn ip(
             );
         }
         IpOp::List { manager, at } => {
-            let inv = store.load(at.at).await?;
+            let inv = read(store, Scope::read([manager]), at.at).await?;
             let m = inv.id_of(manager)?;
             let range = inv.ip_range(m)?;
             let mut allocs = inv.allocations(m);

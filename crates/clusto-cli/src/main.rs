@@ -163,10 +163,15 @@ pub enum Command {
         explain: bool,
     },
     /// Revisions, newest first, with what changed; with NAME only those touching it.
+    /// Printed as read, a page at a time.
     History {
         name: Option<String>,
+        /// Show at most this many revisions; 0 shows all.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Only revisions after this one (e.g. the last one a script saw).
+        #[arg(long, value_name = "REV")]
+        since: Option<i64>,
     },
     /// Show what applying manifests would change (Terraform-style): + create, ~ update, - delete.
     #[command(
@@ -502,6 +507,23 @@ pub enum PoolOp {
     },
 }
 
+/// A command whose reader went away (`clusto get server -o name | head -3`)
+/// ends quietly, as `ls` and `grep` do, instead of panicking inside
+/// `println!`: Rust ignores SIGPIPE by default, so restore the default
+/// action. Daemons keep ignoring it: a scraper hanging up must not kill them.
+fn die_quietly_on_closed_pipe(cli: &Cli) {
+    if matches!(
+        cli.command,
+        Command::Dhcpd { .. } | Command::Controller { .. }
+    ) {
+        return;
+    }
+    // SAFETY: called once at start, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error; --help and --version exit 0.
     let cli = match Cli::try_parse() {
@@ -515,6 +537,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    die_quietly_on_closed_pipe(&cli);
     if let Command::Completions { shell } = &cli.command {
         clap_complete::generate(
             *shell,

@@ -51,33 +51,54 @@ pub fn emit(format: Format, data: &Json, header: &[&str], rows: Vec<Vec<String>>
 }
 
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w = Vec::new();
+    widen(&mut w, header, rows);
+    print_header(header, &w);
+    print_rows(&w, rows);
+}
+
+/// Column widths that fit `header` and `rows` (never narrower than before).
+fn widen(w: &mut Vec<usize>, header: &[&str], rows: &[Vec<String>]) {
     let n = header.len();
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    w.resize(n, 0);
+    for (i, h) in header.iter().enumerate() {
+        w[i] = w[i].max(h.len());
+    }
     for r in rows {
         for (i, c) in r.iter().enumerate().take(n) {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let bold = std::io::stdout().is_terminal();
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
+}
+
+fn line(w: &[usize], cells: &[&str]) -> String {
+    let mut s = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            s.push_str(c);
+        } else {
+            s.push_str(&format!(
+                "{c:<width$}  ",
+                width = w.get(i).copied().unwrap_or(0)
+            ));
         }
-        s.trim_end().to_string()
-    };
-    let h = line(header.to_vec());
-    if bold {
+    }
+    s.trim_end().to_string()
+}
+
+fn print_header(header: &[&str], w: &[usize]) {
+    let h = line(w, header);
+    if std::io::stdout().is_terminal() {
         println!("\x1b[1m{h}\x1b[0m");
     } else {
         println!("{h}");
     }
+}
+
+fn print_rows(w: &[usize], rows: &[Vec<String>]) {
     for r in rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        println!("{}", line(w, &cells));
     }
 }
 
@@ -86,5 +107,96 @@ pub fn paint(code: &str, s: &str) -> String {
         format!("\x1b[{code}m{s}\x1b[0m")
     } else {
         s.to_string()
+    }
+}
+
+/// A list written page by page as it is read, so a long one (history,
+/// every server) never sits in memory whole: `kind: List` items for JSON
+/// and YAML, lines for names, rows for a table (its columns sized by the
+/// first page).
+pub struct ListWriter {
+    format: Format,
+    header: &'static [&'static str],
+    widths: Vec<usize>,
+    items: usize,
+}
+
+impl ListWriter {
+    pub fn new(format: Format, header: &'static [&'static str]) -> ListWriter {
+        ListWriter {
+            format,
+            header,
+            widths: Vec::new(),
+            items: 0,
+        }
+    }
+
+    /// One item for JSON or YAML (tables and names print their own lines
+    /// through [`ListWriter::page`] or directly).
+    pub fn item(&mut self, item: &Json) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        match self.format {
+            Format::Json => {
+                let sep = if self.items == 0 {
+                    "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": [\n"
+                } else {
+                    ",\n"
+                };
+                out.write_all(sep.as_bytes())?;
+                serde_json::to_writer(&mut out, item)?;
+            }
+            Format::Yaml => {
+                if self.items == 0 {
+                    out.write_all(b"apiVersion: v1\nkind: List\nitems:\n")?;
+                }
+                out.write_all(serde_saphyr::to_string(&[item])?.as_bytes())?;
+            }
+            Format::Table | Format::Name => {}
+        }
+        self.items += 1;
+        Ok(())
+    }
+
+    /// A page: `items` for JSON and YAML, `rows` otherwise.
+    pub fn page(&mut self, items: Vec<Json>, rows: Vec<Vec<String>>) -> Result<()> {
+        match self.format {
+            Format::Json | Format::Yaml => {
+                for i in &items {
+                    self.item(i)?;
+                }
+            }
+            Format::Name => {
+                for r in rows {
+                    if let Some(first) = r.first() {
+                        println!("{first}");
+                    }
+                }
+            }
+            Format::Table => {
+                if self.widths.is_empty() {
+                    widen(&mut self.widths, self.header, &rows);
+                    print_header(self.header, &self.widths);
+                }
+                print_rows(&self.widths, &rows);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        match (self.format, self.items) {
+            (Format::Json, 0) => out.write_all(
+                b"{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": []\n}\n",
+            )?,
+            (Format::Json, _) => out.write_all(b"\n  ]\n}\n")?,
+            (Format::Yaml, 0) => out.write_all(b"apiVersion: v1\nkind: List\nitems: []\n")?,
+            (Format::Table, _) if self.widths.is_empty() => print_header(
+                self.header,
+                &self.header.iter().map(|h| h.len()).collect::<Vec<_>>(),
+            ),
+            _ => {}
+        }
+        Ok(())
     }
 }

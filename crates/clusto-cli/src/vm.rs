@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow, bail};
 use clusto_cli::backends::Backends;
 use clusto_core::vm::{BackendKind, Power};
 use clusto_core::{Inventory, Kind, Value};
-use clusto_store::{RevisionMeta, Store};
+use clusto_store::{RevisionMeta, Scope, Store};
 use clusto_vm::{Controller, Options, Provider};
 use serde_json::json;
 
@@ -109,9 +109,16 @@ pub struct CreateArgs<'a> {
 }
 
 pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()> {
+    let mut scope = Scope::write([a.manager]);
+    if let Some(n) = a.name {
+        scope = scope.name(n);
+    } else if let Some(names) = names_manager(store, a.manager).await? {
+        scope = scope.with_next_name(&names);
+    }
     let w = store
-        .write(
+        .write_scope(
             &RevisionMeta::new(format!("vm create on {}", a.manager)),
+            &scope,
             |inv| -> Result<(String, String), WriteError> {
                 let mgr = inv.id_of(a.manager)?;
                 if inv.kind_of(mgr) != Some(Kind::VmManager) {
@@ -179,13 +186,30 @@ pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()>
     Ok(())
 }
 
+/// The NameManager a VMManager names its VMs with, read ahead of the write
+/// so the write loads which of its next names are taken.
+async fn names_manager(store: &Store, manager: &str) -> Result<Option<String>> {
+    let (_, inv) = store.load_scope(&Scope::read([manager]), None).await?;
+    Ok(
+        match inv
+            .id_of(manager)
+            .ok()
+            .and_then(|m| inv.setting(m, "names"))
+        {
+            Some(Value::String(n)) => Some(n.clone()),
+            _ => None,
+        },
+    )
+}
+
 pub async fn power(store: &Store, name: &str, p: Power) -> Result<()> {
     let w = store
-        .write(
+        .write_scope(
             &RevisionMeta::new(format!(
                 "vm {} {name}",
                 if p == Power::Running { "start" } else { "stop" }
             )),
+            &Scope::write([name]),
             |inv| -> Result<(), WriteError> {
                 let id = vm_id(inv, name)?;
                 inv.set_vm_power(id, p)?;
@@ -201,8 +225,9 @@ pub async fn power(store: &Store, name: &str, p: Power) -> Result<()> {
 
 pub async fn set(store: &Store, name: &str, field: &str, value: &str) -> Result<()> {
     store
-        .write(
+        .write_scope(
             &RevisionMeta::new(format!("vm set {name} {field}")),
+            &Scope::write([name]),
             |inv| -> Result<(), WriteError> {
                 let id = vm_id(inv, name)?;
                 if field == "manager" || field == "powerState" {
@@ -222,8 +247,9 @@ pub async fn set(store: &Store, name: &str, field: &str, value: &str) -> Result<
 
 pub async fn delete(store: &Store, name: &str, wait: bool, timeout: Duration) -> Result<()> {
     let w = store
-        .write(
+        .write_scope(
             &RevisionMeta::new(format!("vm delete {name}")),
+            &Scope::write([name]),
             |inv| -> Result<bool, WriteError> {
                 let id = vm_id(inv, name)?;
                 inv.delete(id)?;

@@ -112,6 +112,22 @@ impl Inventory {
         inv
     }
 
+    /// Adds stored rows to an inventory loaded in part: the rows a rule is
+    /// about to look at. Like loading, nothing is journaled; the caller
+    /// passes only rows not already present.
+    pub fn absorb(&mut self, facts: impl IntoIterator<Item = (FactId, Fact)>) {
+        let was = std::mem::replace(&mut self.loading, true);
+        let mut drivers = false;
+        for (id, f) in facts {
+            drivers |= matches!(&f, Fact::Entity(e) if e.kind == Kind::Driver);
+            self.index(id, f);
+        }
+        self.loading = was;
+        if drivers {
+            self.refresh_user_drivers();
+        }
+    }
+
     pub fn changes(&self) -> &ChangeSet {
         &self.changes
     }

@@ -269,6 +269,21 @@ impl Inventory {
     }
 
     fn next_free(&self, mgr: EntityId, range: &IpRange) -> Result<IpAddr, CoreError> {
+        self.allocation_walk(mgr, range)
+            .find(|ip| !self.addresses.contains_key(ip))
+            .ok_or_else(|| CoreError::Exhausted(self.name_of(mgr).to_string()))
+    }
+
+    /// The allocatable addresses of `mgr` in the order `ip allocate` tries
+    /// them: after its cursor (the last address it handed out), wrapping
+    /// around once. A store that loads only part of the inventory reads which
+    /// of the first few are taken, so that [`Inventory::ip_allocate`] decides
+    /// with the rows that matter and no others.
+    pub fn allocation_walk(
+        &self,
+        mgr: EntityId,
+        range: &IpRange,
+    ) -> impl Iterator<Item = IpAddr> + use<> {
         let v4 = range.cidr.network().is_ipv4();
         let lo = to_u128(range.cidr.network());
         let hi = to_u128(range.cidr.broadcast());
@@ -277,17 +292,19 @@ impl Inventory {
             _ => lo,
         };
         let start = if start > hi || start < lo { lo } else { start };
-        let mut v = start;
-        loop {
-            let ip = from_u128(v, v4);
-            if range.is_allocatable(ip) && !self.addresses.contains_key(&ip) {
-                return Ok(ip);
-            }
-            v = if v == hi { lo } else { v + 1 };
-            if v == start {
-                return Err(CoreError::Exhausted(self.name_of(mgr).to_string()));
-            }
-        }
+        let range = range.clone();
+        let (span, first) = (hi - lo, start - lo);
+        (0..=span)
+            .map(move |i| {
+                // first + i, wrapped into 0..=span without overflowing u128.
+                let off = if i <= span - first {
+                    first + i
+                } else {
+                    i - (span - first) - 1
+                };
+                from_u128(lo + off, v4)
+            })
+            .filter(move |ip| range.is_allocatable(*ip))
     }
 
     /// Binds a fixed address to `thing`, through the IPManager that covers
@@ -406,6 +423,30 @@ impl Inventory {
             }
             n += 1;
         }
+    }
+
+    /// The names `name allocate` tries, in order, skipping the first `skip`:
+    /// a store that loads only part of the inventory reads which are taken.
+    pub fn name_candidates(&self, mgr: EntityId, skip: usize, n: usize) -> Vec<String> {
+        let base = self
+            .spec(mgr, "basename")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let digits = self
+            .spec(mgr, "digits")
+            .and_then(Value::as_int)
+            .unwrap_or(4)
+            .clamp(1, 18) as u32;
+        let next = self
+            .spec(mgr, "next")
+            .and_then(Value::as_int)
+            .unwrap_or(0)
+            .max(0);
+        let limit = 10i64.pow(digits);
+        (next.saturating_add(skip as i64)..limit)
+            .take(n)
+            .map(|i| format!("{base}{i:0width$}", width = digits as usize))
+            .collect()
     }
 
     /// Sets one kind-specific setting from text (`--set FIELD=VALUE`), with
@@ -571,11 +612,13 @@ impl Inventory {
                     Value::Json(serde_json::Value::Object(map)),
                 );
             }
+            (Kind::VirtualMachine, f) if settings_for(e.kind).contains(&f) => {
+                let v = vm_setting(f, text).map_err(bad)?;
+                self.put_internal(id, SPEC_KEY, f, v);
+            }
             // Kinds whose settings are structured data checked by the
             // manifest layer's types: stored as given.
-            (Kind::RackLayout | Kind::VmManager | Kind::VirtualMachine, f)
-                if settings_for(e.kind).contains(&f) =>
-            {
+            (Kind::RackLayout | Kind::VmManager, f) if settings_for(e.kind).contains(&f) => {
                 let t = text.trim_start();
                 let v = if t.starts_with('{') || t.starts_with('[') {
                     Value::Json(serde_json::from_str(t).map_err(|err| bad(format!("{f}: {err}")))?)
@@ -601,6 +644,45 @@ impl Inventory {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+}
+
+/// A VirtualMachine setting as the typed value it is stored as: the same
+/// types the manifest's `VirtualMachineSpec` takes, so `vm set` refuses
+/// what `apply` refuses and no reader parses text back.
+fn vm_setting(field: &str, text: &str) -> Result<Value, String> {
+    let t = text.trim();
+    let whole = |min: i64, max: i64| {
+        t.parse::<i64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .map(Value::Int)
+            .ok_or_else(|| {
+                format!("{field} must be a whole number from {min} to {max}, not {text:?}")
+            })
+    };
+    match field {
+        "cpus" => whole(1, u32::MAX as i64),
+        "memoryMiB" => whole(1, i64::MAX),
+        "diskGiB" => whole(0, i64::MAX),
+        "powerState" => match t {
+            "Running" | "Stopped" => Ok(Value::String(t.to_string())),
+            _ => Err(format!(
+                "powerState must be Running or Stopped, not {text:?}"
+            )),
+        },
+        "allowTermination" => match t {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(format!(
+                "allowTermination must be true or false, not {text:?}"
+            )),
+        },
+        "manager" | "host" => names::check_name(t)
+            .map(|_| Value::String(t.to_string()))
+            .map_err(|e| format!("{field}: {e}")),
+        _ if t.is_empty() => Err(format!("{field} must not be empty")),
+        _ => Ok(Value::String(t.to_string())),
     }
 }
 

@@ -123,6 +123,21 @@ impl Names {
     }
 }
 
+/// Which revisions `clusto history` shows.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    /// Only revisions that touched this entity (under any of its names).
+    pub name: Option<String>,
+    /// At most this many, newest first (None = all).
+    pub limit: Option<i64>,
+    /// Only revisions after this one.
+    pub since: Option<i64>,
+}
+
+/// Revisions read per round: history streams in pages, so its memory
+/// follows one page, not the whole log.
+const PAGE: i64 = 20;
+
 impl Store {
     /// Revisions newest first, each with its changes; with `name`, only
     /// revisions that touched that entity (under any of its names).
@@ -131,149 +146,245 @@ impl Store {
         name: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let names_rows = sqlx::query("SELECT eid, name FROM entities ORDER BY rev_from, id")
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut names = HashMap::new();
-        for r in &names_rows {
-            names.insert(r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?);
-        }
-        let names = Names(names);
-        let eids: Option<Vec<i64>> = match name {
-            None => None,
-            Some(n) => {
-                let rows = sqlx::query("SELECT DISTINCT eid FROM entities WHERE name = $1")
-                    .bind(n.to_string())
-                    .fetch_all(&mut *conn)
-                    .await?;
-                if rows.is_empty() {
-                    return Err(clusto_core::CoreError::NotFound(n.to_string()).into());
-                }
-                Some(
-                    rows.iter()
-                        .map(|r| r.try_get(0))
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-        };
-        let filter = |t: Table| -> String {
-            let Some(ids) = &eids else {
-                return "1=1".into();
-            };
-            let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-            let l = list.join(",");
-            match t {
-                Table::Entities => format!("eid IN ({l})"),
-                Table::Attrs => format!("(eid IN ({l}) OR ref_eid IN ({l}))"),
-                Table::Contains => format!("(parent IN ({l}) OR child IN ({l}))"),
-                Table::Links => format!("(a IN ({l}) OR b IN ({l}))"),
-                Table::Addresses => format!("(holder IN ({l}) OR manager IN ({l}))"),
-            }
-        };
-        // Which revisions: newest first, limited.
-        let mut revs: Vec<i64> = Vec::new();
-        {
-            let mut parts = Vec::new();
-            for t in TABLES {
-                parts.push(format!(
-                    "SELECT rev_from AS r FROM {} WHERE {}",
-                    table_name(t),
-                    filter(t)
-                ));
-                parts.push(format!(
-                    "SELECT rev_to AS r FROM {} WHERE rev_to IS NOT NULL AND {}",
-                    table_name(t),
-                    filter(t)
-                ));
-            }
-            let sql = format!(
-                "SELECT DISTINCT r FROM ({}) x ORDER BY r DESC{}",
-                parts.join(" UNION ALL "),
-                limit
-                    .map(|l| format!(" LIMIT {}", l.max(0)))
-                    .unwrap_or_default()
-            );
-            for r in sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                revs.push(r.try_get(0)?);
-            }
-        }
-        if revs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rev_list: Vec<String> = revs.iter().map(|r| r.to_string()).collect();
-        let rev_list = rev_list.join(",");
-        let meta_rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT rev, at_ms, user_name, message, manager FROM revisions WHERE rev IN ({rev_list})"
-        )))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut per_rev: BTreeMap<i64, AddedRemoved> = BTreeMap::new();
-        for t in TABLES {
-            let sql = format!(
-                "SELECT id, {}, rev_from, rev_to FROM {} WHERE {} AND (rev_from IN ({rev_list}) OR rev_to IN ({rev_list})) ORDER BY id",
-                table_cols(t),
-                table_name(t),
-                filter(t)
-            );
-            let ncols = table_cols(t).split(',').count();
-            for r in sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                let id: i64 = r.try_get(0)?;
-                let f = fact_from_row(t, &r, 1)?;
-                let from: i64 = r.try_get(1 + ncols)?;
-                let to: Option<i64> = r.try_get(2 + ncols)?;
-                if revs.contains(&from) {
-                    per_rev.entry(from).or_default().0.push((id, f.clone()));
-                }
-                if let Some(to) = to
-                    && revs.contains(&to)
-                {
-                    per_rev.entry(to).or_default().1.push((id, f));
-                }
-            }
-        }
         let mut out = Vec::new();
-        for r in &meta_rows {
-            let revision = revision_from_row(r)?;
-            let (added, removed) = per_rev.remove(&revision.rev).unwrap_or_default();
-            let mut changes = Vec::new();
-            let mut added_slots: HashMap<String, usize> = HashMap::new();
-            for (i, (_, f)) in added.iter().enumerate() {
-                if let Some(s) = slot(f) {
-                    added_slots.insert(s, i);
-                }
-            }
-            let mut paired = vec![false; added.len()];
-            for (_, f) in &removed {
-                if let Some(i) = slot(f).and_then(|s| added_slots.get(&s).copied())
-                    && !paired[i]
-                {
-                    paired[i] = true;
-                    if let Some(text) = names.changed(f, &added[i].1) {
-                        changes.push(Change { op: '~', text });
-                    }
-                    continue;
-                }
-                if let Some(text) = names.describe(f) {
-                    changes.push(Change { op: '-', text });
-                }
-            }
-            for (i, (_, f)) in added.iter().enumerate() {
-                if !paired[i]
-                    && let Some(text) = names.describe(f)
-                {
-                    changes.push(Change { op: '+', text });
-                }
-            }
-            out.push(HistoryEntry { revision, changes });
-        }
-        out.sort_by_key(|e| std::cmp::Reverse(e.revision.rev));
+        let q = HistoryQuery {
+            name: name.map(str::to_string),
+            limit,
+            since: None,
+        };
+        self.history_each(&q, |e| {
+            out.push(e);
+            Ok::<(), StoreError>(())
+        })
+        .await?;
         Ok(out)
     }
+
+    /// Like [`Store::history`], handing each entry to `each` as soon as its
+    /// page is read.
+    pub async fn history_each<E: From<StoreError>>(
+        &self,
+        q: &HistoryQuery,
+        mut each: impl FnMut(HistoryEntry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        let eids = match &q.name {
+            None => None,
+            Some(n) => Some(eids_named(&mut conn, n).await?),
+        };
+        let mut left = q.limit.map(|l| l.max(0)).unwrap_or(i64::MAX);
+        let mut before = i64::MAX;
+        while left > 0 {
+            let page = PAGE.min(left);
+            let revs = revisions_page(&mut conn, eids.as_deref(), q.since, before, page).await?;
+            let Some(&oldest) = revs.last() else { break };
+            for e in entries(&mut conn, eids.as_deref(), &revs).await? {
+                each(e)?;
+            }
+            left -= revs.len() as i64;
+            before = oldest;
+            if (revs.len() as i64) < page {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn eids_named(conn: &mut sqlx::AnyConnection, n: &str) -> Result<Vec<i64>, StoreError> {
+    let rows = sqlx::query("SELECT DISTINCT eid FROM entities WHERE name = $1")
+        .bind(n.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.is_empty() {
+        return Err(clusto_core::CoreError::NotFound(n.to_string()).into());
+    }
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Rows of table `t` about these entities (all rows without a filter).
+fn about(t: Table, eids: Option<&[i64]>) -> String {
+    let Some(ids) = eids else {
+        return "1=1".into();
+    };
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let l = list.join(",");
+    match t {
+        Table::Entities => format!("eid IN ({l})"),
+        Table::Attrs => format!("(eid IN ({l}) OR ref_eid IN ({l}))"),
+        Table::Contains => format!("(parent IN ({l}) OR child IN ({l}))"),
+        Table::Links => format!("(a IN ({l}) OR b IN ({l}))"),
+        Table::Addresses => format!("(holder IN ({l}) OR manager IN ({l}))"),
+    }
+}
+
+/// The next `page` revisions older than `before` and newer than `since`,
+/// newest first; with `eids`, only those that touched them.
+async fn revisions_page(
+    conn: &mut sqlx::AnyConnection,
+    eids: Option<&[i64]>,
+    since: Option<i64>,
+    before: i64,
+    page: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let after = since.unwrap_or(0);
+    let sql = match eids {
+        // Every revision changed something: the log itself says which.
+        None => format!(
+            "SELECT rev FROM revisions WHERE rev > {after} AND rev < {before} ORDER BY rev DESC LIMIT {page}"
+        ),
+        Some(_) => {
+            let mut parts = Vec::new();
+            for t in TABLES {
+                let f = about(t, eids);
+                parts.push(format!(
+                    "SELECT rev_from AS r FROM {} WHERE {f}",
+                    table_name(t)
+                ));
+                parts.push(format!(
+                    "SELECT rev_to AS r FROM {} WHERE rev_to IS NOT NULL AND {f}",
+                    table_name(t)
+                ));
+            }
+            format!(
+                "SELECT DISTINCT r FROM ({}) x WHERE r > {after} AND r < {before} ORDER BY r DESC LIMIT {page}",
+                parts.join(" UNION ALL ")
+            )
+        }
+    };
+    let mut revs = Vec::new();
+    for r in sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        revs.push(r.try_get(0)?);
+    }
+    Ok(revs)
+}
+
+/// The entries of these revisions (newest first), described with the
+/// newest name of every entity they mention.
+async fn entries(
+    conn: &mut sqlx::AnyConnection,
+    eids: Option<&[i64]>,
+    revs: &[i64],
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let rev_list: Vec<String> = revs.iter().map(|r| r.to_string()).collect();
+    let rev_list = rev_list.join(",");
+    let meta_rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT rev, at_ms, user_name, message, manager FROM revisions WHERE rev IN ({rev_list})"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut per_rev: BTreeMap<i64, AddedRemoved> = BTreeMap::new();
+    for t in TABLES {
+        let sql = format!(
+            "SELECT id, {}, rev_from, rev_to FROM {} WHERE {} AND (rev_from IN ({rev_list}) OR rev_to IN ({rev_list})) ORDER BY id",
+            table_cols(t),
+            table_name(t),
+            about(t, eids)
+        );
+        let ncols = table_cols(t).split(',').count();
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let id: i64 = r.try_get(0)?;
+            let f = fact_from_row(t, &r, 1)?;
+            let from: i64 = r.try_get(1 + ncols)?;
+            let to: Option<i64> = r.try_get(2 + ncols)?;
+            if revs.contains(&from) {
+                per_rev.entry(from).or_default().0.push((id, f.clone()));
+            }
+            if let Some(to) = to
+                && revs.contains(&to)
+            {
+                per_rev.entry(to).or_default().1.push((id, f));
+            }
+        }
+    }
+    let names = names_of(conn, &per_rev).await?;
+    let mut out = Vec::new();
+    for r in &meta_rows {
+        let revision = revision_from_row(r)?;
+        let (added, removed) = per_rev.remove(&revision.rev).unwrap_or_default();
+        out.push(HistoryEntry {
+            revision,
+            changes: describe_changes(&names, added, removed),
+        });
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.revision.rev));
+    Ok(out)
+}
+
+/// The newest name of every entity these facts mention.
+async fn names_of(
+    conn: &mut sqlx::AnyConnection,
+    per_rev: &BTreeMap<i64, AddedRemoved>,
+) -> Result<Names, StoreError> {
+    let mut eids: Vec<i64> = per_rev
+        .values()
+        .flat_map(|(a, r)| a.iter().chain(r))
+        .flat_map(|(_, f)| f.entities())
+        .map(|e| e.0)
+        .collect();
+    eids.sort_unstable();
+    eids.dedup();
+    let mut names = HashMap::new();
+    for chunk in eids.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+        let sql = format!(
+            "SELECT eid, name FROM entities WHERE eid IN ({}) ORDER BY rev_from, id",
+            list.join(",")
+        );
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            names.insert(r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?);
+        }
+    }
+    Ok(Names(names))
+}
+
+/// One revision's rows as `+`, `-` and `~` lines: a removal and an addition
+/// of the same slot read as one change.
+fn describe_changes(
+    names: &Names,
+    added: Vec<(i64, Fact)>,
+    removed: Vec<(i64, Fact)>,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut added_slots: HashMap<String, usize> = HashMap::new();
+    for (i, (_, f)) in added.iter().enumerate() {
+        if let Some(s) = slot(f) {
+            added_slots.insert(s, i);
+        }
+    }
+    let mut paired = vec![false; added.len()];
+    for (_, f) in &removed {
+        if let Some(i) = slot(f).and_then(|s| added_slots.get(&s).copied())
+            && !paired[i]
+        {
+            paired[i] = true;
+            if let Some(text) = names.changed(f, &added[i].1) {
+                changes.push(Change { op: '~', text });
+            }
+            continue;
+        }
+        if let Some(text) = names.describe(f) {
+            changes.push(Change { op: '-', text });
+        }
+    }
+    for (i, (_, f)) in added.iter().enumerate() {
+        if !paired[i]
+            && let Some(text) = names.describe(f)
+        {
+            changes.push(Change { op: '+', text });
+        }
+    }
+    changes
 }

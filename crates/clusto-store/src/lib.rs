@@ -11,6 +11,8 @@ mod lease;
 pub use lease::Lease;
 mod query;
 mod schema;
+mod scope;
+pub use scope::Scope;
 pub mod testing;
 
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use clusto_core::{
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
-pub use history::{Change, HistoryEntry};
+pub use history::{Change, HistoryEntry, HistoryQuery};
 pub use query::compile as compile_query;
 
 /// PostgreSQL advisory lock key for clusto writers ("clusto" in ASCII).
@@ -241,6 +243,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if self.backend == Backend::Postgres {
+            // Listings page through names in byte order (see Snapshot::names).
+            tx.execute(
+                "CREATE INDEX IF NOT EXISTS entities_name_bytes ON entities (name COLLATE \"C\") WHERE rev_to IS NULL",
+            )
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO clusto_meta (key, value) SELECT 'uid', $1 \
              WHERE NOT EXISTS (SELECT 1 FROM clusto_meta WHERE key = 'uid')",
@@ -365,7 +374,7 @@ impl Store {
         E: From<StoreError>,
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
-        let (head, mut inv) = self.load_for_write(&mut tx).await.map_err(E::from)?;
+        let (head, inv) = self.load_for_write(&mut tx).await.map_err(E::from)?;
         if let Some(want) = expect_head
             && want != head
         {
@@ -375,12 +384,53 @@ impl Store {
                 head,
             }));
         }
+        self.finish_write(tx, head, inv, meta, f, true).await
+    }
+
+    /// Like [`Store::write`], but `f` sees only what `scope` names and its
+    /// neighbourhood (see [`Scope`]), loaded inside the write lock: a point
+    /// write costs what it touches, not the size of the inventory.
+    pub async fn write_scope<T, E>(
+        &self,
+        meta: &RevisionMeta,
+        scope: &Scope,
+        f: impl FnOnce(&mut Inventory) -> Result<T, E>,
+    ) -> Result<Written<T>, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut tx = self.begin_write().await.map_err(E::from)?;
+        let head = head_of(&mut tx).await.map_err(E::from)?;
+        let inv = scope::load(&mut tx, None, scope).await.map_err(E::from)?;
+        self.finish_write(tx, head, inv, meta, f, false).await
+    }
+
+    /// Runs the caller's change on `inv` (as of `head`) and persists what it
+    /// changed as one revision. `full` says whether `inv` is the whole
+    /// inventory, which is then kept for the next write of this process.
+    async fn finish_write<T, E>(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        head: i64,
+        mut inv: Inventory,
+        meta: &RevisionMeta,
+        f: impl FnOnce(&mut Inventory) -> Result<T, E>,
+        full: bool,
+    ) -> Result<Written<T>, E>
+    where
+        E: From<StoreError>,
+    {
         // On error the half-changed inventory is dropped with the transaction.
         let value = f(&mut inv)?;
         let changes = inv.take_changes();
+        let keep = |rev: i64, inv: Inventory| {
+            if full {
+                *self.cache.lock().expect("cache lock") = Some((rev, inv));
+            }
+        };
         if changes.is_empty() {
             tx.rollback().await.map_err(|e| E::from(e.into()))?;
-            *self.cache.lock().expect("cache lock") = Some((head, inv));
+            keep(head, inv);
             return Ok(Written {
                 value,
                 revision: None,
@@ -392,12 +442,57 @@ impl Store {
             .await
             .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
-        *self.cache.lock().expect("cache lock") = Some((rev, inv));
+        keep(rev, inv);
         Ok(Written {
             value,
             revision: Some(rev),
             changes,
             statements,
+        })
+    }
+
+    /// What `scope` names and its neighbourhood, as of `at` (None = now),
+    /// read in one transaction so that it is exactly one revision; with the
+    /// revision it is as of.
+    pub async fn load_scope(
+        &self,
+        scope: &Scope,
+        at: Option<i64>,
+    ) -> Result<(i64, Inventory), StoreError> {
+        let mut snap = self.snapshot(at).await?;
+        let inv = snap.load(scope).await?;
+        Ok((snap.rev(), inv))
+    }
+
+    /// A read that sees one revision however many queries it makes: a
+    /// listing reads page after page of it.
+    pub async fn snapshot(&self, at: Option<i64>) -> Result<Snapshot, StoreError> {
+        let mut tx = self.begin_read().await?;
+        let head = head_of(&mut tx).await?;
+        if let Some(r) = at
+            && (r < 0 || r > head)
+        {
+            return Err(StoreError::NoSuchRevision(r, head));
+        }
+        Ok(Snapshot {
+            tx,
+            at,
+            rev: at.unwrap_or(head),
+            backend: self.backend,
+        })
+    }
+
+    /// A read-only transaction that sees one snapshot throughout: SQLite's
+    /// deferred transaction pins the WAL snapshot at its first read;
+    /// PostgreSQL needs REPEATABLE READ for that.
+    async fn begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
         })
     }
 
@@ -412,6 +507,52 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(revision_from_row).collect()
+    }
+}
+
+/// One revision of the store, read through one transaction.
+pub struct Snapshot {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    at: Option<i64>,
+    rev: i64,
+    backend: Backend,
+}
+
+impl Snapshot {
+    /// The revision this snapshot is.
+    pub fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    /// What `scope` names and its neighbourhood.
+    pub async fn load(&mut self, scope: &Scope) -> Result<Inventory, StoreError> {
+        scope::load(&mut self.tx, self.at, scope).await
+    }
+
+    /// Up to `n` entity names (of `kind`, or of every kind) after `after`,
+    /// in byte order: one page of a listing.
+    pub async fn names(
+        &mut self,
+        kind: Option<Kind>,
+        after: Option<&str>,
+        n: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // Byte order on both backends, as the in-memory inventory sorts.
+        let collate = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " COLLATE \"C\"",
+        };
+        let kind = kind
+            .map(|k| format!(" AND kind = '{}'", k.as_str()))
+            .unwrap_or_default();
+        let sql = format!(
+            "SELECT name FROM entities t WHERE {}{kind} AND name{collate} > $1 ORDER BY name{collate} LIMIT {n}",
+            vis("t", self.at)
+        );
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(after.unwrap_or("").to_string())
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 }
 

@@ -53,4 +53,16 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE TABLE clusto_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms BIGINT NOT NULL)",
         ],
     ),
+    // Point reads by name, address and reference at any revision (the
+    // partial indexes above serve only the live rows), and an IPManager's
+    // allocations without a scan.
+    (
+        3,
+        &[
+            "CREATE INDEX entities_name ON entities (name)",
+            "CREATE INDEX addresses_address ON addresses (address)",
+            "CREATE INDEX addresses_manager ON addresses (manager)",
+            "CREATE INDEX attrs_ref ON attrs (ref_eid) WHERE ref_eid IS NOT NULL",
+        ],
+    ),
 ];

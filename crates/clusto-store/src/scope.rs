@@ -1,0 +1,537 @@
+//! Point operations: load what a rule looks at, not the whole inventory.
+//!
+//! A [`Scope`] names the entities an operation is about. The store loads
+//! them into an ordinary [`Inventory`] together with their neighbourhood,
+//! so the core's rules run unchanged on a small, partial view:
+//!
+//! | tier | who | rows |
+//! |---|---|---|
+//! | named | the entities the command names (and with `descendants_of`, everything inside them) | entity, every attribute, containment both ways, cables, addresses held (and an IPManager's allocations), attributes that refer to them |
+//! | context | their containers up to the top (merged attributes, pools, racks), every Driver, whole kinds a rule scans (VMs, VM and IP managers on writes), managers allocated from | entity, every attribute, their own containers |
+//! | edge | whatever a loaded row points at: contents, cable peers, address managers, referrers, reference targets | entity and `_spec` |
+//!
+//! Writes load inside the write transaction, so the view is exactly the
+//! head it builds on; the database's unique indexes (live names, one holder
+//! per address) refuse what a partial view could not see.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clusto_core::inventory::SPEC_KEY;
+use clusto_core::{Fact, FactId, Inventory, Kind, Table};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use crate::{StoreError, TABLES, fact_from_row, table_cols, table_name, vis};
+
+/// What a point operation touches. Build with [`Scope::read`] or
+/// [`Scope::write`], then widen.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    names: BTreeSet<String>,
+    /// Loaded as context: the entity and its attributes, no neighbourhood.
+    context: BTreeSet<String>,
+    kinds: BTreeSet<Kind>,
+    descendants_of: BTreeSet<String>,
+    contents_of_kinds: BTreeSet<Kind>,
+    addresses: BTreeSet<String>,
+    next_address: Option<String>,
+    next_name: Option<String>,
+}
+
+/// Candidates probed per query when looking for a free address or name.
+const PROBE_WINDOW: usize = 256;
+/// Ids per `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+impl Scope {
+    /// A read about these entities (missing names are not an error here:
+    /// the rule that looks them up reports them).
+    pub fn read<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Scope {
+        Scope {
+            names: names.into_iter().map(|n| n.as_ref().to_string()).collect(),
+            ..Scope::default()
+        }
+    }
+
+    /// A write about these entities: also loads the kinds write rules scan
+    /// (a host's VMs, the managers VMs name, the IPManager covering an
+    /// address).
+    pub fn write<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Scope {
+        let mut s = Scope::read(names);
+        s.kinds
+            .extend([Kind::VirtualMachine, Kind::VmManager, Kind::IpManager]);
+        // Placement weighs every host of a VM's manager.
+        s.contents_of_kinds.insert(Kind::VmManager);
+        s
+    }
+
+    /// Also load everything inside `name` (a pool join checks the pools of
+    /// everything it brings along; recursive contents list them).
+    pub fn with_descendants_of(mut self, name: &str) -> Scope {
+        self.names.insert(name.to_string());
+        self.descendants_of.insert(name.to_string());
+        self
+    }
+
+    /// Also load who holds this address (an explicit allocation or bind).
+    pub fn with_address(mut self, ip: std::net::IpAddr) -> Scope {
+        self.addresses.insert(ip.to_string());
+        self
+    }
+
+    /// Load which of the next addresses `ip allocate` would try from this
+    /// IPManager are taken (only as many as needed to find a free one).
+    pub fn with_next_address(mut self, manager: &str) -> Scope {
+        self.context.insert(manager.to_string());
+        self.next_address = Some(manager.to_string());
+        self
+    }
+
+    /// Load which of the next names this NameManager would hand out are taken.
+    pub fn with_next_name(mut self, manager: &str) -> Scope {
+        self.context.insert(manager.to_string());
+        self.next_name = Some(manager.to_string());
+        self
+    }
+
+    /// Also load every entity of this kind (with attributes).
+    pub fn with_kind(mut self, kind: Kind) -> Scope {
+        self.kinds.insert(kind);
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Scope {
+        self.names.insert(name.to_string());
+        self
+    }
+}
+
+fn in_list(ids: &[i64]) -> String {
+    let v: Vec<String> = ids.iter().map(i64::to_string).collect();
+    v.join(",")
+}
+
+/// Rows read so far, by fact id, so a row reached twice is kept once.
+#[derive(Default)]
+struct Rows {
+    facts: BTreeMap<FactId, Fact>,
+}
+
+impl Rows {
+    fn mentioned(&self) -> BTreeSet<i64> {
+        self.facts
+            .values()
+            .flat_map(Fact::entities)
+            .map(|e| e.0)
+            .collect()
+    }
+}
+
+/// A query over one table for every chunk of `ids`: `cond` gets the id list.
+async fn fetch(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    t: Table,
+    ids: &[i64],
+    cond: impl Fn(&str) -> String,
+    rows: &mut Rows,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT id, {} FROM {} t WHERE {} AND {}",
+            table_cols(t),
+            table_name(t),
+            vis("t", at),
+            cond(&in_list(chunk))
+        );
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let id = FactId(r.try_get(0)?);
+            let f = fact_from_row(t, &r, 1)?;
+            rows.facts.insert(id, f);
+        }
+    }
+    Ok(())
+}
+
+async fn ids(conn: &mut AnyConnection, sql: String) -> Result<Vec<i64>, StoreError> {
+    let mut v = Vec::new();
+    for r in sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        v.push(r.try_get(0)?);
+    }
+    Ok(v)
+}
+
+/// A named entity: id, name, kind.
+type Seed = (i64, String, String);
+
+/// The named entities and those named as context, and the ids of whole kinds.
+async fn seeds(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    scope: &Scope,
+) -> Result<(Vec<Seed>, Vec<i64>), StoreError> {
+    let names: Vec<&String> = scope.names.iter().chain(&scope.context).collect();
+    let mut named = Vec::new();
+    for chunk in names.chunks(IN_CHUNK) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT eid, name, kind FROM entities t WHERE {} AND name IN ({})",
+            vis("t", at),
+            marks.join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for n in chunk {
+            q = q.bind(n.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            named.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+    }
+    let mut kinds = scope.kinds.clone();
+    kinds.insert(Kind::Driver);
+    let whole = ids(conn, kinds_sql(at, &kinds)).await?;
+    Ok((named, whole))
+}
+
+fn kinds_sql(at: Option<i64>, kinds: &BTreeSet<Kind>) -> String {
+    let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+    format!(
+        "SELECT eid FROM entities t WHERE {} AND kind IN ({})",
+        vis("t", at),
+        list.join(",")
+    )
+}
+
+/// Everything reachable from `from` along containment, upward (containers)
+/// or downward (contents).
+async fn closure(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    from: &[i64],
+    up: bool,
+) -> Result<Vec<i64>, StoreError> {
+    let (next, prev) = if up {
+        ("parent", "child")
+    } else {
+        ("child", "parent")
+    };
+    let mut out = Vec::new();
+    for chunk in from.chunks(IN_CHUNK) {
+        let v = vis("t", at);
+        out.extend(
+            ids(
+                conn,
+                format!(
+                    "WITH RECURSIVE walk(e) AS (SELECT {next} FROM containment t WHERE {v} AND {prev} IN ({}) \
+                     UNION SELECT t.{next} FROM containment t JOIN walk ON t.{prev} = walk.e WHERE {v}) \
+                     SELECT e FROM walk",
+                    in_list(chunk)
+                ),
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// The first ids a write may use: one past the largest in any table (ids
+/// of retired rows are never reused).
+async fn next_ids(conn: &mut AnyConnection) -> Result<(i64, i64), StoreError> {
+    let parts: Vec<String> = TABLES
+        .iter()
+        .map(|t| format!("(SELECT MAX(id) FROM {})", table_name(*t)))
+        .collect();
+    let sql = format!(
+        "SELECT {}, (SELECT MAX(eid) FROM entities)",
+        parts.join(", ")
+    );
+    let r = sqlx::query(AssertSqlSafe(sql))
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut max_fact = 0;
+    for i in 0..TABLES.len() {
+        max_fact = max_fact.max(r.try_get::<Option<i64>, _>(i)?.unwrap_or(0));
+    }
+    let max_eid = r.try_get::<Option<i64>, _>(TABLES.len())?.unwrap_or(0);
+    Ok((max_fact + 1, max_eid + 1))
+}
+
+/// Loads `scope` as of `at` (None = the live rows; callers read those
+/// inside one transaction so every query sees the same revision).
+pub(crate) async fn load(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    scope: &Scope,
+) -> Result<Inventory, StoreError> {
+    let (seeds, whole) = seeds(conn, at, scope).await?;
+    let (seeds, as_context): (Vec<Seed>, Vec<Seed>) =
+        seeds.into_iter().partition(|s| scope.names.contains(&s.1));
+    let mut named: Vec<i64> = seeds.iter().map(|s| s.0).collect();
+    let outer: Vec<i64> = seeds
+        .iter()
+        .filter(|s| scope.descendants_of.contains(&s.1))
+        .map(|s| s.0)
+        .collect();
+    let mut outer = outer;
+    if !scope.contents_of_kinds.is_empty() {
+        outer.extend(ids(conn, kinds_sql(at, &scope.contents_of_kinds)).await?);
+    }
+    if !outer.is_empty() {
+        let inside = closure(conn, at, &outer, false).await?;
+        named.extend(inside);
+        named.sort_unstable();
+        named.dedup();
+    }
+    let mut context: Vec<i64> = closure(conn, at, &named, true).await?;
+    context.extend(whole);
+    context.extend(as_context.iter().map(|s| s.0));
+    let named_set: BTreeSet<i64> = named.iter().copied().collect();
+    context.retain(|e| !named_set.contains(e));
+    context.sort_unstable();
+    context.dedup();
+
+    let mut rows = Rows::default();
+    let full: Vec<i64> = named.iter().chain(&context).copied().collect();
+    fetch(
+        conn,
+        at,
+        Table::Entities,
+        &full,
+        |l| format!("eid IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Attrs,
+        &full,
+        |l| format!("eid IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Contains,
+        &full,
+        |l| format!("child IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Contains,
+        &named,
+        |l| format!("parent IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Links,
+        &named,
+        |l| format!("(a IN ({l}) OR b IN ({l}))"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Addresses,
+        &named,
+        |l| format!("holder IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    // A named IPManager shows (and its rules weigh) what it handed out.
+    let managers: Vec<i64> = seeds
+        .iter()
+        .filter(|s| s.2 == Kind::IpManager.as_str())
+        .map(|s| s.0)
+        .collect();
+    fetch(
+        conn,
+        at,
+        Table::Addresses,
+        &managers,
+        |l| format!("manager IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Attrs,
+        &named,
+        |l| format!("ref_eid IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+
+    // A driver is deleted or renamed only when nothing uses it.
+    let drivers: Vec<String> = seeds
+        .iter()
+        .filter(|s| s.2 == Kind::Driver.as_str())
+        .map(|s| s.1.clone())
+        .collect();
+    if !drivers.is_empty() {
+        rows.facts
+            .extend(rows_where(conn, at, Table::Entities, "driver", &drivers).await?);
+    }
+
+    let loaded: BTreeSet<i64> = full.iter().copied().collect();
+    let edge: Vec<i64> = rows
+        .mentioned()
+        .into_iter()
+        .filter(|e| !loaded.contains(e))
+        .collect();
+    fetch(
+        conn,
+        at,
+        Table::Entities,
+        &edge,
+        |l| format!("eid IN ({l})"),
+        &mut rows,
+    )
+    .await?;
+    fetch(
+        conn,
+        at,
+        Table::Attrs,
+        &edge,
+        |l| format!("eid IN ({l}) AND key = '{SPEC_KEY}'"),
+        &mut rows,
+    )
+    .await?;
+
+    if !scope.addresses.is_empty() {
+        let wanted: Vec<String> = scope.addresses.iter().cloned().collect();
+        let held = rows_where(conn, at, Table::Addresses, "address", &wanted).await?;
+        let holders: Vec<i64> = held
+            .iter()
+            .flat_map(|(_, f)| f.entities())
+            .map(|e| e.0)
+            .filter(|e| !loaded.contains(e))
+            .collect();
+        rows.facts.extend(held);
+        fetch(
+            conn,
+            at,
+            Table::Entities,
+            &holders,
+            |l| format!("eid IN ({l})"),
+            &mut rows,
+        )
+        .await?;
+    }
+
+    let (next_fact, next_entity) = next_ids(conn).await?;
+    let mut inv = Inventory::from_facts(rows.facts, next_fact, next_entity);
+    if let Some(m) = &scope.next_address {
+        probe_addresses(conn, at, &mut inv, m).await?;
+    }
+    if let Some(m) = &scope.next_name {
+        probe_names(conn, at, &mut inv, m).await?;
+    }
+    Ok(inv)
+}
+
+/// Reads which of the addresses `ip allocate` would try next are taken, a
+/// window at a time, until one is free or the range is walked.
+async fn probe_addresses(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    inv: &mut Inventory,
+    manager: &str,
+) -> Result<(), StoreError> {
+    let Ok(mgr) = inv.id_of(manager) else {
+        return Ok(());
+    };
+    let Ok(range) = inv.ip_range(mgr) else {
+        return Ok(()); // the rule itself reports what is wrong
+    };
+    let mut walk = inv.allocation_walk(mgr, &range).peekable();
+    while walk.peek().is_some() {
+        let window: Vec<String> = walk
+            .by_ref()
+            .take(PROBE_WINDOW)
+            .filter(|ip| inv.address(*ip).is_none())
+            .map(|ip| ip.to_string())
+            .collect();
+        if window.is_empty() {
+            continue;
+        }
+        let taken = rows_where(conn, at, Table::Addresses, "address", &window).await?;
+        let any_free = taken.len() < window.len();
+        inv.absorb(taken);
+        if any_free {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads which of the names a NameManager would hand out next are taken.
+async fn probe_names(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    inv: &mut Inventory,
+    manager: &str,
+) -> Result<(), StoreError> {
+    let Ok(mgr) = inv.id_of(manager) else {
+        return Ok(());
+    };
+    let mut skip = 0;
+    loop {
+        let tried = inv.name_candidates(mgr, skip, PROBE_WINDOW);
+        if tried.is_empty() {
+            return Ok(());
+        }
+        skip += tried.len();
+        let window: Vec<String> = tried.into_iter().filter(|n| !inv.exists(n)).collect();
+        if window.is_empty() {
+            continue;
+        }
+        let taken = rows_where(conn, at, Table::Entities, "name", &window).await?;
+        let any_free = taken.len() < window.len();
+        inv.absorb(taken);
+        if any_free {
+            return Ok(());
+        }
+    }
+}
+
+/// Rows of `t` whose text column `col` is one of `values`.
+async fn rows_where(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    t: Table,
+    col: &str,
+    values: &[String],
+) -> Result<Vec<(FactId, Fact)>, StoreError> {
+    let marks: Vec<String> = (1..=values.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, {} FROM {} t WHERE {} AND {col} IN ({})",
+        table_cols(t),
+        table_name(t),
+        vis("t", at),
+        marks.join(",")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for v in values {
+        q = q.bind(v.clone());
+    }
+    let mut out = Vec::new();
+    for r in q.fetch_all(&mut *conn).await? {
+        out.push((FactId(r.try_get(0)?), fact_from_row(t, &r, 1)?));
+    }
+    Ok(out)
+}
