@@ -452,3 +452,150 @@ async fn eight_concurrent_allocating_processes_get_distinct_addresses() {
         );
     }
 }
+
+/// Lists come out page by page in name order (more than one page here),
+/// in every format; a reader that hangs up early ends the command quietly.
+#[tokio::test]
+async fn lists_stream_in_pages_and_a_closed_pipe_is_quiet() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        let dir = std::env::temp_dir().join(format!("clusto-lists-{}-{b}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = dir.join("gen.yaml");
+        let text = c.ok(&["generate", "--racks", "30", "--servers-per-rack", "40"]);
+        std::fs::write(&manifest, text).unwrap();
+        c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+        let names: Vec<String> = c
+            .ok(&["get", "server", "-o", "name"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(names.len(), 1200, "{b}");
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "{b}: byte order across pages");
+        let j = c.json(&["get", "server"]);
+        let items = j["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1200, "{b}");
+        assert_eq!(items[777]["metadata"]["name"], names[777].as_str());
+        assert_eq!(items[777]["spec"]["pools"].as_array().unwrap().len(), 1);
+        let y: serde_json::Value =
+            serde_saphyr::from_str(&c.ok(&["get", "racks", "-o", "yaml"])).unwrap();
+        assert_eq!(y["items"].as_array().unwrap().len(), 30, "{b}");
+        let table = c.ok(&["get", "server"]);
+        assert!(table.starts_with("NAME"), "{table:.80}");
+        assert_eq!(table.lines().count(), 1201);
+        let empty = c.json(&["get", "vms"]);
+        assert_eq!(empty["items"], json!([]), "{b}");
+        // A closed pipe: no panic, no message, and no non-zero status but
+        // the one SIGPIPE gives.
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; '{}' --store '{}' get server -o name | head -3; echo status ${{PIPESTATUS[0]}}",
+                env!("CARGO_BIN_EXE_clusto"),
+                c.store
+            ))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stdout.lines().take(3).count(), 3, "{stdout}");
+        let status = stdout.lines().last().unwrap();
+        assert!(
+            status == "status 0" || status == "status 141",
+            "{b}: {status}"
+        );
+        assert!(stderr.is_empty(), "{b}: {stderr}");
+        // History pages: --limit 0 is all, --since only what came after.
+        for i in 0..30 {
+            c.ok(&["attr", "set", &names[i], "owner", "alice"]);
+        }
+        let all = c.json(&["history", "--limit", "0"]);
+        let revs: Vec<i64> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["revision"].as_i64().unwrap())
+            .collect();
+        assert_eq!(revs, (1..=31).rev().collect::<Vec<i64>>(), "{b}");
+        assert_eq!(c.json(&["history"])["items"].as_array().unwrap().len(), 31);
+        assert_eq!(
+            c.json(&["history", "--limit", "5"])["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+        let since = c.json(&["history", "--since", "25"]);
+        let revs: Vec<i64> = since["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["revision"].as_i64().unwrap())
+            .collect();
+        assert_eq!(revs, vec![31, 30, 29, 28, 27, 26], "{b}");
+        let mine = c.json(&["history", &names[3], "--since", "1"]);
+        assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{b}");
+        assert_eq!(
+            mine["items"][0]["changes"][0]["text"],
+            format!("{} attr owner: team-3 → alice", names[3]).as_str()
+        );
+        assert_eq!(c.ok(&["history", "--since", "31", "-o", "name"]), "");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// A VM's settings are typed: what apply refuses, a point write refuses.
+#[tokio::test]
+async fn vm_settings_are_checked_by_type() {
+    for b in BACKENDS {
+        let c = Clusto::fresh(b).await;
+        for (f, v, why) in [
+            ("cpus", "abc", "cpus must be a whole number"),
+            ("cpus", "0", "cpus must be a whole number from 1"),
+            ("memoryMiB", "-5", "memoryMiB must be a whole number"),
+            (
+                "powerState",
+                "Paused",
+                "powerState must be Running or Stopped",
+            ),
+            (
+                "allowTermination",
+                "yes",
+                "allowTermination must be true or false",
+            ),
+        ] {
+            let e = c.fail(&[
+                "create",
+                "virtualmachine",
+                "v1",
+                "--set",
+                &format!("{f}={v}"),
+            ]);
+            assert!(e.contains(why), "{b}: {f}={v}: {e}");
+        }
+        assert_eq!(
+            c.json(&["get", "vms"])["items"],
+            json!([]),
+            "{b}: nothing written"
+        );
+        c.ok(&[
+            "create",
+            "virtualmachine",
+            "v1",
+            "--set",
+            "cpus=4",
+            "--set",
+            "allowTermination=true",
+        ]);
+        let attrs = c.json(&["attr", "get", "v1", "--show-hidden"]);
+        let cpus = attrs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["subkey"] == "cpus")
+            .unwrap();
+        assert_eq!(cpus["value"], 4, "{b}: stored as a number: {cpus}");
+    }
+}
