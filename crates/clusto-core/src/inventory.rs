@@ -128,6 +128,19 @@ impl Inventory {
         }
     }
 
+    /// Applies rows other writers retired and added (oldest first), as a
+    /// process that follows the store does: nothing is journaled.
+    pub fn follow(&mut self, retired: &[(FactId, Fact)], added: &[(FactId, Fact)]) {
+        // Undoing a change set that added `retired` and removed `added`.
+        let ch = ChangeSet {
+            added: retired.iter().cloned().collect(),
+            removed: added.iter().cloned().collect(),
+        };
+        let pending = std::mem::take(&mut self.changes);
+        self.revert(&ch);
+        self.changes = pending;
+    }
+
     pub fn changes(&self) -> &ChangeSet {
         &self.changes
     }

@@ -6,7 +6,9 @@
 //! persists the resulting change set as one revision. Serialising writers
 //! is what makes allocation race-free across processes.
 
+mod changes;
 mod history;
+pub use changes::Changes;
 mod lease;
 pub use lease::Lease;
 mod query;

@@ -27,6 +27,8 @@ use crate::{StoreError, TABLES, fact_from_row, table_cols, table_name, vis};
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     names: BTreeSet<String>,
+    /// Named by id (a process that remembers entities across renames).
+    ids: BTreeSet<i64>,
     /// Loaded as context: the entity and its attributes, no neighbourhood.
     context: BTreeSet<String>,
     kinds: BTreeSet<Kind>,
@@ -97,6 +99,22 @@ impl Scope {
     pub fn with_kind(mut self, kind: Kind) -> Scope {
         self.kinds.insert(kind);
         self
+    }
+
+    /// Also these entities, by id, as if named.
+    pub fn with_ids(mut self, ids: impl IntoIterator<Item = clusto_core::EntityId>) -> Scope {
+        self.ids.extend(ids.into_iter().map(|e| e.0));
+        self
+    }
+
+    /// Whether every entity of `kind` is loaded (drivers always are).
+    pub fn loads_kind(&self, kind: Kind) -> bool {
+        kind == Kind::Driver || self.kinds.contains(&kind)
+    }
+
+    /// Whether everything inside entities of `kind` is loaded.
+    pub fn loads_contents_of(&self, kind: Kind) -> bool {
+        self.contents_of_kinds.contains(&kind)
     }
 
     pub fn name(mut self, name: &str) -> Scope {
@@ -192,6 +210,20 @@ async fn seeds(
             named.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
     }
+    let by_id: Vec<i64> = scope.ids.iter().copied().collect();
+    for chunk in by_id.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT eid, name, kind FROM entities t WHERE {} AND eid IN ({})",
+            vis("t", at),
+            in_list(chunk)
+        );
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            named.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+    }
     let mut kinds = scope.kinds.clone();
     kinds.insert(Kind::Driver);
     let whole = ids(conn, kinds_sql(at, &kinds)).await?;
@@ -269,8 +301,9 @@ pub(crate) async fn load(
     scope: &Scope,
 ) -> Result<Inventory, StoreError> {
     let (seeds, whole) = seeds(conn, at, scope).await?;
-    let (seeds, as_context): (Vec<Seed>, Vec<Seed>) =
-        seeds.into_iter().partition(|s| scope.names.contains(&s.1));
+    let (seeds, as_context): (Vec<Seed>, Vec<Seed>) = seeds
+        .into_iter()
+        .partition(|s| scope.names.contains(&s.1) || scope.ids.contains(&s.0));
     let mut named: Vec<i64> = seeds.iter().map(|s| s.0).collect();
     let outer: Vec<i64> = seeds
         .iter()

@@ -543,3 +543,127 @@ async fn url_of(s: &Store, b: &str) -> String {
         }
     }
 }
+
+/// A view loaded once and then kept current from the changed rows reads
+/// the same as one loaded afresh, step after step; rows about entities it
+/// does not hold are not read into it.
+#[tokio::test]
+async fn a_followed_view_matches_a_fresh_load() {
+    for b in BACKENDS {
+        let s = fresh(b).await.unwrap();
+        build(&s).await;
+        let step = |what: &'static str, f: fn(&mut Inventory) -> Result<(), CoreError>| {
+            let s = s.clone();
+            async move {
+                s.write(&RevisionMeta::new(what), |inv| f(inv).map_err(E::from))
+                    .await
+                    .unwrap();
+            }
+        };
+        step("vm manager", |inv| {
+            let m = inv.create(Kind::VmManager, "m1", None)?;
+            let h = inv.id_of("s00")?;
+            inv.insert(m, h, None)?;
+            let v = inv.create(Kind::VirtualMachine, "v1", None)?;
+            inv.configure(v, "manager", "m1")?;
+            Ok(())
+        })
+        .await;
+        let scope = Scope::write(Vec::<String>::new());
+        let (mut rev, mut view) = s.load_scope(&scope, None).await.unwrap();
+        assert!(
+            view.id_of("s03").is_err(),
+            "{b}: servers outside the VM world are not loaded"
+        );
+        let steps: Vec<(&'static str, fn(&mut Inventory) -> Result<(), CoreError>)> = vec![
+            ("vm attr", |inv| {
+                let v = inv.id_of("v1")?;
+                inv.attr_set(
+                    v,
+                    "owner",
+                    None,
+                    NumberSpec::None,
+                    Value::String("bob".into()),
+                )?;
+                Ok(())
+            }),
+            ("unrelated server", |inv| {
+                let e = inv.id_of("s03")?;
+                inv.attr_set(
+                    e,
+                    "owner",
+                    None,
+                    NumberSpec::None,
+                    Value::String("eve".into()),
+                )?;
+                Ok(())
+            }),
+            ("new vm", |inv| {
+                let v = inv.create(Kind::VirtualMachine, "v2", None)?;
+                inv.configure(v, "manager", "m1")?;
+                inv.configure(v, "cpus", "2")?;
+                Ok(())
+            }),
+            ("rename vm", |inv| {
+                let v = inv.id_of("v1")?;
+                inv.rename(v, "v1b")
+            }),
+            ("host attr", |inv| {
+                let h = inv.id_of("s00")?;
+                inv.attr_set(
+                    h,
+                    "system",
+                    Some("memory"),
+                    NumberSpec::None,
+                    Value::Int(65536),
+                )?;
+                Ok(())
+            }),
+            ("a server becomes a host", |inv| {
+                let (m, h) = (inv.id_of("m1")?, inv.id_of("s04")?);
+                inv.insert(m, h, None)
+            }),
+            ("delete vm", |inv| {
+                let v = inv.id_of("v2")?;
+                inv.delete(v)
+            }),
+        ];
+        for (what, f) in steps {
+            step(what, f).await;
+            let (now, changed) = s.follow(&mut view, rev, &scope).await.unwrap();
+            assert!(now > rev, "{b}: {what}");
+            assert_eq!(changed, what != "unrelated server", "{b}: {what}");
+            rev = now;
+            let (_, fresh) = s.load_scope(&scope, None).await.unwrap();
+            for e in fresh.entities() {
+                let mine = view
+                    .id_of(&e.name)
+                    .unwrap_or_else(|_| panic!("{b}: {what}: {} missing", e.name));
+                assert_eq!(
+                    view.resource(mine, true),
+                    fresh.resource(e.id, true),
+                    "{b}: {what}: {}",
+                    e.name
+                );
+            }
+            let vms = |inv: &Inventory| -> Vec<String> {
+                inv.entities_of_kind(Kind::VirtualMachine)
+                    .iter()
+                    .map(|e| e.name.clone())
+                    .collect()
+            };
+            assert_eq!(vms(&view), vms(&fresh), "{b}: {what}");
+        }
+        assert!(view.id_of("s03").is_err(), "{b}");
+        // Changes since a revision: exactly the rows of the revisions after it.
+        let ch = s.changes_since(rev - 1).await.unwrap();
+        assert_eq!((ch.from, ch.to), (rev - 1, rev));
+        assert!(ch.added.is_empty(), "{b}: a delete adds nothing");
+        assert!(
+            ch.retired
+                .iter()
+                .any(|(_, f)| matches!(f, clusto_core::Fact::Entity(e) if e.name == "v2"))
+        );
+        assert!(s.changes_since(rev).await.unwrap().is_empty());
+    }
+}

@@ -115,6 +115,9 @@ pub struct Controller {
     opts: Options,
     store_uid: String,
     queue: HashMap<EntityId, Entry>,
+    /// What the controller reads: VMs, their managers and hosts (see
+    /// [`world`]), kept current by following the store's changes.
+    view: Option<Inventory>,
     last_rev: i64,
     resync_at: Instant,
     tokens: f64,
@@ -176,6 +179,7 @@ impl Controller {
             opts,
             store_uid,
             queue: HashMap::new(),
+            view: None,
             last_rev: -1,
             refilled: now,
             lease: None,
@@ -316,7 +320,7 @@ impl Controller {
         if head == self.last_rev && !any_due {
             return Ok(report);
         }
-        let (rev, inv) = self.store.load_head().await?;
+        let (rev, inv) = self.follow_store().await?;
         self.last_rev = rev;
         self.metrics.revision.store(rev as u64, Ordering::Relaxed);
         self.sync_queue(&inv, now);
@@ -467,6 +471,24 @@ impl Controller {
             .api_requests
             .fetch_add(report.requests, Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// The controller's view brought up to the head: loaded once, then only
+    /// rows later revisions changed are read (a copy is handed to the tick).
+    async fn follow_store(&mut self) -> Result<(i64, Inventory), ControllerError> {
+        let scope = world();
+        let rev = match &mut self.view {
+            Some(inv) if self.last_rev >= 0 => {
+                self.store.follow(inv, self.last_rev, &scope).await?.0
+            }
+            _ => {
+                let (rev, inv) = self.store.load_scope(&scope, None).await?;
+                self.view = Some(inv);
+                rev
+            }
+        };
+        let inv = self.view.clone().unwrap_or_default();
+        Ok((rev, inv))
     }
 
     /// Queues new and changed VMs; forgets deleted ones.
@@ -653,10 +675,15 @@ impl Controller {
             }
         ));
         meta.manager = "controller".into();
+        let touched = updates
+            .iter()
+            .map(|(id, _, _)| *id)
+            .chain(finalize.iter().copied());
         let w = self
             .store
-            .write(
+            .write_scope(
                 &meta,
+                &world().with_ids(touched),
                 |inv: &mut Inventory| -> Result<(), ControllerError> {
                     for (id, fp, st) in &updates {
                         let same = inv.entity(*id).is_some()
@@ -679,6 +706,13 @@ impl Controller {
         }
         Ok(w.revision.is_some())
     }
+}
+
+/// Everything the controller's rules read: every VM and VM manager with
+/// the hosts inside each manager, their containers (merged settings), and
+/// what rules scan on a write. Its size follows the VMs, not the inventory.
+pub fn world() -> clusto_store::Scope {
+    clusto_store::Scope::write(Vec::<String>::new())
 }
 
 /// Where a VM lives, from its manager's settings and its host.

@@ -1,0 +1,179 @@
+//! List-then-watch: what changed after a revision, read from the versioned
+//! rows (`rev_from`/`rev_to`) alone. Every long-running process keeps its
+//! view current this way instead of reloading: it loads once, remembers the
+//! revision, and then reads only the rows later revisions added or retired.
+
+use std::collections::BTreeSet;
+
+use clusto_core::{EntityId, Fact, FactId, Inventory};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{Scope, Snapshot, Store, StoreError, TABLES, fact_from_row, table_cols, table_name};
+
+/// The rows revisions `from+1 ..= to` added and retired. A row both added
+/// and retired in that span is in neither list.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub from: i64,
+    pub to: i64,
+    pub added: Vec<(FactId, Fact)>,
+    pub retired: Vec<(FactId, Fact)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.retired.is_empty()
+    }
+
+    /// Every entity a changed row is about.
+    pub fn entities(&self) -> BTreeSet<EntityId> {
+        self.added
+            .iter()
+            .chain(&self.retired)
+            .flat_map(|(_, f)| f.entities())
+            .collect()
+    }
+}
+
+impl Snapshot {
+    /// The rows changed after revision `since`, up to this snapshot.
+    pub async fn changes_since(&mut self, since: i64) -> Result<Changes, StoreError> {
+        let to = self.rev();
+        let mut ch = Changes {
+            from: since,
+            to,
+            ..Changes::default()
+        };
+        if since >= to {
+            return Ok(ch);
+        }
+        for t in TABLES {
+            let ncols = table_cols(t).split(',').count();
+            // Two index range scans: rows added, and rows retired, after `since`.
+            let sql = format!(
+                "SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_from > {since} AND rev_from <= {to} \
+                 UNION ALL \
+                 SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_to IS NOT NULL AND rev_to > {since} \
+                 AND rev_to <= {to} AND rev_from <= {since}",
+                cols = table_cols(t),
+                tn = table_name(t),
+            );
+            for r in sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(&mut *self.tx)
+                .await?
+            {
+                let id = FactId(r.try_get(0)?);
+                let f = fact_from_row(t, &r, 1)?;
+                let from: i64 = r.try_get(1 + ncols)?;
+                let until: Option<i64> = r.try_get(2 + ncols)?;
+                let retired = until.is_some_and(|u| u <= to);
+                match (from > since, retired) {
+                    (true, false) => ch.added.push((id, f)),
+                    (false, true) => ch.retired.push((id, f)),
+                    _ => {} // born and gone within the span, or untouched
+                }
+            }
+        }
+        ch.added.sort_by_key(|(id, _)| *id);
+        ch.retired.sort_by_key(|(id, _)| *id);
+        Ok(ch)
+    }
+}
+
+impl Store {
+    /// The rows changed after revision `since`, up to the head now.
+    pub async fn changes_since(&self, since: i64) -> Result<Changes, StoreError> {
+        self.snapshot(None).await?.changes_since(since).await
+    }
+
+    /// Brings `inv`, loaded for `scope` as of revision `since`, up to the
+    /// head: rows about entities it holds (or that join it, being of a kind
+    /// `scope` loads whole) are applied in place; rows about anything else
+    /// are skipped. When a change reaches out of the view (an existing
+    /// entity put inside one it holds, say), the scope is loaded again:
+    /// that costs what the scope holds, never the inventory. Returns the
+    /// revision `inv` is now as of and whether anything in it changed.
+    pub async fn follow(
+        &self,
+        inv: &mut Inventory,
+        since: i64,
+        scope: &Scope,
+    ) -> Result<(i64, bool), StoreError> {
+        let mut snap = self.snapshot(None).await?;
+        let ch = snap.changes_since(since).await?;
+        if ch.is_empty() {
+            return Ok((ch.to, false));
+        }
+        let joining: BTreeSet<EntityId> = ch
+            .added
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Fact::Entity(e) if scope.loads_kind(e.kind) => Some(e.id),
+                _ => None,
+            })
+            .collect();
+        let mut relevant = Changes {
+            from: ch.from,
+            to: ch.to,
+            ..Changes::default()
+        };
+        for (list, retired) in [(&ch.added, false), (&ch.retired, true)] {
+            for (id, f) in list {
+                match reach(inv, &joining, scope, f) {
+                    Reach::Outside => {}
+                    Reach::Inside if retired => relevant.retired.push((*id, f.clone())),
+                    Reach::Inside => relevant.added.push((*id, f.clone())),
+                    Reach::Beyond => {
+                        *inv = snap.load(scope).await?;
+                        return Ok((ch.to, true));
+                    }
+                }
+            }
+        }
+        let changed = !relevant.is_empty();
+        inv.follow(&relevant.retired, &relevant.added);
+        Ok((ch.to, changed))
+    }
+}
+
+/// Where a changed row falls for a view.
+enum Reach {
+    /// About nothing the view holds.
+    Outside,
+    /// About what it holds, and only that: applied in place.
+    Inside,
+    /// Ties something it holds to something it never loaded.
+    Beyond,
+}
+
+/// A row belongs to the entity it describes (an attribute's owner, a
+/// contained thing, an address's holder); it reaches beyond the view when
+/// it ties that entity to one the view lacks, or brings new contents into
+/// an entity whose contents the scope loads.
+fn reach(inv: &Inventory, joining: &BTreeSet<EntityId>, scope: &Scope, f: &Fact) -> Reach {
+    let held = |e: EntityId| inv.entity(e).is_some() || joining.contains(&e);
+    let inside_if = |owner: EntityId, others: &[EntityId]| {
+        if !held(owner) {
+            Reach::Outside
+        } else if others.iter().all(|o| held(*o)) {
+            Reach::Inside
+        } else {
+            Reach::Beyond
+        }
+    };
+    match f {
+        Fact::Entity(e) => inside_if(e.id, &[]),
+        Fact::Attr(e, a) => match a.value {
+            clusto_core::Value::Ref(r) => inside_if(*e, &[r]),
+            _ => inside_if(*e, &[]),
+        },
+        Fact::Contains(c) if held(c.child) => inside_if(c.child, &[c.parent]),
+        Fact::Contains(c) => match inv.kind_of(c.parent) {
+            Some(k) if scope.loads_contents_of(k) => Reach::Beyond,
+            _ => Reach::Outside,
+        },
+        Fact::Link(l) if held(l.a) => inside_if(l.a, &[l.b]),
+        Fact::Link(l) => inside_if(l.b, &[l.a]),
+        Fact::Address(a) => inside_if(a.holder, a.manager.as_slice()),
+    }
+}
