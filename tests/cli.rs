@@ -508,8 +508,8 @@ async fn lists_stream_in_pages_and_a_closed_pipe_is_quiet() {
         );
         assert!(stderr.is_empty(), "{b}: {stderr}");
         // History pages: --limit 0 is all, --since only what came after.
-        for i in 0..30 {
-            c.ok(&["attr", "set", &names[i], "owner", "alice"]);
+        for n in names.iter().take(30) {
+            c.ok(&["attr", "set", n, "owner", "alice"]);
         }
         let all = c.json(&["history", "--limit", "0"]);
         let revs: Vec<i64> = all["items"]
