@@ -91,6 +91,7 @@ fn rows(ch: &ChangeSet) -> String {
 }
 
 type Op = fn(&mut Inventory) -> Result<String, CoreError>;
+type Step = fn(&mut Inventory) -> Result<(), CoreError>;
 
 /// Runs `op` on the whole inventory and on `scope`'s partial view (neither
 /// is written) and asserts the same outcome and the same rows.
@@ -552,7 +553,7 @@ async fn a_followed_view_matches_a_fresh_load() {
     for b in BACKENDS {
         let s = fresh(b).await.unwrap();
         build(&s).await;
-        let step = |what: &'static str, f: fn(&mut Inventory) -> Result<(), CoreError>| {
+        let step = |what: &'static str, f: Step| {
             let s = s.clone();
             async move {
                 s.write(&RevisionMeta::new(what), |inv| f(inv).map_err(E::from))
@@ -575,7 +576,7 @@ async fn a_followed_view_matches_a_fresh_load() {
             view.id_of("s03").is_err(),
             "{b}: servers outside the VM world are not loaded"
         );
-        let steps: Vec<(&'static str, fn(&mut Inventory) -> Result<(), CoreError>)> = vec![
+        let steps: Vec<(&'static str, Step)> = vec![
             ("vm attr", |inv| {
                 let v = inv.id_of("v1")?;
                 inv.attr_set(
