@@ -66,10 +66,41 @@ pub enum Entry {
 #[derive(Clone, Debug, Default)]
 pub struct DhcpIndex {
     pub by_mac: HashMap<[u8; 6], Entry>,
-    /// Devices waiting to learn their NIC: `bootstrap.mac` → device name.
+    /// Devices waiting to learn their NIC: `bootstrap.mac` → device name
+    /// (asked only for MACs `by_mac` does not know).
     pub bootstrap: HashMap<[u8; 6], String>,
-    /// Revision the index was built from.
+    /// Revision the index is as of.
     pub revision: i64,
+    /// The devices carrying each MAC and each device's MACs and bootstrap
+    /// MAC: what lets a change to a few devices re-resolve just their MACs.
+    owners: HashMap<[u8; 6], Vec<EntityId>>,
+    macs_of: HashMap<EntityId, Vec<[u8; 6]>>,
+    bootstrap_of: HashMap<EntityId, [u8; 6]>,
+}
+
+/// A device waiting to learn its NIC: its `bootstrap.mac` and name.
+type Waiting = ([u8; 6], String);
+
+/// What re-resolving some devices changes in an index: computed beside the
+/// serving index, then applied in one short write.
+#[derive(Debug, Default)]
+pub struct Patch {
+    revision: i64,
+    macs_of: Vec<(EntityId, Vec<[u8; 6]>)>,
+    bootstrap_of: Vec<(EntityId, Option<Waiting>)>,
+    owners: Vec<([u8; 6], Vec<EntityId>)>,
+    entries: Vec<([u8; 6], Option<Entry>)>,
+}
+
+impl Patch {
+    /// MACs whose answer this patch sets or removes.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 fn mac_bytes(s: &str) -> Option<[u8; 6]> {
@@ -294,57 +325,140 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> R
     })
 }
 
+/// The carriers of `m` being worked out, starting from the index's.
+fn carried<'a>(
+    work: &'a mut HashMap<[u8; 6], Vec<EntityId>>,
+    index: &HashMap<[u8; 6], Vec<EntityId>>,
+    m: [u8; 6],
+) -> &'a mut Vec<EntityId> {
+    work.entry(m)
+        .or_insert_with(|| index.get(&m).cloned().unwrap_or_default())
+}
+
 impl DhcpIndex {
     /// Resolves every NIC MAC (`mac` or `ipmi-mac` port attribute).
     pub fn build(inv: &Inventory, revision: i64) -> DhcpIndex {
-        let mut owners: HashMap<[u8; 6], Vec<(EntityId, PortId)>> = HashMap::new();
-        for e in inv.entities_unsorted() {
-            if !e.kind.is_device() {
-                continue;
+        let devices: Vec<EntityId> = inv
+            .entities_unsorted()
+            .filter(|e| e.kind.is_device())
+            .map(|e| e.id)
+            .collect();
+        let mut idx = DhcpIndex::default();
+        let patch = idx.patch(inv, &devices, revision);
+        idx.apply(patch);
+        idx
+    }
+
+    /// The devices `inv` must hold for [`DhcpIndex::patch`] of `devices`:
+    /// them, and every other carrier of a MAC they carry now or did.
+    pub fn carriers(&self, inv: &Inventory, devices: &[EntityId]) -> Vec<EntityId> {
+        let mut out: std::collections::BTreeSet<EntityId> = devices.iter().copied().collect();
+        for d in devices {
+            let now = inv
+                .nic_macs(*d)
+                .into_iter()
+                .filter_map(|(_, m)| mac_bytes(m));
+            let before = self.macs_of.get(d).into_iter().flatten().copied();
+            for m in now.chain(before) {
+                out.extend(self.owners.get(&m).into_iter().flatten().copied());
             }
-            for (port, m) in inv.nic_macs(e.id) {
-                if let Some(m) = mac_bytes(m) {
-                    let v = owners.entry(m).or_default();
-                    if !v.iter().any(|(d, _)| *d == e.id) {
-                        v.push((e.id, port));
+        }
+        out.into_iter().collect()
+    }
+
+    /// Re-resolves `devices` as `inv` has them now (one `inv` lacks, or
+    /// that is no longer a device, is gone) and every MAC they carried or
+    /// carry; `inv` holds what [`DhcpIndex::carriers`] names.
+    pub fn patch(&self, inv: &Inventory, devices: &[EntityId], revision: i64) -> Patch {
+        let mut patch = Patch {
+            revision,
+            ..Patch::default()
+        };
+        // MAC → carriers, for the MACs these devices touch, after the change.
+        let mut owners: HashMap<[u8; 6], Vec<EntityId>> = HashMap::new();
+        for d in devices {
+            for m in self.macs_of.get(d).into_iter().flatten() {
+                carried(&mut owners, &self.owners, *m).retain(|o| o != d);
+            }
+            let device = inv.entity(*d).filter(|e| e.kind.is_device());
+            let mut mine: Vec<[u8; 6]> = Vec::new();
+            if device.is_some() {
+                for (_, m) in inv.nic_macs(*d) {
+                    if let Some(m) = mac_bytes(m)
+                        && !mine.contains(&m)
+                    {
+                        mine.push(m);
+                        carried(&mut owners, &self.owners, m).push(*d);
                     }
                 }
             }
-        }
-        let mut ranges = Ranges::new();
-        let by_mac: HashMap<[u8; 6], Entry> = owners
-            .into_iter()
-            .map(|(mac, devs)| {
-                let entry = if devs.len() > 1 {
-                    let mut names: Vec<String> = devs
-                        .iter()
-                        .map(|(d, _)| inv.name_of(*d).to_string())
-                        .collect();
-                    names.sort();
-                    Entry::Skip(Skip::Ambiguous(names))
-                } else {
-                    match host(inv, devs[0].0, &devs[0].1, &mut ranges) {
-                        Ok(h) => Entry::Serve(Box::new(h)),
-                        Err(s) => Entry::Skip(s),
-                    }
-                };
-                (mac, entry)
-            })
-            .collect();
-        let bootstrap = inv
-            .entities_unsorted()
-            .filter(|e| e.kind.is_device())
-            .filter_map(|e| {
+            patch.macs_of.push((*d, mine));
+            let boot = device.and_then(|e| {
                 let m = mac_bytes(&text(inv.attr_value(e.id, "bootstrap", Some("mac"))?))?;
                 Some((m, e.name.clone()))
-            })
-            .filter(|(m, _)| !by_mac.contains_key(m))
-            .collect();
-        DhcpIndex {
-            by_mac,
-            bootstrap,
-            revision,
+            });
+            patch.bootstrap_of.push((*d, boot));
         }
+        let mut ranges = Ranges::new();
+        for (m, devs) in owners {
+            let entry = match devs.as_slice() {
+                [] => None,
+                [d] => {
+                    let port = inv
+                        .nic_macs(*d)
+                        .into_iter()
+                        .find(|(_, x)| mac_bytes(x) == Some(m))
+                        .map(|(p, _)| p);
+                    port.map(|p| match host(inv, *d, &p, &mut ranges) {
+                        Ok(h) => Entry::Serve(Box::new(h)),
+                        Err(s) => Entry::Skip(s),
+                    })
+                }
+                many => {
+                    let mut names: Vec<String> =
+                        many.iter().map(|d| inv.name_of(*d).to_string()).collect();
+                    names.sort();
+                    Some(Entry::Skip(Skip::Ambiguous(names)))
+                }
+            };
+            patch.entries.push((m, entry));
+            patch.owners.push((m, devs));
+        }
+        patch
+    }
+
+    /// Makes the index say what `patch` computed.
+    pub fn apply(&mut self, patch: Patch) {
+        for (d, macs) in patch.macs_of {
+            if macs.is_empty() {
+                self.macs_of.remove(&d);
+            } else {
+                self.macs_of.insert(d, macs);
+            }
+        }
+        for (d, boot) in patch.bootstrap_of {
+            if let Some(old) = self.bootstrap_of.remove(&d) {
+                self.bootstrap.remove(&old);
+            }
+            if let Some((m, name)) = boot {
+                self.bootstrap_of.insert(d, m);
+                self.bootstrap.insert(m, name);
+            }
+        }
+        for (m, devs) in patch.owners {
+            if devs.is_empty() {
+                self.owners.remove(&m);
+            } else {
+                self.owners.insert(m, devs);
+            }
+        }
+        for (m, entry) in patch.entries {
+            match entry {
+                Some(e) => self.by_mac.insert(m, e),
+                None => self.by_mac.remove(&m),
+            };
+        }
+        self.revision = patch.revision;
     }
 
     pub fn len(&self) -> usize {

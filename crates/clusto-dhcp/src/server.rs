@@ -1,6 +1,7 @@
-//! The responder's I/O: one UDP socket, an index swapped in whole when the
-//! store moves on, counters served to Prometheus. The request path reads
-//! the current index and never waits for the store.
+//! The responder's I/O: one UDP socket, an index built once and then
+//! patched from the rows each new revision changed (list-then-watch),
+//! counters served to Prometheus. The request path reads the current index
+//! and never waits for the store.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -8,7 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use clusto_store::Store;
+use std::collections::BTreeSet;
+
+use clusto_core::inventory::{PORT_KEY_PREFIX, SPEC_KEY};
+use clusto_core::{EntityId, Fact, Kind};
+use clusto_store::{Changes, Scope, Snapshot, Store, StoreError};
 use dhcproto::Encodable;
 use dhcproto::v4::MessageType;
 use tokio::net::UdpSocket;
@@ -43,11 +48,15 @@ pub async fn learn(
     };
     let key = if bmc { "ipmi-mac" } else { "mac" };
     let w = store
-        .write(&meta, |inv| -> Result<(), clusto_store::StoreError> {
-            let id = inv.id_of(device)?;
-            inv.port_attr_set(id, &"nic-eth:1".parse()?, key, mac)?;
-            Ok(())
-        })
+        .write_scope(
+            &meta,
+            &Scope::write([device]),
+            |inv| -> Result<(), StoreError> {
+                let id = inv.id_of(device)?;
+                inv.port_attr_set(id, &"nic-eth:1".parse()?, key, mac)?;
+                Ok(())
+            },
+        )
         .await?;
     Ok(w.revision)
 }
@@ -255,10 +264,108 @@ fn quiet_decoder_panics() {
     }));
 }
 
+/// Above this many devices to re-resolve, rebuilding is cheaper than patching.
+const PATCH_LIMIT: usize = 50_000;
+
+/// The devices whose answers the rows in `ch` can change: a device's own
+/// rows (entity, `dhcp.*`, `hostname`, `bootstrap`, port attributes,
+/// addresses), everything inside what gained or lost `dhcp.*`/`hostname`
+/// or moved, and the holders of an IPManager's addresses (and of unmanaged
+/// ones) when its network or gateway changes.
+async fn affected(snap: &mut Snapshot, ch: &Changes) -> Result<Vec<EntityId>, StoreError> {
+    let mut direct = BTreeSet::new();
+    let mut containers = Vec::new();
+    let mut managers = Vec::new();
+    for (_, f) in ch.added.iter().chain(&ch.retired) {
+        match f {
+            Fact::Entity(e) => {
+                direct.insert(e.id);
+            }
+            Fact::Attr(e, a) => match a.key.as_str() {
+                "dhcp" | "hostname" => {
+                    direct.insert(*e);
+                    containers.push(*e);
+                }
+                "bootstrap" => {
+                    direct.insert(*e);
+                }
+                SPEC_KEY if matches!(a.subkey.as_deref(), Some("cidr" | "gateway")) => {
+                    managers.push(*e);
+                }
+                k if k.starts_with(PORT_KEY_PREFIX) => {
+                    direct.insert(*e);
+                }
+                _ => {}
+            },
+            Fact::Contains(c) => {
+                direct.insert(c.child);
+                containers.push(c.child);
+            }
+            Fact::Link(_) => {}
+            Fact::Address(a) => {
+                direct.insert(a.holder);
+            }
+        }
+    }
+    containers.sort_unstable();
+    containers.dedup();
+    managers.sort_unstable();
+    managers.dedup();
+    direct.extend(snap.descendants(&containers).await?);
+    if !managers.is_empty() {
+        direct.extend(snap.holders(&managers).await?);
+    }
+    Ok(direct.into_iter().collect())
+}
+
+/// What a patch reads: the devices by id, their containers (merged
+/// `dhcp.*`), and every IPManager (an unmanaged address's network).
+fn devices_scope(ids: &[EntityId]) -> Scope {
+    Scope::read(Vec::<String>::new())
+        .with_ids(ids.iter().copied())
+        .with_kind(Kind::IpManager)
+}
+
+/// Brings `index` up to the head: reads the rows changed since its
+/// revision, loads just the devices they affect and patches their MACs in
+/// place (one short write lock). Returns how many MACs were re-resolved,
+/// or None when the head had not moved.
+pub async fn refresh(
+    store: &Store,
+    index: &RwLock<DhcpIndex>,
+) -> Result<Option<usize>, ServerError> {
+    let since = index.read().expect("index lock").revision;
+    let mut snap = store.snapshot(None).await?;
+    if snap.rev() == since {
+        return Ok(None);
+    }
+    let ch = snap.changes_since(since).await?;
+    let devices = affected(&mut snap, &ch).await?;
+    if devices.len() > PATCH_LIMIT {
+        drop(snap);
+        let idx = build_index(store).await?;
+        let n = idx.len();
+        *index.write().expect("index lock") = idx;
+        return Ok(Some(n));
+    }
+    let mut inv = snap.load(&devices_scope(&devices)).await?;
+    let carriers = index.read().expect("index lock").carriers(&inv, &devices);
+    if carriers.len() > devices.len() {
+        inv = snap.load(&devices_scope(&carriers)).await?;
+    }
+    let patch = index
+        .read()
+        .expect("index lock")
+        .patch(&inv, &devices, snap.rev());
+    let n = patch.len();
+    index.write().expect("index lock").apply(patch);
+    Ok(Some(n))
+}
+
 /// Serves until the socket fails.
 pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
     quiet_decoder_panics();
-    let index = Arc::new(RwLock::new(Arc::new(build_index(&store).await?)));
+    let index = Arc::new(RwLock::new(build_index(&store).await?));
     let metrics = Arc::new(Metrics::default());
     let publish = |m: &Metrics, idx: &DhcpIndex| {
         m.index_size.store(idx.len() as u64, Ordering::Relaxed);
@@ -268,27 +375,22 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
             .store(clusto_store_now_ms(), Ordering::Relaxed);
     };
     publish(&metrics, &index.read().expect("index lock"));
-    // Refresh: rebuild off the request path whenever the store moves on.
+    // Follow the store off the request path: patch what each revision changed.
     {
         let (store, index, metrics, every) =
             (store.clone(), index.clone(), metrics.clone(), opts.refresh);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let current = index.read().expect("index lock").revision;
-                match store.head().await {
-                    Ok(head) if head != current => match build_index(&store).await {
-                        Ok(idx) => {
-                            publish(&metrics, &idx);
-                            *index.write().expect("index lock") = Arc::new(idx);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "index rebuild failed; serving the previous one")
-                        }
-                    },
-                    Ok(_) => {}
+                let t = Instant::now();
+                match refresh(&store, &index).await {
+                    Ok(Some(n)) => {
+                        publish(&metrics, &index.read().expect("index lock"));
+                        tracing::debug!(macs = n, elapsed = ?t.elapsed(), "DHCP index patched");
+                    }
+                    Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "store unreachable; serving the previous index")
+                        tracing::warn!(error = %e, "index refresh failed; serving the current one")
                     }
                 }
             }
@@ -337,8 +439,8 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
                 continue;
             };
             metrics.requests[type_slot(req.opts().msg_type())].fetch_add(1, Ordering::Relaxed);
-            let idx = index.read().expect("index lock").clone();
-            match handle(&idx, &ctx, &req) {
+            let outcome = handle(&index.read().expect("index lock"), &ctx, &req);
+            match outcome {
                 Outcome::Reply(reply, dest) => {
                     out.clear();
                     if reply.encode(&mut dhcproto::Encoder::new(&mut out)).is_err() {

@@ -36,6 +36,36 @@ impl Changes {
 }
 
 impl Snapshot {
+    /// Everything inside these entities, at any depth.
+    pub async fn descendants(&mut self, of: &[EntityId]) -> Result<Vec<EntityId>, StoreError> {
+        let ids: Vec<i64> = of.iter().map(|e| e.0).collect();
+        Ok(crate::scope::closure(&mut self.tx, self.at, &ids, false)
+            .await?
+            .into_iter()
+            .map(EntityId)
+            .collect())
+    }
+
+    /// The holders of addresses these IPManagers handed out.
+    pub async fn holders(&mut self, managers: &[EntityId]) -> Result<Vec<EntityId>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in managers.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|e| e.0.to_string()).collect();
+            let sql = format!(
+                "SELECT DISTINCT holder FROM addresses t WHERE {} AND manager IN ({})",
+                crate::vis("t", self.at),
+                list.join(",")
+            );
+            for r in sqlx::query(AssertSqlSafe(sql))
+                .fetch_all(&mut *self.tx)
+                .await?
+            {
+                out.push(EntityId(r.try_get(0)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// The rows changed after revision `since`, up to this snapshot.
     pub async fn changes_since(&mut self, since: i64) -> Result<Changes, StoreError> {
         let to = self.rev();

@@ -241,7 +241,7 @@ fn kinds_sql(at: Option<i64>, kinds: &BTreeSet<Kind>) -> String {
 
 /// Everything reachable from `from` along containment, upward (containers)
 /// or downward (contents).
-async fn closure(
+pub(crate) async fn closure(
     conn: &mut AnyConnection,
     at: Option<i64>,
     from: &[i64],
