@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clusto_core::{EntityId, Inventory};
+use clusto_core::{EntityId, Inventory, Kind};
 use clusto_manifest::plan::Plan;
 use clusto_manifest::{
     ApplyOptions, ManifestError, Object, Source, apply, diff, export, layout, parse_sources,
@@ -315,31 +315,59 @@ pub async fn apply_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Entities per page of an export.
+const EXPORT_PAGE: usize = 500;
+
+/// `clusto export [QUERY]`: manifests written page by page from one
+/// snapshot, each page loaded with just what its documents show.
 pub async fn export_cmd(store: &Store, query: Option<&str>, at: Option<i64>) -> Result<()> {
-    let inv = store.load(at).await?;
-    let ids: Vec<EntityId> = match query {
+    let mut snap = store.snapshot(at).await?;
+    match query {
         Some(q) => {
             let q = clusto_core::query::parse(q)?;
-            let names = store.query(&q, at).await?;
-            names
-                .iter()
-                .map(|n| inv.id_of(n))
-                .collect::<Result<_, _>>()?
+            let names = store.query(&q, Some(snap.rev())).await?;
+            for page in names.chunks(EXPORT_PAGE) {
+                export_page(&mut snap, page).await?;
+            }
         }
         None => {
             // Definitions first, so a reader sees drivers and layouts before their users.
-            let mut v: Vec<&clusto_core::Entity> = inv.entities();
-            v.sort_by_key(|e| (!e.kind.is_definition(), e.kind, e.name.clone()));
-            v.into_iter().map(|e| e.id).collect()
+            let mut kinds = Kind::ALL.to_vec();
+            kinds.sort_by_key(|k| (!k.is_definition(), *k));
+            for kind in kinds {
+                let mut after: Option<String> = None;
+                loop {
+                    let page = snap
+                        .names(Some(kind), after.as_deref(), EXPORT_PAGE as i64)
+                        .await?;
+                    export_page(&mut snap, &page).await?;
+                    if page.len() < EXPORT_PAGE {
+                        break;
+                    }
+                    after = page.last().cloned();
+                }
+            }
         }
-    };
-    let docs = export::export(&inv, &ids);
+    }
+    Ok(())
+}
+
+async fn export_page(snap: &mut clusto_store::Snapshot, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let inv = snap.load(&clusto_store::Scope::read(names)).await?;
+    let ids: Vec<EntityId> = names
+        .iter()
+        .map(|n| inv.id_of(n))
+        .collect::<Result<_, _>>()?;
     let mut out = String::new();
-    for d in docs {
+    for d in export::export(&inv, &ids) {
         out.push_str("---\n");
         out.push_str(&serde_saphyr::to_string(&d)?);
     }
-    print!("{out}");
+    use std::io::Write;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
 }
 
