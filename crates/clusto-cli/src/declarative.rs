@@ -410,9 +410,21 @@ pub async fn rack_add_server(
     name: Option<&str>,
     name_manager: Option<&str>,
 ) -> Result<()> {
+    // The rack with everything in it (the layout's switch, power and
+    // console devices and their cables), the layouts, the new name.
+    let mut scope = clusto_store::Scope::write([rack])
+        .with_descendants_of(rack)
+        .with_kind(Kind::RackLayout);
+    if let Some(n) = name {
+        scope = scope.name(n);
+    }
+    if let Some(m) = name_manager {
+        scope = scope.with_next_name(m);
+    }
     let w = store
-        .write(
+        .write_scope(
             &RevisionMeta::new(format!("rack add-server {rack} port {switch_port}")),
+            &scope,
             |inv| -> Result<String, PlaceFailure> {
                 let id = layout::place_server(inv, rack, switch, switch_port, name, name_manager)?;
                 Ok(inv.name_of(id).to_string())
