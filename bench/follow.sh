@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Writers and followers at scale (release): an inventory of N servers from
+# `clusto generate` (each server given a NIC MAC), plus a libvirt VMManager
+# with 20 of them as hosts and 1,000 VMs; then, per backend:
+#   - 8 long-running writer tasks (own connections) doing point `attr set`s;
+#   - dhcpd's index: one host's answer changed, time until the patched index
+#     answers it, and the refresh's CPU;
+#   - the VM controller's view: one VM's spec changed, time until its view
+#     shows it, and the follow's CPU.
+# Usage: bench/follow.sh [--servers 100000] [--backends "sqlite postgres"] [--seconds 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=100000; BACKENDS="sqlite postgres"; SECS=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --servers) N=$2; shift 2;;
+    --backends) BACKENDS=$2; shift 2;;
+    --seconds) SECS=$2; shift 2;;
+    *) echo "usage: $0 [--servers N] [--backends 'sqlite postgres'] [--seconds S]"; exit 2;;
+  esac
+done
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/clusto-target}
+cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin follow
+C="$CARGO_TARGET_DIR/release/clusto"; F="$CARGO_TARGET_DIR/release/follow"
+PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+"$C" generate --racks $((N / 40)) --servers-per-rack 40 | python3 -c '
+import sys, re
+n = 0
+for line in sys.stdin:
+    sys.stdout.write(line)
+    m = re.match(r"metadata: \{name: gen-s(\d+)\}", line)
+    if m:
+        i = int(m.group(1))
+        # spec: follows the metadata line; the port goes right under it.
+        sys.stdout.write(next(sys.stdin))
+        sys.stdout.write("  ports:\n    - {port: \"nic-eth:1\", mac: \"02:%02x:%02x:%02x:%02x:%02x\", osPort: eth0}\n"
+                         % (0xAA, (i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255))
+' > "$work/gen.yaml"
+python3 - "$N" > "$work/vms.yaml" <<'PY'
+import sys
+n = int(sys.argv[1])
+hosts = [f"gen-s{i:07d}" for i in range(0, n, max(1, n // 20))][:20]
+print(f"""apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {{name: bench-vmm}}
+spec:
+  backend: libvirt
+  libvirt: {{uri: "test:///default", pool: default}}
+  hosts: [{", ".join(hosts)}]""")
+for v in range(1000):
+    print(f"""---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {{name: bench-vm{v:04d}}}
+spec: {{manager: bench-vmm, cpus: 1, memoryMiB: 512, diskGiB: 1}}""")
+PY
+for b in $BACKENDS; do
+  case $b in
+    sqlite) url="sqlite://$work/follow.db";;
+    postgres)
+      psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow" >/dev/null
+      psql "$PG" -qAt -c "CREATE DATABASE clusto_bench_follow" >/dev/null
+      url="${PG%/*}/clusto_bench_follow";;
+  esac
+  start=$SECONDS
+  "$C" --store "$url" apply -f "$work/gen.yaml" >/dev/null
+  "$C" --store "$url" apply -f "$work/vms.yaml" >/dev/null
+  echo "== $b: $N servers, 1,000 VMs applied in $((SECONDS - start)) s"
+  echo "writers:    $("$F" --store "$url" writers --tasks 8 --seconds "$SECS")"
+  echo "dhcp:       $("$F" --store "$url" dhcp)"
+  echo "controller: $("$F" --store "$url" controller)"
+  [ "$b" = postgres ] && psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow" >/dev/null
+  rm -f "$work"/follow.db*
+done
