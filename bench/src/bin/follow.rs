@@ -44,7 +44,9 @@ async fn servers(store: &Store) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = snap.names(Some(Kind::Server), after.as_deref(), 10_000).await?;
+        let page = snap
+            .names(Some(Kind::Server), after.as_deref(), 10_000)
+            .await?;
         let Some(last) = page.last().cloned() else {
             break;
         };
@@ -57,7 +59,10 @@ async fn servers(store: &Store) -> Result<Vec<String>> {
 async fn writers(url: &str, tasks: usize, seconds: u64) -> Result<()> {
     let names = servers(&Store::open(url).await?).await?;
     if names.len() < tasks {
-        bail!("the store has {} servers; need at least {tasks}", names.len());
+        bail!(
+            "the store has {} servers; need at least {tasks}",
+            names.len()
+        );
     }
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut handles = Vec::new();
@@ -125,20 +130,31 @@ async fn dhcp(url: &str) -> Result<()> {
         let lease = 600 + round as i64;
         let t = Instant::now();
         store
-            .write_scope(&RevisionMeta::new("bench"), &Scope::write([name]), |inv| -> Result<(), E> {
-                let id = inv.id_of(name)?;
-                inv.attr_set(id, "dhcp", Some("lease-time"), NumberSpec::None, Value::Int(lease))?;
-                Ok(())
-            })
+            .write_scope(
+                &RevisionMeta::new("bench"),
+                &Scope::write([name]),
+                |inv| -> Result<(), E> {
+                    let id = inv.id_of(name)?;
+                    inv.attr_set(
+                        id,
+                        "dhcp",
+                        Some("lease-time"),
+                        NumberSpec::None,
+                        Value::Int(lease),
+                    )?;
+                    Ok(())
+                },
+            )
             .await?;
         let c = thread_cpu();
         let n = clusto_dhcp::server::refresh(&store, &index).await?;
         cpu.push(thread_cpu() - c);
         lat.push(t.elapsed());
         let idx = index.read().expect("lock");
-        let answered = idx.by_mac.values().any(
-            |e| matches!(e, Entry::Serve(h) if h.device == *name && h.lease == lease as u32),
-        );
+        let answered = idx
+            .by_mac
+            .values()
+            .any(|e| matches!(e, Entry::Serve(h) if h.device == *name && h.lease == lease as u32));
         if !answered || n.is_none() {
             bail!("round {round}: the index does not answer {name} with lease {lease}");
         }
@@ -177,11 +193,15 @@ async fn controller(url: &str) -> Result<()> {
         let mem = 1024 + 64 * round as i64;
         let t = Instant::now();
         store
-            .write_scope(&RevisionMeta::new("bench"), &Scope::write([name]), |inv| -> Result<(), E> {
-                let id = inv.id_of(name)?;
-                inv.configure(id, "memoryMiB", &mem.to_string())?;
-                Ok(())
-            })
+            .write_scope(
+                &RevisionMeta::new("bench"),
+                &Scope::write([name]),
+                |inv| -> Result<(), E> {
+                    let id = inv.id_of(name)?;
+                    inv.configure(id, "memoryMiB", &mem.to_string())?;
+                    Ok(())
+                },
+            )
             .await?;
         let c = thread_cpu();
         let (now, changed) = store.follow(&mut view, rev, &scope).await?;
@@ -211,11 +231,21 @@ async fn controller(url: &str) -> Result<()> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |f: &str| args.iter().position(|a| a == f).and_then(|i| args.get(i + 1));
+    let flag = |f: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+    };
     let url = flag("--store").context("--store URL")?.clone();
     let tasks: usize = flag("--tasks").map(|s| s.parse()).transpose()?.unwrap_or(8);
-    let seconds: u64 = flag("--seconds").map(|s| s.parse()).transpose()?.unwrap_or(10);
-    match args.iter().find(|a| ["writers", "dhcp", "controller"].contains(&a.as_str())) {
+    let seconds: u64 = flag("--seconds")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10);
+    match args
+        .iter()
+        .find(|a| ["writers", "dhcp", "controller"].contains(&a.as_str()))
+    {
         Some(m) if m == "writers" => writers(&url, tasks, seconds).await,
         Some(m) if m == "dhcp" => dhcp(&url).await,
         Some(_) => controller(&url).await,

@@ -640,10 +640,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let names = store.query(&q, at.at).await?;
-            let data = json!(names);
-            let rows = names.iter().map(|n| vec![n.clone()]).collect();
-            emit(fmt, &data, &["NAME"], rows)?;
+            let mut list = ListWriter::bare(fmt, &["NAME"]);
+            let mut page: Vec<String> = Vec::new();
+            store
+                .query_each(&q, at.at, |n| {
+                    page.push(n);
+                    if page.len() == LIST_PAGE as usize {
+                        flush_names(&mut list, &mut page)?;
+                    }
+                    anyhow::Ok(())
+                })
+                .await?;
+            flush_names(&mut list, &mut page)?;
+            list.finish()?;
         }
         Command::History { name, limit, since } => {
             let q = clusto_store::HistoryQuery {
@@ -728,6 +737,13 @@ async fn get_list(
         after = Some(last);
     }
     list.finish()
+}
+
+/// A page of names as `query` prints them: a list of names in JSON/YAML.
+fn flush_names(list: &mut ListWriter, page: &mut Vec<String>) -> Result<()> {
+    let items = page.iter().map(|n| json!(n)).collect();
+    let rows = page.drain(..).map(|n| vec![n]).collect();
+    list.page(items, rows)
 }
 
 fn print_history_entry(

@@ -116,6 +116,8 @@ pub fn paint(code: &str, s: &str) -> String {
 /// first page).
 pub struct ListWriter {
     format: Format,
+    /// `kind: List` around the items, or a bare array (`query`).
+    envelope: bool,
     header: &'static [&'static str],
     widths: Vec<usize>,
     items: usize,
@@ -125,9 +127,18 @@ impl ListWriter {
     pub fn new(format: Format, header: &'static [&'static str]) -> ListWriter {
         ListWriter {
             format,
+            envelope: true,
             header,
             widths: Vec::new(),
             items: 0,
+        }
+    }
+
+    /// Items as a bare JSON array or YAML sequence, no `kind: List`.
+    pub fn bare(format: Format, header: &'static [&'static str]) -> ListWriter {
+        ListWriter {
+            envelope: false,
+            ..ListWriter::new(format, header)
         }
     }
 
@@ -137,16 +148,18 @@ impl ListWriter {
         let mut out = std::io::stdout().lock();
         match self.format {
             Format::Json => {
-                let sep = if self.items == 0 {
-                    "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": [\n"
-                } else {
-                    ",\n"
+                let sep = match (self.items, self.envelope) {
+                    (0, true) => {
+                        "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": [\n"
+                    }
+                    (0, false) => "[\n",
+                    _ => ",\n",
                 };
                 out.write_all(sep.as_bytes())?;
                 serde_json::to_writer(&mut out, item)?;
             }
             Format::Yaml => {
-                if self.items == 0 {
+                if self.items == 0 && self.envelope {
                     out.write_all(b"apiVersion: v1\nkind: List\nitems:\n")?;
                 }
                 out.write_all(serde_saphyr::to_string(&[item])?.as_bytes())?;
@@ -185,13 +198,16 @@ impl ListWriter {
 
     pub fn finish(self) -> Result<()> {
         let mut out = std::io::stdout().lock();
-        match (self.format, self.items) {
-            (Format::Json, 0) => out.write_all(
+        match (self.format, self.items, self.envelope) {
+            (Format::Json, 0, true) => out.write_all(
                 b"{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"items\": []\n}\n",
             )?,
-            (Format::Json, _) => out.write_all(b"\n  ]\n}\n")?,
-            (Format::Yaml, 0) => out.write_all(b"apiVersion: v1\nkind: List\nitems: []\n")?,
-            (Format::Table, _) if self.widths.is_empty() => print_header(
+            (Format::Json, _, true) => out.write_all(b"\n  ]\n}\n")?,
+            (Format::Json, 0, false) => out.write_all(b"[]\n")?,
+            (Format::Json, _, false) => out.write_all(b"\n]\n")?,
+            (Format::Yaml, 0, true) => out.write_all(b"apiVersion: v1\nkind: List\nitems: []\n")?,
+            (Format::Yaml, 0, false) => out.write_all(b"[]\n")?,
+            (Format::Table, _, _) if self.widths.is_empty() => print_header(
                 self.header,
                 &self.header.iter().map(|h| h.len()).collect::<Vec<_>>(),
             ),

@@ -305,32 +305,26 @@ impl Store {
     /// The current inventory with only the attributes whose keys are named
     /// (plus port attributes and settings), and its revision; not cached.
     pub async fn load_slice(&self, attr_keys: &[&str]) -> Result<(i64, Inventory), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        loop {
-            let head = head_of(&mut conn).await?;
-            let inv = load_rows(&mut conn, None, Some(attr_keys)).await?;
-            if head_of(&mut conn).await? == head {
-                return Ok((head, inv));
-            }
-        }
+        let mut tx = self.begin_read().await?;
+        let head = head_of(&mut tx).await?;
+        let inv = load_rows(&mut tx, None, Some(attr_keys)).await?;
+        tx.rollback().await?;
+        Ok((head, inv))
     }
 
-    /// The current inventory with the revision it is as of.
+    /// The current inventory with the revision it is as of: one snapshot
+    /// (a read transaction), so writers landing meanwhile neither tear it
+    /// nor make it start over.
     pub async fn load_head(&self) -> Result<(i64, Inventory), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let head = head_of(&mut conn).await?;
+        let mut tx = self.begin_read().await?;
+        let head = head_of(&mut tx).await?;
         if let Some((rev, inv)) = self.cache.lock().expect("cache lock").as_ref()
             && *rev == head
         {
             return Ok((head, inv.clone()));
         }
-        let inv = load_from(&mut conn, None).await?;
-        // Another writer may have committed between the two reads; then the
-        // pair is not a consistent snapshot, so read again.
-        if head_of(&mut conn).await? != head {
-            drop(conn);
-            return Box::pin(self.load_head()).await;
-        }
+        let inv = load_from(&mut tx, None).await?;
+        tx.rollback().await?;
         *self.cache.lock().expect("cache lock") = Some((head, inv.clone()));
         Ok((head, inv))
     }

@@ -152,9 +152,27 @@ pub fn compile(q: &Query, backend: Backend, at: Option<i64>) -> (String, Vec<Str
 impl Store {
     /// Names of the entities matching `q`, sorted.
     pub async fn query(&self, q: &Query, at: Option<i64>) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        self.query_each(q, at, |n| {
+            out.push(n);
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Like [`Store::query`], handing each name to `each` as its row
+    /// arrives: a listing of any size in constant memory.
+    pub async fn query_each<E: From<StoreError>>(
+        &self,
+        q: &Query,
+        at: Option<i64>,
+        mut each: impl FnMut(String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use futures::TryStreamExt;
         self.check_at(at).await?;
         let (sql, params, names) = compile(q, self.backend, at);
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
         // A misspelt container name should be an error, not an empty answer.
         for n in names {
             let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -163,18 +181,20 @@ impl Store {
             )))
             .bind(n.clone())
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            .map_err(StoreError::from)?;
             if found.is_none() {
-                return Err(CoreError::NotFound(n).into());
+                return Err(StoreError::from(CoreError::NotFound(n)).into());
             }
         }
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for p in params {
             query = query.bind(p);
         }
-        let rows = query.fetch_all(&mut *conn).await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<String, _>(0)?))
-            .collect()
+        let mut rows = query.fetch(&mut *conn);
+        while let Some(r) = rows.try_next().await.map_err(StoreError::from)? {
+            each(r.try_get::<String, _>(0).map_err(StoreError::from)?)?;
+        }
+        Ok(())
     }
 }
