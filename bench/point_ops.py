@@ -13,7 +13,7 @@ import tempfile
 import time
 
 # (label, first command, command that undoes it or None). S is a server in
-# the middle of the inventory, R its rack.
+# the middle of the inventory, R its rack, P its pool.
 OPS = [
     ("get server S", "get server S", None),
     ("describe S", "describe S", None),
@@ -25,12 +25,13 @@ OPS = [
     ("port set S nic-eth:1 mac …", "port set S nic-eth:1 mac 02:00:00:00:00:01", "port unset S nic-eth:1 mac"),
     ("ip release S", "ip release S", "ip allocate gen-net S"),
     ("ip allocate gen-net S", "ip allocate gen-net S", "ip release S"),
-    ("remove gen-web S (pool)", "remove gen-web S", "insert gen-web S"),
-    ("insert gen-web S (pool join)", "insert gen-web S", "remove gen-web S"),
+    ("remove S from its pool", "remove P S", "insert P S"),
+    ("insert S into a pool (join)", "insert P S", "remove P S"),
     ("rename S", "rename S S-x", "rename S-x S"),
+    # Rack unit 45 is free in every generated rack (40 servers per rack).
     ("create server in R", "create server bench-tmp --in R --ru 45", "delete bench-tmp"),
-    ("delete S-clone", "delete bench-tmp", "create server bench-tmp --in R --ru 45"),
-    ("name allocate", "name allocate bench-names", None),
+    ("delete a server", "delete bench-tmp", "create server bench-tmp --in R --ru 45"),
+    ("name allocate", "name allocate bench-names --kind server", None),
     ("--at REV get server S", "get server S --at 1", None),
     ("history (default 50)", "history", None),
 ]
@@ -72,14 +73,14 @@ def measure(binary, url, servers, work):
         subprocess.run([binary, "generate", "--racks", str(racks), "--servers-per-rack", "40"], stdout=f, check=True)
     out = {"apply": run(c(["apply", "-f", gen])), "no-op plan": run(c(["plan", "-f", gen]))}
     run(c(["create", "namemanager", "bench-names", "--set", "basename=bench-", "--set", "digits=7"]))
-    # Rack units 45 are free in every generated rack (40 servers per rack).
     mid = servers // 2 + 5
     s, r = f"gen-s{mid:07d}", f"gen-r{mid // 40:05d}"
-    run(c("create server bench-tmp --in {} --ru 45".format(r).split()))
+    p = ["gen-web", "gen-db", "gen-cache"][mid % 3]
     run(c(["attr", "del", s, "owner"]))
     for label, first, undo in OPS:
-        first = first.replace("S", s).replace("R", r).split()
-        undo = undo.replace("S", s).replace("R", r).split() if undo else None
+        fill = lambda t: t.replace("S", s).replace("R", r).replace("P", p).split()
+        first = fill(first)
+        undo = fill(undo) if undo else None
         # Some ops start from the undone state: bring it about first.
         if label.startswith("insert") or label.startswith("delete"):
             run(c(undo))

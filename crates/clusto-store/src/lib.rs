@@ -102,6 +102,35 @@ pub struct Written<T> {
     pub statements: usize,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::loopback_without_tls as f;
+
+    #[test]
+    fn loopback_postgres_urls_skip_tls_unless_asked() {
+        assert_eq!(
+            f("postgres://postgres@127.0.0.1:5432/db"),
+            "postgres://postgres@127.0.0.1:5432/db?sslmode=disable"
+        );
+        assert_eq!(
+            f("postgres://u@localhost/db?application_name=x"),
+            "postgres://u@localhost/db?application_name=x&sslmode=disable"
+        );
+        assert_eq!(
+            f("postgresql://u:p@[::1]:5433/db"),
+            "postgresql://u:p@[::1]:5433/db?sslmode=disable"
+        );
+        assert_eq!(
+            f("postgres://u@db.example:5432/x"),
+            "postgres://u@db.example:5432/x"
+        );
+        assert_eq!(
+            f("postgres://u@127.0.0.1/x?sslmode=require"),
+            "postgres://u@127.0.0.1/x?sslmode=require"
+        );
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
@@ -129,6 +158,29 @@ fn random_hex() -> String {
         b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A PostgreSQL URL for a server on this machine, without TLS unless the
+/// URL asks for it: the bytes never leave the host, and the handshake costs
+/// each short-lived `clusto` process ~0.1 s per connection.
+fn loopback_without_tls(url: &str) -> String {
+    if url.contains("sslmode=") {
+        return url.to_string();
+    }
+    let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map(|x| x.1).unwrap_or(authority);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.split_once(']'))
+        .map(|(h, _)| h)
+        .unwrap_or_else(|| host.split(':').next().unwrap_or(host));
+    if ["127.0.0.1", "::1", "localhost", ""].contains(&host) {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}sslmode=disable")
+    } else {
+        url.to_string()
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -170,7 +222,7 @@ impl Store {
             };
             (Backend::Sqlite, u)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
+            (Backend::Postgres, loopback_without_tls(url))
         } else {
             return Err(StoreError::UnsupportedUrl(url.into()));
         };
