@@ -337,7 +337,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let ru = parse_ru(ru.as_deref())?;
             let mut scope = Scope::write([name]);
             if let Some(c) = container {
-                scope = scope.name(c);
+                scope = scope.with_container(c);
             }
             let w = store
                 .write_scope(
@@ -448,7 +448,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let w = store
                 .write_scope(
                     &meta(format!("insert {container} {name}")),
-                    &Scope::write([container]).with_descendants_of(name),
+                    &Scope::write([name])
+                        .with_descendants_of(name)
+                        .with_container(container),
                     |inv| -> Result<(), WriteError> {
                         let c = inv.id_of(container)?;
                         let t = inv.id_of(name)?;
@@ -463,7 +465,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let w = store
                 .write_scope(
                     &meta(format!("remove {container} {name}")),
-                    &Scope::write([container, name]),
+                    &Scope::write([name]).with_container(container),
                     |inv| -> Result<(), WriteError> {
                         let c = inv.id_of(container)?;
                         let t = inv.id_of(name)?;
@@ -701,7 +703,7 @@ fn get_row(inv: &Inventory, id: EntityId) -> Vec<String> {
 }
 
 /// Entities per page of a listing.
-const LIST_PAGE: i64 = 500;
+const LIST_PAGE: i64 = 1000;
 
 /// `clusto get KIND`: page after page of one snapshot, each page loaded
 /// with just what its rows show, printed before the next is read.

@@ -389,64 +389,53 @@ impl Inventory {
         driver: Option<&str>,
     ) -> Result<EntityId, CoreError> {
         self.expect_kind(mgr, Kind::NameManager)?;
-        let base = self
-            .spec(mgr, "basename")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let digits = self
-            .spec(mgr, "digits")
-            .and_then(Value::as_int)
-            .unwrap_or(4)
-            .clamp(1, 18) as u32;
-        let mut n = self
-            .spec(mgr, "next")
-            .and_then(Value::as_int)
-            .unwrap_or(0)
-            .max(0);
-        let limit = 10i64.pow(digits);
-        loop {
-            if n >= limit {
-                return Err(self.rule_err(
-                    mgr,
-                    format!(
-                        "NameManager {} is out of digits ({digits} digits)",
-                        self.name_of(mgr)
-                    ),
-                ));
-            }
-            let name = format!("{base}{n:0width$}", width = digits as usize);
-            if !self.exists(&name) {
-                let id = self.create(kind, &name, driver)?;
-                self.put_internal(mgr, SPEC_KEY, "next", Value::Int(n + 1));
-                return Ok(id);
-            }
-            n += 1;
-        }
+        let spec = self.name_spec(mgr);
+        let free = (spec.next..spec.limit).find(|i| !self.exists(&spec.name(*i)));
+        let Some(n) = free else {
+            return Err(self.rule_err(
+                mgr,
+                format!(
+                    "NameManager {} is out of digits ({} digits)",
+                    self.name_of(mgr),
+                    spec.digits
+                ),
+            ));
+        };
+        let id = self.create(kind, &spec.name(n), driver)?;
+        self.put_internal(mgr, SPEC_KEY, "next", Value::Int(n + 1));
+        Ok(id)
     }
 
     /// The names `name allocate` tries, in order, skipping the first `skip`:
     /// a store that loads only part of the inventory reads which are taken.
     pub fn name_candidates(&self, mgr: EntityId, skip: usize, n: usize) -> Vec<String> {
-        let base = self
-            .spec(mgr, "basename")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let spec = self.name_spec(mgr);
+        (spec.next.saturating_add(skip as i64)..spec.limit)
+            .take(n)
+            .map(|i| spec.name(i))
+            .collect()
+    }
+
+    fn name_spec(&self, mgr: EntityId) -> NameSpec {
         let digits = self
             .spec(mgr, "digits")
             .and_then(Value::as_int)
             .unwrap_or(4)
             .clamp(1, 18) as u32;
-        let next = self
-            .spec(mgr, "next")
-            .and_then(Value::as_int)
-            .unwrap_or(0)
-            .max(0);
-        let limit = 10i64.pow(digits);
-        (next.saturating_add(skip as i64)..limit)
-            .take(n)
-            .map(|i| format!("{base}{i:0width$}", width = digits as usize))
-            .collect()
+        NameSpec {
+            base: self
+                .spec(mgr, "basename")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            digits,
+            next: self
+                .spec(mgr, "next")
+                .and_then(Value::as_int)
+                .unwrap_or(0)
+                .max(0),
+            limit: 10i64.pow(digits),
+        }
     }
 
     /// Sets one kind-specific setting from text (`--set FIELD=VALUE`), with
@@ -644,6 +633,21 @@ impl Inventory {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+}
+
+/// A NameManager's settings: names are `base` + `digits`-wide numbers from
+/// `next` up to (not including) `limit`.
+struct NameSpec {
+    base: String,
+    digits: u32,
+    next: i64,
+    limit: i64,
+}
+
+impl NameSpec {
+    fn name(&self, i: i64) -> String {
+        format!("{}{i:0width$}", self.base, width = self.digits as usize)
     }
 }
 

@@ -30,6 +30,9 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 pub use history::{Change, HistoryEntry, HistoryQuery};
 pub use query::compile as compile_query;
 
+/// Rows a write must change to count as bulk (see `Store::after_bulk_write`).
+const BULK_ROWS: usize = 10_000;
+
 /// PostgreSQL advisory lock key for clusto writers ("clusto" in ASCII).
 const PG_WRITE_LOCK: i64 = 0x636c7573746f;
 
@@ -490,6 +493,9 @@ impl Store {
             .await
             .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
+        if changes.added.len() + changes.removed.len() >= BULK_ROWS {
+            self.after_bulk_write().await.map_err(E::from)?;
+        }
         keep(rev, inv);
         Ok(Written {
             value,
@@ -497,6 +503,19 @@ impl Store {
             changes,
             statements,
         })
+    }
+
+    /// After a write of many rows (a first apply): PostgreSQL's planner
+    /// gets fresh statistics (else it plans point reads as if the tables
+    /// were empty), SQLite folds its write-ahead log back into the file (else
+    /// every later read looks through it).
+    async fn after_bulk_write(&self) -> Result<(), StoreError> {
+        let sql = match self.backend {
+            Backend::Postgres => "ANALYZE",
+            Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+        };
+        sqlx::query(sql).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// What `scope` names and its neighbourhood, as of `at` (None = now),

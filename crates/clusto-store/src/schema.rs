@@ -55,7 +55,8 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     ),
     // Point reads by name, address and reference at any revision (the
     // partial indexes above serve only the live rows), and an IPManager's
-    // allocations without a scan.
+    // allocations and the live entities of a kind (drivers, VMs, managers
+    // every write scope loads) without a scan.
     (
         3,
         &[
@@ -63,6 +64,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX addresses_address ON addresses (address)",
             "CREATE INDEX addresses_manager ON addresses (manager)",
             "CREATE INDEX attrs_ref ON attrs (ref_eid) WHERE ref_eid IS NOT NULL",
+            "CREATE INDEX entities_current_kind ON entities (kind) WHERE rev_to IS NULL",
         ],
     ),
 ];

@@ -33,6 +33,7 @@ pub struct Scope {
     context: BTreeSet<String>,
     kinds: BTreeSet<Kind>,
     descendants_of: BTreeSet<String>,
+    containers: BTreeSet<String>,
     contents_of_kinds: BTreeSet<Kind>,
     addresses: BTreeSet<String>,
     next_address: Option<String>,
@@ -85,6 +86,16 @@ impl Scope {
     pub fn with_next_address(mut self, manager: &str) -> Scope {
         self.context.insert(manager.to_string());
         self.next_address = Some(manager.to_string());
+        self
+    }
+
+    /// Also load `container` for a thing to enter or leave: as context (its
+    /// settings and containers, for cycle and pool rules) plus whatever
+    /// occupies its rack units, not all its contents (a pool may hold a
+    /// hundred thousand things).
+    pub fn with_container(mut self, container: &str) -> Scope {
+        self.context.insert(container.to_string());
+        self.containers.insert(container.to_string());
         self
     }
 
@@ -144,13 +155,16 @@ impl Rows {
     }
 }
 
+/// A row filter given the `IN (…)` list of ids.
+type Cond = fn(&str) -> String;
+
 /// A query over one table for every chunk of `ids`: `cond` gets the id list.
 async fn fetch(
     conn: &mut AnyConnection,
     at: Option<i64>,
     t: Table,
     ids: &[i64],
-    cond: impl Fn(&str) -> String,
+    cond: Cond,
     rows: &mut Rows,
 ) -> Result<(), StoreError> {
     for chunk in ids.chunks(IN_CHUNK) {
@@ -300,127 +314,135 @@ pub(crate) async fn load(
     at: Option<i64>,
     scope: &Scope,
 ) -> Result<Inventory, StoreError> {
+    let tiers = tiers(conn, at, scope).await?;
+    let mut rows = Rows::default();
+    read_tiers(conn, at, &tiers, &mut rows).await?;
+    read_edges(conn, at, &tiers, &mut rows).await?;
+    read_addresses(conn, at, scope, &tiers, &mut rows).await?;
+    let (next_fact, next_entity) = next_ids(conn).await?;
+    let mut inv = Inventory::from_facts(rows.facts, next_fact, next_entity);
+    if let Some(m) = &scope.next_address {
+        probe_addresses(conn, at, &mut inv, m).await?;
+    }
+    if let Some(m) = &scope.next_name {
+        probe_names(conn, at, &mut inv, m).await?;
+    }
+    Ok(inv)
+}
+
+/// Who is loaded how (see the module's table).
+struct Tiers {
+    named: Vec<i64>,
+    context: Vec<i64>,
+    /// Containers things enter or leave: their occupied rack units are read.
+    containers: Vec<i64>,
+    /// Named IPManagers (their allocations are read) and drivers (their users are).
+    managers: Vec<i64>,
+    drivers: Vec<String>,
+}
+
+impl Tiers {
+    fn loaded(&self) -> BTreeSet<i64> {
+        self.named.iter().chain(&self.context).copied().collect()
+    }
+}
+
+async fn tiers(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    scope: &Scope,
+) -> Result<Tiers, StoreError> {
     let (seeds, whole) = seeds(conn, at, scope).await?;
     let (seeds, as_context): (Vec<Seed>, Vec<Seed>) = seeds
         .into_iter()
         .partition(|s| scope.names.contains(&s.1) || scope.ids.contains(&s.0));
     let mut named: Vec<i64> = seeds.iter().map(|s| s.0).collect();
-    let outer: Vec<i64> = seeds
+    let mut outer: Vec<i64> = seeds
         .iter()
         .filter(|s| scope.descendants_of.contains(&s.1))
         .map(|s| s.0)
         .collect();
-    let mut outer = outer;
     if !scope.contents_of_kinds.is_empty() {
         outer.extend(ids(conn, kinds_sql(at, &scope.contents_of_kinds)).await?);
     }
     if !outer.is_empty() {
-        let inside = closure(conn, at, &outer, false).await?;
-        named.extend(inside);
+        named.extend(closure(conn, at, &outer, false).await?);
         named.sort_unstable();
         named.dedup();
     }
-    let mut context: Vec<i64> = closure(conn, at, &named, true).await?;
+    // Containers up from the named entities and from those named as context
+    // (inserting into C must know whether C sits inside the thing).
+    let up_from: Vec<i64> = named
+        .iter()
+        .copied()
+        .chain(as_context.iter().map(|s| s.0))
+        .collect();
+    let mut context: Vec<i64> = closure(conn, at, &up_from, true).await?;
     context.extend(whole);
     context.extend(as_context.iter().map(|s| s.0));
     let named_set: BTreeSet<i64> = named.iter().copied().collect();
     context.retain(|e| !named_set.contains(e));
     context.sort_unstable();
     context.dedup();
+    let of_kind = |k: Kind| seeds.iter().filter(move |s| s.2 == k.as_str());
+    Ok(Tiers {
+        containers: as_context
+            .iter()
+            .filter(|s| scope.containers.contains(&s.1))
+            .map(|s| s.0)
+            .collect(),
+        managers: of_kind(Kind::IpManager).map(|s| s.0).collect(),
+        drivers: of_kind(Kind::Driver).map(|s| s.1.clone()).collect(),
+        named,
+        context,
+    })
+}
 
-    let mut rows = Rows::default();
-    let full: Vec<i64> = named.iter().chain(&context).copied().collect();
-    fetch(
-        conn,
-        at,
-        Table::Entities,
-        &full,
-        |l| format!("eid IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-    fetch(
-        conn,
-        at,
-        Table::Attrs,
-        &full,
-        |l| format!("eid IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-    fetch(
-        conn,
-        at,
-        Table::Contains,
-        &full,
-        |l| format!("child IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-    fetch(
-        conn,
-        at,
-        Table::Contains,
-        &named,
-        |l| format!("parent IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-    fetch(
-        conn,
-        at,
-        Table::Links,
-        &named,
-        |l| format!("(a IN ({l}) OR b IN ({l}))"),
-        &mut rows,
-    )
-    .await?;
-    fetch(
-        conn,
-        at,
-        Table::Addresses,
-        &named,
-        |l| format!("holder IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-    // A named IPManager shows (and its rules weigh) what it handed out.
-    let managers: Vec<i64> = seeds
-        .iter()
-        .filter(|s| s.2 == Kind::IpManager.as_str())
-        .map(|s| s.0)
-        .collect();
-    fetch(
-        conn,
-        at,
-        Table::Addresses,
-        &managers,
-        |l| format!("manager IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-    fetch(
-        conn,
-        at,
-        Table::Attrs,
-        &named,
-        |l| format!("ref_eid IN ({l})"),
-        &mut rows,
-    )
-    .await?;
-
-    // A driver is deleted or renamed only when nothing uses it.
-    let drivers: Vec<String> = seeds
-        .iter()
-        .filter(|s| s.2 == Kind::Driver.as_str())
-        .map(|s| s.1.clone())
-        .collect();
-    if !drivers.is_empty() {
-        rows.facts
-            .extend(rows_where(conn, at, Table::Entities, "driver", &drivers).await?);
+/// The named and context tiers' own rows.
+async fn read_tiers(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    t: &Tiers,
+    rows: &mut Rows,
+) -> Result<(), StoreError> {
+    let full: Vec<i64> = t.loaded().into_iter().collect();
+    let reads: [(Table, &[i64], Cond); 9] = [
+        (Table::Entities, &full, |l| format!("eid IN ({l})")),
+        (Table::Attrs, &full, |l| format!("eid IN ({l})")),
+        (Table::Contains, &full, |l| format!("child IN ({l})")),
+        (Table::Contains, &t.named, |l| format!("parent IN ({l})")),
+        (Table::Links, &t.named, |l| {
+            format!("(a IN ({l}) OR b IN ({l}))")
+        }),
+        (Table::Addresses, &t.named, |l| format!("holder IN ({l})")),
+        // A named IPManager shows (and its rules weigh) what it handed out.
+        (Table::Addresses, &t.managers, |l| {
+            format!("manager IN ({l})")
+        }),
+        (Table::Attrs, &t.named, |l| format!("ref_eid IN ({l})")),
+        (Table::Contains, &t.containers, |l| {
+            format!("parent IN ({l}) AND ru_start IS NOT NULL")
+        }),
+    ];
+    for (table, ids, cond) in reads {
+        fetch(conn, at, table, ids, cond, rows).await?;
     }
+    // A driver is deleted or renamed only when nothing uses it.
+    if !t.drivers.is_empty() {
+        let users = rows_where(conn, at, Table::Entities, "driver", &t.drivers).await?;
+        rows.facts.extend(users);
+    }
+    Ok(())
+}
 
-    let loaded: BTreeSet<i64> = full.iter().copied().collect();
+/// Whatever the rows read so far point at: its entity row and settings.
+async fn read_edges(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    t: &Tiers,
+    rows: &mut Rows,
+) -> Result<(), StoreError> {
+    let loaded = t.loaded();
     let edge: Vec<i64> = rows
         .mentioned()
         .into_iter()
@@ -432,7 +454,7 @@ pub(crate) async fn load(
         Table::Entities,
         &edge,
         |l| format!("eid IN ({l})"),
-        &mut rows,
+        rows,
     )
     .await?;
     fetch(
@@ -441,40 +463,41 @@ pub(crate) async fn load(
         Table::Attrs,
         &edge,
         |l| format!("eid IN ({l}) AND key = '{SPEC_KEY}'"),
-        &mut rows,
+        rows,
     )
-    .await?;
+    .await
+}
 
-    if !scope.addresses.is_empty() {
-        let wanted: Vec<String> = scope.addresses.iter().cloned().collect();
-        let held = rows_where(conn, at, Table::Addresses, "address", &wanted).await?;
-        let holders: Vec<i64> = held
-            .iter()
-            .flat_map(|(_, f)| f.entities())
-            .map(|e| e.0)
-            .filter(|e| !loaded.contains(e))
-            .collect();
-        rows.facts.extend(held);
-        fetch(
-            conn,
-            at,
-            Table::Entities,
-            &holders,
-            |l| format!("eid IN ({l})"),
-            &mut rows,
-        )
-        .await?;
+/// Addresses the scope names, with their holders' entity rows.
+async fn read_addresses(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    scope: &Scope,
+    t: &Tiers,
+    rows: &mut Rows,
+) -> Result<(), StoreError> {
+    if scope.addresses.is_empty() {
+        return Ok(());
     }
-
-    let (next_fact, next_entity) = next_ids(conn).await?;
-    let mut inv = Inventory::from_facts(rows.facts, next_fact, next_entity);
-    if let Some(m) = &scope.next_address {
-        probe_addresses(conn, at, &mut inv, m).await?;
-    }
-    if let Some(m) = &scope.next_name {
-        probe_names(conn, at, &mut inv, m).await?;
-    }
-    Ok(inv)
+    let wanted: Vec<String> = scope.addresses.iter().cloned().collect();
+    let held = rows_where(conn, at, Table::Addresses, "address", &wanted).await?;
+    let loaded = t.loaded();
+    let holders: Vec<i64> = held
+        .iter()
+        .flat_map(|(_, f)| f.entities())
+        .map(|e| e.0)
+        .filter(|e| !loaded.contains(e))
+        .collect();
+    rows.facts.extend(held);
+    fetch(
+        conn,
+        at,
+        Table::Entities,
+        &holders,
+        |l| format!("eid IN ({l})"),
+        rows,
+    )
+    .await
 }
 
 /// Reads which of the addresses `ip allocate` would try next are taken, a

@@ -45,6 +45,8 @@ async fn build(s: &Store) {
         inv.configure(nm, "basename", "s")?;
         inv.configure(nm, "digits", "2")?;
         let web = inv.create(Kind::Pool, "web", None)?;
+        let outer = inv.create(Kind::Pool, "outer", None)?;
+        inv.insert(outer, web, None)?;
         inv.attr_set(
             web,
             "role",
@@ -261,24 +263,32 @@ async fn point_writes_decide_as_the_whole_inventory_does() {
             }),
             (
                 "insert overlapping RU",
-                Scope::write(["r0"]).with_descendants_of("big1"),
+                Scope::write(["big1"])
+                    .with_descendants_of("big1")
+                    .with_container("r0"),
                 |inv| {
                     let (r, e) = (id(inv, "r0")?, id(inv, "big1")?);
                     inv.insert(r, e, Some("2".parse()?)).map(|_| String::new())
                 },
             ),
-            ("create in a rack", Scope::write(["new1", "r0"]), |inv| {
-                let r = id(inv, "r0")?;
-                let e = inv.create(Kind::Server, "new1", None)?;
-                inv.insert(r, e, Some("20".parse()?))?;
-                Ok(String::new())
-            }),
+            (
+                "create in a rack",
+                Scope::write(["new1"]).with_container("r0"),
+                |inv| {
+                    let r = id(inv, "r0")?;
+                    let e = inv.create(Kind::Server, "new1", None)?;
+                    inv.insert(r, e, Some("20".parse()?))?;
+                    Ok(String::new())
+                },
+            ),
             ("create an existing name", Scope::write(["s03"]), |inv| {
                 inv.create(Kind::Server, "s03", None).map(|_| String::new())
             }),
             (
                 "second unique pool of a group",
-                Scope::write(["u2"]).with_descendants_of("s00"),
+                Scope::write(["s00"])
+                    .with_descendants_of("s00")
+                    .with_container("u2"),
                 |inv| {
                     let (p, e) = (id(inv, "u2")?, id(inv, "s00")?);
                     inv.insert(p, e, None).map(|_| String::new())
@@ -286,7 +296,9 @@ async fn point_writes_decide_as_the_whole_inventory_does() {
             ),
             (
                 "rack into a unique pool its server is in",
-                Scope::write(["u2"]).with_descendants_of("r0"),
+                Scope::write(["r0"])
+                    .with_descendants_of("r0")
+                    .with_container("u2"),
                 |inv| {
                     let (p, e) = (id(inv, "u2")?, id(inv, "r0")?);
                     inv.insert(p, e, None).map(|_| String::new())
@@ -294,16 +306,22 @@ async fn point_writes_decide_as_the_whole_inventory_does() {
             ),
             (
                 "exclusive pool of a pooled server",
-                Scope::write(["spare"]).with_descendants_of("s01"),
+                Scope::write(["s01"])
+                    .with_descendants_of("s01")
+                    .with_container("spare"),
                 |inv| {
                     let (p, e) = (id(inv, "spare")?, id(inv, "s01")?);
                     inv.insert(p, e, None).map(|_| String::new())
                 },
             ),
-            ("remove from pool", Scope::write(["web", "s02"]), |inv| {
-                let (p, e) = (id(inv, "web")?, id(inv, "s02")?);
-                inv.remove(p, e).map(|_| String::new())
-            }),
+            (
+                "remove from pool",
+                Scope::write(["s02"]).with_container("web"),
+                |inv| {
+                    let (p, e) = (id(inv, "web")?, id(inv, "s02")?);
+                    inv.remove(p, e).map(|_| String::new())
+                },
+            ),
             (
                 "connect a taken port",
                 Scope::write(["s00", "sw0"]),
@@ -323,6 +341,26 @@ async fn point_writes_decide_as_the_whole_inventory_does() {
                 inv.port_attr_set(e, &"nic-eth:1".parse()?, "mac", "02:00:00:00:00:04")
                     .map(|_| String::new())
             }),
+            (
+                "a pool into a pool inside it",
+                Scope::write(["outer"])
+                    .with_descendants_of("outer")
+                    .with_container("web"),
+                |inv| {
+                    let (p, e) = (id(inv, "web")?, id(inv, "outer")?);
+                    inv.insert(p, e, None).map(|_| String::new())
+                },
+            ),
+            (
+                "a free rack unit",
+                Scope::write(["big1"])
+                    .with_descendants_of("big1")
+                    .with_container("r0"),
+                |inv| {
+                    let (r, e) = (id(inv, "r0")?, id(inv, "big1")?);
+                    inv.insert(r, e, Some("20".parse()?)).map(|_| String::new())
+                },
+            ),
             (
                 "rename onto a taken name",
                 Scope::write(["s05", "s04"]),
