@@ -7,7 +7,7 @@
 //! | tier | who | rows |
 //! |---|---|---|
 //! | named | the entities the command names (and with `descendants_of`, everything inside them) | entity, every attribute, containment both ways, cables, addresses held (and an IPManager's allocations), attributes that refer to them |
-//! | context | their containers up to the top (merged attributes, pools, racks), every Driver, whole kinds a rule scans (VMs, VM and IP managers on writes), managers allocated from | entity, every attribute, their own containers |
+//! | context | their containers up to the top (merged attributes, pools, racks), every Driver, whole kinds a rule scans (IP managers on writes; VMs and VM managers when a write touches them or a host), managers allocated from | entity, every attribute, their own containers |
 //! | edge | whatever a loaded row points at: contents, cable peers, address managers, referrers, reference targets | entity and `_spec` |
 //!
 //! Writes load inside the write transaction, so the view is exactly the
@@ -32,13 +32,26 @@ pub struct Scope {
     /// Loaded as context: the entity and its attributes, no neighbourhood.
     context: BTreeSet<String>,
     kinds: BTreeSet<Kind>,
+    vms: VmWorld,
     descendants_of: BTreeSet<String>,
     containers: BTreeSet<String>,
-    contents_of_kinds: BTreeSet<Kind>,
     addresses: BTreeSet<String>,
     next_address: Option<String>,
     next_name: Option<String>,
 }
+
+/// When the VMs' world (every VM and VM manager, and each manager's hosts)
+/// is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum VmWorld {
+    #[default]
+    Never,
+    /// When the scope names a VM or VM manager, or a host inside one.
+    IfTouched,
+    Always,
+}
+
+const VM_KINDS: [Kind; 2] = [Kind::VirtualMachine, Kind::VmManager];
 
 /// Candidates probed per query when looking for a free address or name.
 const PROBE_WINDOW: usize = 256;
@@ -55,16 +68,22 @@ impl Scope {
         }
     }
 
-    /// A write about these entities: also loads the kinds write rules scan
-    /// (a host's VMs, the managers VMs name, the IPManager covering an
-    /// address).
+    /// A write about these entities: also loads what write rules scan —
+    /// every IPManager (the one covering an address), and when the write
+    /// touches a VM, a VM manager or one of its hosts, every VM and VM
+    /// manager with their hosts (placement, a host's guests).
     pub fn write<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Scope {
         let mut s = Scope::read(names);
-        s.kinds
-            .extend([Kind::VirtualMachine, Kind::VmManager, Kind::IpManager]);
-        // Placement weighs every host of a VM's manager.
-        s.contents_of_kinds.insert(Kind::VmManager);
+        s.kinds.insert(Kind::IpManager);
+        s.vms = VmWorld::IfTouched;
         s
+    }
+
+    /// Also every VM and VM manager with their hosts, whatever is named
+    /// (the VM controller's view).
+    pub fn with_vms(mut self) -> Scope {
+        self.vms = VmWorld::Always;
+        self
     }
 
     /// Also load everything inside `name` (a pool join checks the pools of
@@ -120,12 +139,14 @@ impl Scope {
 
     /// Whether every entity of `kind` is loaded (drivers always are).
     pub fn loads_kind(&self, kind: Kind) -> bool {
-        kind == Kind::Driver || self.kinds.contains(&kind)
+        kind == Kind::Driver
+            || self.kinds.contains(&kind)
+            || (self.vms == VmWorld::Always && VM_KINDS.contains(&kind))
     }
 
     /// Whether everything inside entities of `kind` is loaded.
     pub fn loads_contents_of(&self, kind: Kind) -> bool {
-        self.contents_of_kinds.contains(&kind)
+        self.vms == VmWorld::Always && kind == Kind::VmManager
     }
 
     pub fn name(mut self, name: &str) -> Scope {
@@ -285,6 +306,47 @@ pub(crate) async fn closure(
     Ok(out)
 }
 
+/// Adds everything inside `outer` to `named`.
+async fn add_descendants(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    named: &mut Vec<i64>,
+    outer: &[i64],
+) -> Result<(), StoreError> {
+    if !outer.is_empty() {
+        named.extend(closure(conn, at, outer, false).await?);
+        named.sort_unstable();
+        named.dedup();
+    }
+    Ok(())
+}
+
+/// Those of `ids` that are of one of `kinds`.
+async fn of_kinds(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    of: &[i64],
+    kinds: &[Kind],
+) -> Result<Vec<i64>, StoreError> {
+    let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+    let mut out = Vec::new();
+    for chunk in of.chunks(IN_CHUNK) {
+        out.extend(
+            ids(
+                conn,
+                format!(
+                    "SELECT eid FROM entities t WHERE {} AND eid IN ({}) AND kind IN ({})",
+                    vis("t", at),
+                    in_list(chunk),
+                    list.join(",")
+                ),
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
 /// The first ids a write may use: one past the largest in any table (ids
 /// of retired rows are never reused).
 async fn next_ids(conn: &mut AnyConnection) -> Result<(i64, i64), StoreError> {
@@ -357,29 +419,39 @@ async fn tiers(
         .into_iter()
         .partition(|s| scope.names.contains(&s.1) || scope.ids.contains(&s.0));
     let mut named: Vec<i64> = seeds.iter().map(|s| s.0).collect();
-    let mut outer: Vec<i64> = seeds
+    let outer: Vec<i64> = seeds
         .iter()
         .filter(|s| scope.descendants_of.contains(&s.1))
         .map(|s| s.0)
         .collect();
-    if !scope.contents_of_kinds.is_empty() {
-        outer.extend(ids(conn, kinds_sql(at, &scope.contents_of_kinds)).await?);
-    }
-    if !outer.is_empty() {
-        named.extend(closure(conn, at, &outer, false).await?);
-        named.sort_unstable();
-        named.dedup();
-    }
+    add_descendants(conn, at, &mut named, &outer).await?;
     // Containers up from the named entities and from those named as context
     // (inserting into C must know whether C sits inside the thing).
-    let up_from: Vec<i64> = named
+    let as_context_ids: Vec<i64> = as_context.iter().map(|s| s.0).collect();
+    let mut up_from: Vec<i64> = named
         .iter()
         .copied()
-        .chain(as_context.iter().map(|s| s.0))
+        .chain(as_context_ids.clone())
         .collect();
     let mut context: Vec<i64> = closure(conn, at, &up_from, true).await?;
+    let touched = seeds
+        .iter()
+        .chain(&as_context)
+        .any(|s| VM_KINDS.iter().any(|k| k.as_str() == s.2))
+        || !of_kinds(conn, at, &context, &[Kind::VmManager])
+            .await?
+            .is_empty();
+    if scope.vms == VmWorld::Always || (scope.vms == VmWorld::IfTouched && touched) {
+        let vms = ids(conn, kinds_sql(at, &VM_KINDS.into_iter().collect())).await?;
+        let managers = of_kinds(conn, at, &vms, &[Kind::VmManager]).await?;
+        // Placement weighs every host of a manager: hosts are named.
+        add_descendants(conn, at, &mut named, &managers).await?;
+        up_from = named.clone();
+        context = closure(conn, at, &up_from, true).await?;
+        context.extend(vms);
+    }
     context.extend(whole);
-    context.extend(as_context.iter().map(|s| s.0));
+    context.extend(as_context_ids);
     let named_set: BTreeSet<i64> = named.iter().copied().collect();
     context.retain(|e| !named_set.contains(e));
     context.sort_unstable();

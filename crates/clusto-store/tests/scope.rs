@@ -608,7 +608,16 @@ async fn a_followed_view_matches_a_fresh_load() {
             Ok(())
         })
         .await;
-        let scope = Scope::write(Vec::<String>::new());
+        // A write about a plain server does not read the VMs; one about a
+        // host (or a VM, or a manager) reads them all, with the hosts.
+        let (_, plain) = s.load_scope(&Scope::write(["s03"]), None).await.unwrap();
+        assert!(plain.id_of("v1").is_err(), "{b}");
+        let (_, host) = s.load_scope(&Scope::write(["s00"]), None).await.unwrap();
+        assert!(host.id_of("v1").is_ok(), "{b}");
+        let (_, vm) = s.load_scope(&Scope::write(["v1"]), None).await.unwrap();
+        let m1 = vm.id_of("m1").unwrap();
+        assert_eq!(vm.contents(m1).len(), 1, "{b}: the manager's hosts");
+        let scope = Scope::write(Vec::<String>::new()).with_vms();
         let (mut rev, mut view) = s.load_scope(&scope, None).await.unwrap();
         assert!(
             view.id_of("s03").is_err(),

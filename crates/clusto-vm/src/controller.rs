@@ -712,7 +712,7 @@ impl Controller {
 /// the hosts inside each manager, their containers (merged settings), and
 /// what rules scan on a write. Its size follows the VMs, not the inventory.
 pub fn world() -> clusto_store::Scope {
-    clusto_store::Scope::write(Vec::<String>::new())
+    clusto_store::Scope::write(Vec::<String>::new()).with_vms()
 }
 
 /// Where a VM lives, from its manager's settings and its host.
