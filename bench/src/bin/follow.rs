@@ -16,18 +16,12 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clusto_core::{CoreError, Kind, NumberSpec, Value};
+use clusto_core::{Kind, NumberSpec, Value};
 use clusto_dhcp::DhcpIndex;
 use clusto_dhcp::index::Entry;
-use clusto_store::{RevisionMeta, Scope, Store, StoreError};
+use clusto_store::{RevisionMeta, Scope, Store};
 
-#[derive(Debug, thiserror::Error)]
-enum E {
-    #[error(transparent)]
-    S(#[from] StoreError),
-    #[error(transparent)]
-    C(#[from] CoreError),
-}
+use clusto_store::testing::Failure as E;
 
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {

@@ -9,15 +9,9 @@ use clusto_dhcp::DhcpIndex;
 use clusto_dhcp::index::{Entry, Skip};
 use clusto_dhcp::server::refresh;
 use clusto_store::testing::{BACKENDS, fresh};
-use clusto_store::{RevisionMeta, Store, StoreError};
+use clusto_store::{RevisionMeta, Store};
 
-#[derive(Debug, thiserror::Error)]
-enum E {
-    #[error(transparent)]
-    S(#[from] StoreError),
-    #[error(transparent)]
-    C(#[from] CoreError),
-}
+use clusto_store::testing::Failure as E;
 
 type Step = fn(&mut Inventory) -> Result<(), CoreError>;
 

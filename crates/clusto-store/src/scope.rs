@@ -208,6 +208,24 @@ async fn fetch(
     Ok(())
 }
 
+/// The entity rows of `ids`.
+async fn fetch_entities(
+    conn: &mut AnyConnection,
+    at: Option<i64>,
+    ids: &[i64],
+    rows: &mut Rows,
+) -> Result<(), StoreError> {
+    fetch(
+        conn,
+        at,
+        Table::Entities,
+        ids,
+        |l| format!("eid IN ({l})"),
+        rows,
+    )
+    .await
+}
+
 async fn ids(conn: &mut AnyConnection, sql: String) -> Result<Vec<i64>, StoreError> {
     let mut v = Vec::new();
     for r in sqlx::query(AssertSqlSafe(sql))
@@ -520,15 +538,7 @@ async fn read_edges(
         .into_iter()
         .filter(|e| !loaded.contains(e))
         .collect();
-    fetch(
-        conn,
-        at,
-        Table::Entities,
-        &edge,
-        |l| format!("eid IN ({l})"),
-        rows,
-    )
-    .await?;
+    fetch_entities(conn, at, &edge, rows).await?;
     fetch(
         conn,
         at,
@@ -561,15 +571,7 @@ async fn read_addresses(
         .filter(|e| !loaded.contains(e))
         .collect();
     rows.facts.extend(held);
-    fetch(
-        conn,
-        at,
-        Table::Entities,
-        &holders,
-        |l| format!("eid IN ({l})"),
-        rows,
-    )
-    .await
+    fetch_entities(conn, at, &holders, rows).await
 }
 
 /// Reads which of the addresses `ip allocate` would try next are taken, a

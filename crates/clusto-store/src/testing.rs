@@ -61,3 +61,13 @@ pub async fn fresh(backend: &str) -> Result<Store, StoreError> {
 
 /// Both backends, for tests that must pass on each.
 pub const BACKENDS: [&str; 2] = ["sqlite", "postgres"];
+
+/// What a test's write closure fails with: a rule broken or the store
+/// failing (so tests can use `?` on both).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Core(#[from] clusto_core::CoreError),
+}

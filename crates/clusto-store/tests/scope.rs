@@ -6,13 +6,7 @@ use clusto_core::{ChangeSet, CoreError, Inventory, Kind, NumberSpec, Value};
 use clusto_store::testing::{BACKENDS, fresh};
 use clusto_store::{RevisionMeta, Scope, Store, StoreError};
 
-#[derive(Debug, thiserror::Error)]
-enum E {
-    #[error(transparent)]
-    S(#[from] StoreError),
-    #[error(transparent)]
-    C(#[from] CoreError),
-}
+use clusto_store::testing::Failure as E;
 
 /// Two racks in a datacenter, servers cabled to a switch, plain, exclusive
 /// and grouped unique pools, an IPManager with a reserved range, a
@@ -476,7 +470,7 @@ async fn allocation_probes_find_free_rows_past_taken_ones() {
                 .await;
             match w {
                 Ok(w) => got.push(w.value.to_string()),
-                Err(E::C(CoreError::Exhausted(m))) => {
+                Err(E::Core(CoreError::Exhausted(m))) => {
                     assert_eq!(m, "net1");
                     break;
                 }
@@ -532,7 +526,7 @@ async fn the_database_refuses_what_a_partial_view_missed() {
             )
             .await;
         assert!(
-            matches!(dup_name, Err(E::S(StoreError::Db(_)))),
+            matches!(dup_name, Err(E::Store(StoreError::Db(_)))),
             "{b}: {dup_name:?}"
         );
         let dup_addr = other
@@ -548,7 +542,7 @@ async fn the_database_refuses_what_a_partial_view_missed() {
             )
             .await;
         assert!(
-            matches!(dup_addr, Err(E::S(StoreError::Db(_)))),
+            matches!(dup_addr, Err(E::Store(StoreError::Db(_)))),
             "{b}: {dup_addr:?}"
         );
         assert_eq!(s.head().await.unwrap(), head, "{b}: nothing written");
