@@ -306,6 +306,10 @@ impl Store {
                 "CREATE INDEX IF NOT EXISTS entities_name_bytes ON entities (name COLLATE \"C\") WHERE rev_to IS NULL",
             )
             .await?;
+            tx.execute(
+                "CREATE INDEX IF NOT EXISTS entities_kind_name_bytes ON entities (kind, name COLLATE \"C\") WHERE rev_to IS NULL",
+            )
+            .await?;
         }
         sqlx::query(
             "INSERT INTO clusto_meta (key, value) SELECT 'uid', $1 \
@@ -877,7 +881,11 @@ type AddressRow = (
     Option<String>,
 );
 
-fn decode_chunk(t: Table, text: &str, out: &mut Vec<(FactId, Fact)>) -> Result<(), StoreError> {
+pub(crate) fn decode_chunk(
+    t: Table,
+    text: &str,
+    out: &mut Vec<(FactId, Fact)>,
+) -> Result<(), StoreError> {
     let bad = |e: serde_json::Error| corrupt(format!("{}: {e}", table_name(t)));
     match t {
         Table::Entities => {

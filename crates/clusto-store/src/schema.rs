@@ -56,7 +56,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     // Point reads by name, address and reference at any revision (the
     // partial indexes above serve only the live rows), and an IPManager's
     // allocations and the live entities of a kind (drivers, VMs, managers
-    // every write scope loads) without a scan.
+    // every write scope loads; a listing's pages, in name order) without a scan.
     (
         3,
         &[
@@ -64,7 +64,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX addresses_address ON addresses (address)",
             "CREATE INDEX addresses_manager ON addresses (manager)",
             "CREATE INDEX attrs_ref ON attrs (ref_eid) WHERE ref_eid IS NOT NULL",
-            "CREATE INDEX entities_current_kind ON entities (kind) WHERE rev_to IS NULL",
+            "CREATE INDEX entities_current_kind ON entities (kind, name) WHERE rev_to IS NULL",
         ],
     ),
 ];
