@@ -258,7 +258,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vm {
             op: VmOp::Explain { name, at },
         } => {
-            let inv = store.load(at.at).await?;
+            let inv = crate::vm::vm_view(&store, Some(name), at.at).await?;
             let vm = inv.id_of(name)?;
             if inv.kind_of(vm) != Some(Kind::VirtualMachine) {
                 bail!("{name} is not a VirtualMachine");

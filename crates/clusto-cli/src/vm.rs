@@ -71,7 +71,7 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
             break;
         }
         c.release().await?;
-        let inv = store.load(None).await?;
+        let inv = vm_view(store, None, None).await?;
         let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
         let vms = inv.entities_of_kind(Kind::VirtualMachine);
         for e in &vms {
@@ -186,6 +186,21 @@ pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()>
     Ok(())
 }
 
+/// What VM commands read: every VM and VM manager with its hosts (the
+/// controller's world) and the entity named, as of `at`; its size follows
+/// the VMs. The name is loaded too so that naming a non-VM says so.
+pub(crate) async fn vm_view(
+    store: &Store,
+    name: Option<&str>,
+    at: Option<i64>,
+) -> Result<Inventory> {
+    let mut scope = clusto_vm::controller::world();
+    if let Some(n) = name {
+        scope = scope.name(n);
+    }
+    Ok(store.load_scope(&scope, at).await?.1)
+}
+
 /// The NameManager a VMManager names its VMs with, read ahead of the write
 /// so the write loads which of its next names are taken.
 async fn names_manager(store: &Store, manager: &str) -> Result<Option<String>> {
@@ -269,7 +284,7 @@ pub async fn delete(store: &Store, name: &str, wait: bool, timeout: Duration) ->
     }
     let until = Instant::now() + timeout;
     loop {
-        let inv = store.load(None).await?;
+        let (_, inv) = store.load_scope(&Scope::read([name]), None).await?;
         let Ok(id) = inv.id_of(name) else {
             eprintln!("{name} deleted");
             return Ok(());
@@ -290,7 +305,7 @@ pub async fn delete(store: &Store, name: &str, wait: bool, timeout: Duration) ->
 }
 
 pub async fn console(store: &Store, name: &str) -> Result<ExitCode> {
-    let inv = store.load(None).await?;
+    let inv = vm_view(store, Some(name), None).await?;
     let id = vm_id(&inv, name)?;
     let d = inv.vm_desired(id)?;
     let (scope, cfg) = clusto_vm::scope_of(&inv, &d).map_err(|e| anyhow!("{name}: {e}"))?;
@@ -321,7 +336,7 @@ pub async fn list(
     manager: Option<&str>,
     at: Option<i64>,
 ) -> Result<()> {
-    let inv = store.load(at).await?;
+    let inv = vm_view(store, None, at).await?;
     let mut items = Vec::new();
     let mut rows = Vec::new();
     for e in inv.entities_of_kind(Kind::VirtualMachine) {
