@@ -320,10 +320,26 @@ impl Controller {
         if head == self.last_rev && !any_due {
             return Ok(report);
         }
-        let (rev, inv) = self.follow_store().await?;
+        let rev = self.follow_store().await?;
         self.last_rev = rev;
         self.metrics.revision.store(rev as u64, Ordering::Relaxed);
-        self.sync_queue(&inv, now);
+        // The view is lent to this pass, not copied, and put back after it.
+        let inv = self.view.take().unwrap_or_default();
+        let result = self.pass(&inv, now, report).await;
+        self.view = Some(inv);
+        result
+    }
+
+    /// Queues what changed, then reconciles what is due (as many as the
+    /// rate allows) against `inv`, the view as of this tick.
+    async fn pass(
+        &mut self,
+        inv: &Inventory,
+        now: Instant,
+        mut report: TickReport,
+    ) -> Result<TickReport, ControllerError> {
+        let rev = self.last_rev;
+        self.sync_queue(inv, now);
         if now >= self.resync_at {
             tracing::debug!(vms = self.queue.len(), "resync");
             for e in self.queue.values_mut() {
@@ -338,7 +354,7 @@ impl Controller {
         }
         let calls_before = self.metrics.backend_calls();
         let requests_before = self.provider.requests();
-        let (jobs, unscoped) = self.plan_jobs(&inv, due).await;
+        let (jobs, unscoped) = self.plan_jobs(inv, due).await;
         // Record "Provisioning" before any create: an object deleted from
         // now on waits for the controller, so a crash between the
         // backend's create and the status write leaks nothing.
@@ -474,10 +490,10 @@ impl Controller {
     }
 
     /// The controller's view brought up to the head: loaded once, then only
-    /// rows later revisions changed are read (a copy is handed to the tick).
-    async fn follow_store(&mut self) -> Result<(i64, Inventory), ControllerError> {
+    /// rows later revisions changed are read. Returns its revision.
+    async fn follow_store(&mut self) -> Result<i64, ControllerError> {
         let scope = world();
-        let rev = match &mut self.view {
+        Ok(match &mut self.view {
             Some(inv) if self.last_rev >= 0 => {
                 self.store.follow(inv, self.last_rev, &scope).await?.0
             }
@@ -486,9 +502,7 @@ impl Controller {
                 self.view = Some(inv);
                 rev
             }
-        };
-        let inv = self.view.clone().unwrap_or_default();
-        Ok((rev, inv))
+        })
     }
 
     /// Queues new and changed VMs; forgets deleted ones.
