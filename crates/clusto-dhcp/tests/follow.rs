@@ -8,18 +8,12 @@ use clusto_core::{CoreError, Inventory, Kind, NumberSpec, Value};
 use clusto_dhcp::DhcpIndex;
 use clusto_dhcp::index::{Entry, Skip};
 use clusto_dhcp::server::refresh;
-use clusto_store::testing::{BACKENDS, fresh};
+use clusto_store::testing::{BACKENDS, fresh, write};
 use clusto_store::{RevisionMeta, Store};
 
 use clusto_store::testing::Failure as E;
 
 type Step = fn(&mut Inventory) -> Result<(), CoreError>;
-
-async fn write(s: &Store, f: Step) {
-    s.write(&RevisionMeta::new("step"), |inv| f(inv).map_err(E::from))
-        .await
-        .unwrap();
-}
 
 fn mac(i: usize) -> String {
     format!("02:00:00:00:01:{i:02x}")
@@ -219,7 +213,7 @@ async fn a_patched_index_answers_as_a_rebuilt_one() {
             ),
         ];
         for (what, f, n) in steps {
-            write(&s, f).await;
+            write(&s, what, f).await;
             let got = refresh(&s, &index).await.unwrap();
             assert_eq!(got, Some(n), "{b}: {what}: MACs re-resolved");
             let want = fresh_index(&s).await;

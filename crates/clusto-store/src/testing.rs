@@ -71,3 +71,19 @@ pub enum Failure {
     #[error(transparent)]
     Core(#[from] clusto_core::CoreError),
 }
+
+/// Records what `f` changes as one revision and returns it (None when
+/// nothing changed); panics when the write fails, as a test should.
+pub async fn write(
+    store: &Store,
+    message: &str,
+    f: impl FnOnce(&mut clusto_core::Inventory) -> Result<(), clusto_core::CoreError>,
+) -> Option<i64> {
+    store
+        .write(&crate::RevisionMeta::new(message), |inv| {
+            f(inv).map_err(Failure::from)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{message}: {e}"))
+        .revision
+}

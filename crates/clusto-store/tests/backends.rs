@@ -2,7 +2,7 @@
 
 use clusto_core::query::parse;
 use clusto_core::{CoreError, Inventory, Kind, NumberSpec, Value};
-use clusto_store::testing::{BACKENDS, fresh};
+use clusto_store::testing::{BACKENDS, fresh, write as w};
 use clusto_store::{RevisionMeta, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,17 +15,6 @@ enum E {
 
 fn m(msg: &str) -> RevisionMeta {
     RevisionMeta::new(msg)
-}
-
-async fn w(
-    s: &Store,
-    msg: &str,
-    f: impl FnOnce(&mut Inventory) -> Result<(), CoreError>,
-) -> Option<i64> {
-    s.write(&m(msg), |inv| f(inv).map_err(E::from))
-        .await
-        .unwrap()
-        .revision
 }
 
 fn snapshot(inv: &Inventory) -> Vec<serde_json::Value> {

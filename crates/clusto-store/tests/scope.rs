@@ -3,7 +3,7 @@
 //! Run against SQLite and PostgreSQL alike.
 
 use clusto_core::{ChangeSet, CoreError, Inventory, Kind, NumberSpec, Value};
-use clusto_store::testing::{BACKENDS, fresh};
+use clusto_store::testing::{BACKENDS, fresh, write};
 use clusto_store::{RevisionMeta, Scope, Store, StoreError};
 
 use clusto_store::testing::Failure as E;
@@ -585,15 +585,7 @@ async fn a_followed_view_matches_a_fresh_load() {
     for b in BACKENDS {
         let s = fresh(b).await.unwrap();
         build(&s).await;
-        let step = |what: &'static str, f: Step| {
-            let s = s.clone();
-            async move {
-                s.write(&RevisionMeta::new(what), |inv| f(inv).map_err(E::from))
-                    .await
-                    .unwrap();
-            }
-        };
-        step("vm manager", |inv| {
+        write(&s, "vm manager", |inv| {
             let m = inv.create(Kind::VmManager, "m1", None)?;
             let h = inv.id_of("s00")?;
             inv.insert(m, h, None)?;
@@ -671,7 +663,7 @@ async fn a_followed_view_matches_a_fresh_load() {
             }),
         ];
         for (what, f) in steps {
-            step(what, f).await;
+            write(&s, what, f).await;
             let (now, changed) = s.follow(&mut view, rev, &scope).await.unwrap();
             assert!(now > rev, "{b}: {what}");
             assert_eq!(changed, what != "unrelated server", "{b}: {what}");
