@@ -33,6 +33,13 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The `k`-th smallest of 20 rounds (10: median, 19: max), in ms.
+fn ms(rounds: &[Duration], k: usize) -> f64 {
+    let mut v = rounds.to_vec();
+    v.sort();
+    v[k].as_secs_f64() * 1e3
+}
+
 async fn servers(store: &Store) -> Result<Vec<String>> {
     let mut snap = store.snapshot(None).await?;
     let mut out = Vec::new();
@@ -153,15 +160,13 @@ async fn dhcp(url: &str) -> Result<()> {
             bail!("round {round}: the index does not answer {name} with lease {lease}");
         }
     }
-    lat.sort();
-    cpu.sort();
     println!(
         "{{\"hosts\": {hosts}, \"build_s\": {:.3}, \"write_to_answer_ms_median\": {:.2}, \"write_to_answer_ms_max\": {:.2}, \"refresh_cpu_ms_median\": {:.2}, \"refresh_cpu_ms_max\": {:.2}, \"peak_rss_mib\": {:.0}}}",
         build.as_secs_f64(),
-        lat[10].as_secs_f64() * 1e3,
-        lat[19].as_secs_f64() * 1e3,
-        cpu[10].as_secs_f64() * 1e3,
-        cpu[19].as_secs_f64() * 1e3,
+        ms(&lat, 10),
+        ms(&lat, 19),
+        ms(&cpu, 10),
+        ms(&cpu, 19),
         clusto_bench::peak_rss_mib()
     );
     Ok(())
@@ -207,16 +212,14 @@ async fn controller(url: &str) -> Result<()> {
             bail!("round {round}: the view does not show {name} at {mem} MiB");
         }
     }
-    lat.sort();
-    cpu.sort();
     println!(
         "{{\"vms\": {}, \"entities_in_view\": {}, \"load_s\": {:.3}, \"write_to_view_ms_median\": {:.2}, \"write_to_view_ms_max\": {:.2}, \"follow_cpu_ms_median\": {:.2}, \"peak_rss_mib\": {:.0}}}",
         vms.len(),
         view.len(),
         load.as_secs_f64(),
-        lat[10].as_secs_f64() * 1e3,
-        lat[19].as_secs_f64() * 1e3,
-        cpu[10].as_secs_f64() * 1e3,
+        ms(&lat, 10),
+        ms(&lat, 19),
+        ms(&cpu, 10),
         clusto_bench::peak_rss_mib()
     );
     Ok(())
