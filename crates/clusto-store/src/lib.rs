@@ -341,24 +341,13 @@ impl Store {
         Ok(v.unwrap_or(0))
     }
 
-    async fn check_at(&self, at: Option<i64>) -> Result<(), StoreError> {
-        if let Some(r) = at {
-            let head = self.head().await?;
-            if r < 0 || r > head {
-                return Err(StoreError::NoSuchRevision(r, head));
-            }
-        }
-        Ok(())
-    }
-
     /// The whole inventory as of `at` (None = now).
     pub async fn load(&self, at: Option<i64>) -> Result<Inventory, StoreError> {
         if at.is_none() {
             return self.load_head().await.map(|(_, inv)| inv);
         }
-        self.check_at(at).await?;
-        let mut conn = self.pool.acquire().await?;
-        load_from(&mut conn, at).await
+        let mut snap = self.snapshot(at).await?;
+        load_from(&mut snap.tx, at).await
     }
 
     /// The current inventory with only the attributes whose keys are named

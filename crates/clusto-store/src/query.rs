@@ -170,9 +170,10 @@ impl Store {
         mut each: impl FnMut(String) -> Result<(), E>,
     ) -> Result<(), E> {
         use futures::TryStreamExt;
-        self.check_at(at).await?;
+        // One snapshot: the name checks and the rows see one revision.
+        let mut snap = self.snapshot(at).await?;
         let (sql, params, names) = compile(q, self.backend, at);
-        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        let conn = &mut *snap.tx;
         // A misspelt container name should be an error, not an empty answer.
         for n in names {
             let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
