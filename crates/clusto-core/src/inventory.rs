@@ -149,6 +149,13 @@ impl Inventory {
         std::mem::take(&mut self.changes)
     }
 
+    /// Raises the first ids new rows get: a view read before other writers
+    /// committed must not hand out the ids they used.
+    pub fn raise_id_floors(&mut self, next_fact: i64, next_entity: i64) {
+        self.next_fact = self.next_fact.max(next_fact);
+        self.next_entity = self.next_entity.max(next_entity);
+    }
+
     pub fn next_fact_id(&self) -> i64 {
         self.next_fact
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use clusto_core::{EntityId, Fact, FactId, Inventory};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::{Scope, Snapshot, Store, StoreError, TABLES, fact_from_row, table_cols, table_name};
 
@@ -69,45 +69,67 @@ impl Snapshot {
     /// The rows changed after revision `since`, up to this snapshot.
     pub async fn changes_since(&mut self, since: i64) -> Result<Changes, StoreError> {
         let to = self.rev();
-        let mut ch = Changes {
-            from: since,
-            to,
-            ..Changes::default()
-        };
-        if since >= to {
-            return Ok(ch);
-        }
-        for t in TABLES {
-            let ncols = table_cols(t).split(',').count();
-            // Two index range scans: rows added, and rows retired, after `since`.
-            let sql = format!(
-                "SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_from > {since} AND rev_from <= {to} \
-                 UNION ALL \
-                 SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_to IS NOT NULL AND rev_to > {since} \
-                 AND rev_to <= {to} AND rev_from <= {since}",
-                cols = table_cols(t),
-                tn = table_name(t),
-            );
-            for r in sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut *self.tx)
-                .await?
-            {
-                let id = FactId(r.try_get(0)?);
-                let f = fact_from_row(t, &r, 1)?;
-                let from: i64 = r.try_get(1 + ncols)?;
-                let until: Option<i64> = r.try_get(2 + ncols)?;
-                let retired = until.is_some_and(|u| u <= to);
-                match (from > since, retired) {
-                    (true, false) => ch.added.push((id, f)),
-                    (false, true) => ch.retired.push((id, f)),
-                    _ => {} // born and gone within the span, or untouched
-                }
+        changes_between(&mut self.tx, since, to).await
+    }
+}
+
+/// The rows revisions `since+1 ..= to` added and retired, read on `conn`
+/// (a snapshot, or the write transaction holding the lock).
+pub(crate) async fn changes_between(
+    conn: &mut AnyConnection,
+    since: i64,
+    to: i64,
+) -> Result<Changes, StoreError> {
+    let mut ch = Changes {
+        from: since,
+        to,
+        ..Changes::default()
+    };
+    if since >= to {
+        return Ok(ch);
+    }
+    for t in TABLES {
+        let ncols = table_cols(t).split(',').count();
+        // Two index range scans: rows added, and rows retired, after `since`.
+        let sql = format!(
+            "SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_from > {since} AND rev_from <= {to} \
+             UNION ALL \
+             SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_to IS NOT NULL AND rev_to > {since} \
+             AND rev_to <= {to} AND rev_from <= {since}",
+            cols = table_cols(t),
+            tn = table_name(t),
+        );
+        for r in sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let id = FactId(r.try_get(0)?);
+            let f = fact_from_row(t, &r, 1)?;
+            let from: i64 = r.try_get(1 + ncols)?;
+            let until: Option<i64> = r.try_get(2 + ncols)?;
+            let retired = until.is_some_and(|u| u <= to);
+            match (from > since, retired) {
+                (true, false) => ch.added.push((id, f)),
+                (false, true) => ch.retired.push((id, f)),
+                _ => {} // born and gone within the span, or untouched
             }
         }
-        ch.added.sort_by_key(|(id, _)| *id);
-        ch.retired.sort_by_key(|(id, _)| *id);
-        Ok(ch)
     }
+    ch.added.sort_by_key(|(id, _)| *id);
+    ch.retired.sort_by_key(|(id, _)| *id);
+    Ok(ch)
+}
+
+/// Whether a write's view, loaded before its writer took the lock, may
+/// decide differently now that these rows landed: they are about an entity
+/// it holds, or they add or retire an entity (whose name a probe may have
+/// seen free, or whose kind the scope loads whole). Deliberately wider than
+/// [`Store::follow`]'s rule: a write re-reads rather than reason about what
+/// its rules looked at.
+pub(crate) fn stale_for_write(inv: &Inventory, ch: &Changes) -> bool {
+    ch.added.iter().chain(&ch.retired).any(|(_, f)| {
+        matches!(f, Fact::Entity(_)) || f.entities().iter().any(|e| inv.entity(*e).is_some())
+    })
 }
 
 impl Store {

@@ -7,6 +7,7 @@
 //! is what makes allocation race-free across processes.
 
 mod changes;
+mod guard;
 mod history;
 pub use changes::Changes;
 mod lease;
@@ -52,6 +53,10 @@ pub enum StoreError {
         "the inventory changed since the plan was made (planned against revision {planned}, now {head}); plan again"
     )]
     Stale { planned: i64, head: i64 },
+    /// A rule the database holds refused the write (another writer's row
+    /// the write's view did not hold).
+    #[error("{object}: {rule} (refused by the store)")]
+    Refused { object: String, rule: String },
     #[error("store schema version {0} is newer than this clusto understands ({1})")]
     SchemaTooNew(i64, i64),
 }
@@ -131,6 +136,107 @@ mod tests {
             f("postgres://u@127.0.0.1/x?sslmode=require"),
             "postgres://u@127.0.0.1/x?sslmode=require"
         );
+    }
+}
+
+/// A scoped write reads its view before taking the lock; these check what
+/// happens under the lock when another writer committed in between.
+#[cfg(test)]
+mod optimistic_writes {
+    use clusto_core::{CoreError, Inventory, Kind, NumberSpec, Value};
+
+    use crate::testing::{BACKENDS, Failure, fresh, write};
+    use crate::{RevisionMeta, Scope, Store, current_view, head_of};
+
+    async fn rack_with_two_servers(s: &Store) {
+        write(s, "build", |inv| {
+            let r = inv.create(Kind::Rack, "r1", None)?;
+            for n in ["s1", "s2", "x"] {
+                inv.create(Kind::Server, n, None)?;
+            }
+            let s2 = inv.id_of("s2")?;
+            inv.insert(r, s2, Some("10".parse()?))?;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Inserts `x` at unit 1 of `r1` in `inv`.
+    fn place_x(inv: &mut Inventory) -> Result<(), CoreError> {
+        let (r, x) = (inv.id_of("r1")?, inv.id_of("x")?);
+        inv.insert(r, x, Some("1".parse()?))
+    }
+
+    /// The view a racing writer read before `s1` took unit 1 is read again
+    /// under the lock, so the unit is seen taken and nothing is written.
+    #[tokio::test]
+    async fn a_view_another_writer_touched_is_read_again() {
+        for b in BACKENDS {
+            let s = fresh(b).await.unwrap();
+            rack_with_two_servers(&s).await;
+            let scope = Scope::write(["x"]).with_container("r1");
+            let (seen, early) = s.load_scope(&scope, None).await.unwrap();
+            write(&s, "s1 takes unit 1", |inv| {
+                let (r, s1) = (inv.id_of("r1")?, inv.id_of("s1")?);
+                inv.insert(r, s1, Some("1".parse()?))
+            })
+            .await;
+            let mut tx = s.begin_write().await.unwrap();
+            let head = head_of(&mut tx).await.unwrap();
+            let mut now = current_view(&mut tx, &scope, seen, head, early)
+                .await
+                .unwrap();
+            assert!(
+                matches!(place_x(&mut now), Err(CoreError::Rule { .. })),
+                "{b}: unit 1 is seen taken"
+            );
+        }
+    }
+
+    /// Rows about nothing the view holds leave it as read, but new ids
+    /// start past the rows committed meanwhile, so the write lands.
+    #[tokio::test]
+    async fn a_view_others_did_not_touch_is_kept_with_fresh_ids() {
+        for b in BACKENDS {
+            let s = fresh(b).await.unwrap();
+            rack_with_two_servers(&s).await;
+            let scope = Scope::write(["x"]).with_container("r1");
+            let (seen, early) = s.load_scope(&scope, None).await.unwrap();
+            let before = early.next_fact_id();
+            write(&s, "unrelated", |inv| {
+                let s1 = inv.id_of("s1")?;
+                inv.attr_set(
+                    s1,
+                    "owner",
+                    None,
+                    NumberSpec::None,
+                    Value::String("a".into()),
+                )?;
+                Ok(())
+            })
+            .await;
+            let mut tx = s.begin_write().await.unwrap();
+            let head = head_of(&mut tx).await.unwrap();
+            let now = current_view(&mut tx, &scope, seen, head, early)
+                .await
+                .unwrap();
+            assert!(
+                now.next_fact_id() > before,
+                "{b}: ids moved past the new row"
+            );
+            let w = s
+                .finish_write(
+                    tx,
+                    head,
+                    now,
+                    &RevisionMeta::new("place x"),
+                    |inv| place_x(inv).map_err(Failure::from),
+                    false,
+                )
+                .await
+                .unwrap();
+            assert_eq!(w.revision, Some(head + 1), "{b}");
+        }
     }
 }
 
@@ -432,8 +538,11 @@ impl Store {
     }
 
     /// Like [`Store::write`], but `f` sees only what `scope` names and its
-    /// neighbourhood (see [`Scope`]), loaded inside the write lock: a point
-    /// write costs what it touches, not the size of the inventory.
+    /// neighbourhood (see [`Scope`]): a point write costs what it touches,
+    /// not the size of the inventory. The scope is read before the write
+    /// lock is taken, so concurrent writers queue only for the change
+    /// itself; under the lock, revisions that landed meanwhile are checked,
+    /// and if any of them touches the view it is read again.
     pub async fn write_scope<T, E>(
         &self,
         meta: &RevisionMeta,
@@ -443,9 +552,12 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let (seen, inv) = self.load_scope(scope, None).await.map_err(E::from)?;
         let mut tx = self.begin_write().await.map_err(E::from)?;
         let head = head_of(&mut tx).await.map_err(E::from)?;
-        let inv = scope::load(&mut tx, None, scope).await.map_err(E::from)?;
+        let inv = current_view(&mut tx, scope, seen, head, inv)
+            .await
+            .map_err(E::from)?;
         self.finish_write(tx, head, inv, meta, f, false).await
     }
 
@@ -482,7 +594,17 @@ impl Store {
                 statements: 0,
             });
         }
-        let (rev, statements) = persist(&mut tx, self.backend == Backend::Sqlite, meta, &changes)
+        let rev = head + 1;
+        let statements = persist(
+            &mut tx,
+            self.backend == Backend::Sqlite,
+            rev,
+            meta,
+            &changes,
+        )
+        .await
+        .map_err(E::from)?;
+        guard::check(&mut tx, rev, &changes)
             .await
             .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
@@ -1019,17 +1141,38 @@ fn fact_params(f: &Fact) -> Vec<Param> {
     }
 }
 
+/// A scope's view read as of `seen`, brought to `head` under the write lock:
+/// kept when nothing that landed in between touches it (new rows only move
+/// the id floors), read again otherwise.
+async fn current_view(
+    conn: &mut sqlx::AnyConnection,
+    scope: &Scope,
+    seen: i64,
+    head: i64,
+    mut inv: Inventory,
+) -> Result<Inventory, StoreError> {
+    if seen == head {
+        return Ok(inv);
+    }
+    let ch = changes::changes_between(conn, seen, head).await?;
+    if changes::stale_for_write(&inv, &ch) {
+        return scope::load(conn, None, scope).await;
+    }
+    let (next_fact, next_entity) = scope::next_ids(conn).await?;
+    inv.raise_id_floors(next_fact, next_entity);
+    Ok(inv)
+}
+
+/// Records `ch` as revision `rev` (one past the head, read under the lock);
+/// returns the statements it took.
 async fn persist(
     tx: &mut sqlx::AnyConnection,
     sqlite: bool,
+    rev: i64,
     meta: &RevisionMeta,
     ch: &ChangeSet,
-) -> Result<(i64, usize), StoreError> {
-    let mut statements = 3;
-    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(rev) FROM revisions")
-        .fetch_one(&mut *tx)
-        .await?;
-    let rev = head.unwrap_or(0) + 1;
+) -> Result<usize, StoreError> {
+    let mut statements = 2;
     sqlx::query("INSERT INTO revisions (rev, at_ms, user_name, message, manager) VALUES ($1, $2, $3, $4, $5)")
         .bind(rev)
         .bind(now_ms())
@@ -1110,5 +1253,5 @@ async fn persist(
             statements += 1;
         }
     }
-    Ok((rev, statements))
+    Ok(statements)
 }

@@ -374,7 +374,7 @@ async fn of_kinds(
 
 /// The first ids a write may use: one past the largest in any table (ids
 /// of retired rows are never reused).
-async fn next_ids(conn: &mut AnyConnection) -> Result<(i64, i64), StoreError> {
+pub(crate) async fn next_ids(conn: &mut AnyConnection) -> Result<(i64, i64), StoreError> {
     let parts: Vec<String> = TABLES
         .iter()
         .map(|t| format!("(SELECT MAX(id) FROM {})", table_name(*t)))

@@ -545,6 +545,52 @@ async fn the_database_refuses_what_a_partial_view_missed() {
             matches!(dup_addr, Err(E::Store(StoreError::Db(_)))),
             "{b}: {dup_addr:?}"
         );
+        // r1's context is loaded for big1 (its rack), but not r1's other
+        // rows: unit 2 looks free to this view; s04 holds it.
+        let unit_taken = other
+            .write_scope(
+                &RevisionMeta::new("place"),
+                &Scope::write(["big1"]),
+                |inv| -> Result<(), E> {
+                    let r1 = inv.id_of("r1")?;
+                    let n = inv.create(Kind::Server, "n1", None)?;
+                    inv.insert(r1, n, Some("2".parse()?))?;
+                    Ok(())
+                },
+            )
+            .await;
+        assert!(
+            matches!(&unit_taken, Err(E::Store(StoreError::Refused { object, rule }))
+                if object == "n1" && rule.contains("overlaps s04")),
+            "{b}: {unit_taken:?}"
+        );
+        assert_eq!(s.head().await.unwrap(), head, "{b}: nothing written");
+        // big1 in exclusive pool `spare`; a view that holds big1 only as the
+        // target of s00's `buddy` reference does not see that membership.
+        write(&s, "big1 spare", |inv| {
+            let (spare, big, s00) = (inv.id_of("spare")?, inv.id_of("big1")?, inv.id_of("s00")?);
+            inv.insert(spare, big, None)?;
+            inv.attr_set(s00, "buddy", None, NumberSpec::None, Value::Ref(big))?;
+            Ok(())
+        })
+        .await;
+        let head = s.head().await.unwrap();
+        let two_pools = other
+            .write_scope(
+                &RevisionMeta::new("join"),
+                &Scope::write(["s00"]),
+                |inv| -> Result<(), E> {
+                    let (web, big) = (inv.id_of("web")?, inv.id_of("big1")?);
+                    inv.insert(web, big, None)?;
+                    Ok(())
+                },
+            )
+            .await;
+        assert!(
+            matches!(&two_pools, Err(E::Store(StoreError::Refused { object, rule }))
+                if object == "big1" && rule.contains("exclusive pool spare and in pool web")),
+            "{b}: {two_pools:?}"
+        );
         assert_eq!(s.head().await.unwrap(), head, "{b}: nothing written");
         let whole = s.load(None).await.unwrap();
         assert_eq!(

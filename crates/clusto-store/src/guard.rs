@@ -1,0 +1,82 @@
+//! Rules the database holds for every write, whatever its view loaded.
+//! The core checks them first, in memory; these queries are the backstop
+//! for a view that missed the conflicting row (a scope too narrow, or a
+//! writer that raced). Unique live names and one holder per address are
+//! unique indexes (see `schema.rs`); what an index cannot say is checked
+//! here, inside the write transaction, over the rows the revision added.
+//! Unique pools' group rule (which walks nested pools) is the core's alone.
+
+use clusto_core::{ChangeSet, Fact, Kind, PoolType};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use crate::StoreError;
+
+/// Checks the containment rows revision `rev` added; a violation is
+/// [`StoreError::Refused`] and the caller's transaction is dropped.
+pub(crate) async fn check(
+    conn: &mut AnyConnection,
+    rev: i64,
+    ch: &ChangeSet,
+) -> Result<(), StoreError> {
+    let contained = ch.added.iter().filter_map(|(_, f)| match f {
+        Fact::Contains(c) => Some(c),
+        _ => None,
+    });
+    let (mut units, mut any) = (false, false);
+    for c in contained {
+        any = true;
+        units |= c.ru.is_some();
+    }
+    if units {
+        first_violation(conn, &rack_units(rev)).await?;
+    }
+    if any {
+        first_violation(conn, &exclusive_pools(rev)).await?;
+    }
+    Ok(())
+}
+
+/// Two live rows of one rack whose units overlap, one of them new.
+fn rack_units(rev: i64) -> String {
+    format!(
+        "SELECT n.name, 'RU ' || a.ru_start || '-' || a.ru_end || ' of rack ' || r.name || ' overlaps ' \
+         || o.name || ' at RU ' || b.ru_start || '-' || b.ru_end \
+         FROM containment a \
+         JOIN containment b ON b.parent = a.parent AND b.id <> a.id AND b.rev_to IS NULL \
+           AND b.ru_start IS NOT NULL AND b.ru_start <= a.ru_end AND a.ru_start <= b.ru_end \
+         JOIN entities n ON n.eid = a.child AND n.rev_to IS NULL \
+         JOIN entities o ON o.eid = b.child AND o.rev_to IS NULL \
+         JOIN entities r ON r.eid = a.parent AND r.rev_to IS NULL \
+         WHERE a.rev_from = {rev} AND a.rev_to IS NULL AND a.ru_start IS NOT NULL LIMIT 1"
+    )
+}
+
+/// A thing in an exclusive pool and in another pool, one membership new.
+fn exclusive_pools(rev: i64) -> String {
+    let ex = PoolType::Exclusive.driver();
+    let pool = Kind::Pool.as_str();
+    format!(
+        "SELECT n.name, n.name || ' is in exclusive pool ' || \
+           CASE WHEN pa.driver = '{ex}' THEN pa.name ELSE pb.name END || ' and in pool ' || \
+           CASE WHEN pa.driver = '{ex}' THEN pb.name ELSE pa.name END \
+         FROM containment a \
+         JOIN entities pa ON pa.eid = a.parent AND pa.rev_to IS NULL AND pa.kind = '{pool}' \
+         JOIN containment b ON b.child = a.child AND b.id <> a.id AND b.rev_to IS NULL \
+         JOIN entities pb ON pb.eid = b.parent AND pb.rev_to IS NULL AND pb.kind = '{pool}' \
+         JOIN entities n ON n.eid = a.child AND n.rev_to IS NULL \
+         WHERE a.rev_from = {rev} AND a.rev_to IS NULL AND (pa.driver = '{ex}' OR pb.driver = '{ex}') LIMIT 1"
+    )
+}
+
+async fn first_violation(conn: &mut AnyConnection, sql: &str) -> Result<(), StoreError> {
+    match sqlx::query(AssertSqlSafe(sql.to_string()))
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        None => Ok(()),
+        Some(r) => Err(StoreError::Refused {
+            object: r.try_get(0)?,
+            rule: r.try_get(1)?,
+        }),
+    }
+}
