@@ -18,7 +18,7 @@ pub(crate) async fn check(
     rev: i64,
     ch: &ChangeSet,
 ) -> Result<(), StoreError> {
-    let contained = ch.added.iter().filter_map(|(_, f)| match f {
+    let contained = ch.added.values().filter_map(|f| match f {
         Fact::Contains(c) => Some(c),
         _ => None,
     });
