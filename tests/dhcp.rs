@@ -338,6 +338,23 @@ async fn real_clients_get_what_the_inventory_says() {
         "{metrics}"
     );
     assert!(metrics.contains("clusto_dhcp_index_hosts"), "{metrics}");
+    // The same server answers the probes a kubelet or load balancer sends.
+    for (path, want) in [("/healthz", "200"), ("/readyz", "200"), ("/nothing", "404")] {
+        let r = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &n.srv,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:9467{path}"),
+        ]);
+        assert_eq!(String::from_utf8_lossy(&r.stdout), want, "{path}");
+    }
 
     drop(n);
     assert_eq!(

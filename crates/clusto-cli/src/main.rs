@@ -232,7 +232,8 @@ pub enum Command {
         /// This server's address (option 54); defaults to the --listen address when specific.
         #[arg(long)]
         server_id: Option<std::net::Ipv4Addr>,
-        /// Serve Prometheus metrics here, e.g. 127.0.0.1:9467.
+        /// Serve HTTP here, e.g. 127.0.0.1:9467: Prometheus/OpenMetrics at
+        /// /metrics, liveness at /healthz, readiness at /readyz.
         #[arg(long)]
         metrics: Option<std::net::SocketAddr>,
         /// How often to look for new revisions, in milliseconds.
@@ -248,7 +249,8 @@ pub enum Command {
         after_help = "Level-triggered: every store revision, every due retry and every resync (default 5 min)\nreconciles each VM to its spec, and status (phase, host, backendId, powerState, conditions,\nobservedRevision, lastError) is written back. Only the holder of the store's lease acts;\nstart several for failover. Stops cleanly on SIGINT/SIGTERM."
     )]
     Controller {
-        /// Serve Prometheus metrics here, e.g. 127.0.0.1:9468.
+        /// Serve HTTP here, e.g. 127.0.0.1:9468: Prometheus/OpenMetrics at
+        /// /metrics, liveness at /healthz, readiness at /readyz.
         #[arg(long)]
         metrics: Option<std::net::SocketAddr>,
         /// Seconds between full resyncs (drift detection).

@@ -45,8 +45,12 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
     };
     let mut c = Controller::new(store.clone(), Arc::new(Backends::new()), opts).await?;
     if let Some(addr) = a.metrics {
-        let m = c.metrics.clone();
-        clusto_metrics::serve(addr, Arc::new(move || m.render())).await?;
+        let mut registry = clusto_http::prometheus_client::registry::Registry::default();
+        c.metrics.register(&mut registry);
+        // Ready once constructed: the controller has read its world.
+        let ready = clusto_http::Readiness::default();
+        ready.set(true);
+        clusto_http::serve(addr, clusto_http::routes(Arc::new(registry), ready)).await?;
     }
     if a.once {
         let started = Instant::now();

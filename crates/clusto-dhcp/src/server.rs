@@ -5,14 +5,19 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeSet;
 
 use clusto_core::inventory::{PORT_KEY_PREFIX, SPEC_KEY};
 use clusto_core::{EntityId, Fact, Kind};
+use clusto_http::Readiness;
+use clusto_http::prometheus_client::metrics::counter::Counter;
+use clusto_http::prometheus_client::metrics::family::Family;
+use clusto_http::prometheus_client::metrics::gauge::Gauge;
+use clusto_http::prometheus_client::metrics::histogram::Histogram;
+use clusto_http::prometheus_client::registry::Registry;
 use clusto_store::{Changes, Scope, Snapshot, Store, StoreError};
 use dhcproto::Encodable;
 use dhcproto::v4::MessageType;
@@ -80,116 +85,79 @@ fn type_slot(t: Option<MessageType>) -> usize {
     }
 }
 
-/// Latency buckets in microseconds.
-const BUCKETS: [u64; 8] = [10, 25, 50, 100, 250, 500, 1000, 5000];
+/// Latency buckets, seconds.
+const BUCKETS: [f64; 8] = [10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3];
 
-#[derive(Default)]
+/// dhcpd's metrics. Counters by message type are made once, one per type,
+/// so the request path pays one atomic add, not a label lookup.
+#[derive(Clone)]
 struct Metrics {
-    /// By DHCP message type code (1 DISCOVER … 8 INFORM); 0 = none/other.
-    requests: [AtomicU64; 9],
-    replies: [AtomicU64; 9],
-    ignored: Mutex<HashMap<&'static str, u64>>,
-    latency: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
-    index_size: AtomicU64,
-    index_revision: AtomicU64,
-    index_built_ms: AtomicU64,
-}
-
-fn bump<K: std::hash::Hash + Eq>(m: &Mutex<HashMap<K, u64>>, k: K) {
-    if let Ok(mut g) = m.lock() {
-        *g.entry(k).or_default() += 1;
-    }
+    requests: [Counter; 9],
+    replies: [Counter; 9],
+    ignored: Family<[(&'static str, &'static str); 1], Counter>,
+    latency: Histogram,
+    index_hosts: Gauge,
+    index_revision: Gauge,
+    index_built: Gauge,
 }
 
 impl Metrics {
-    fn render(&self) -> String {
-        let mut s = String::new();
-        let map =
-            |name: &str, help: &str, label: &str, m: &HashMap<String, u64>, s: &mut String| {
-                s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-                let mut v: Vec<_> = m.iter().collect();
-                v.sort();
-                for (k, n) in v {
-                    s.push_str(&format!("{name}{{{label}=\"{k}\"}} {n}\n"));
-                }
-            };
-        let by_type = |a: &[AtomicU64; 9]| -> HashMap<String, u64> {
-            a.iter()
-                .enumerate()
-                .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
-                .map(|(i, n)| (TYPE_NAMES[i].to_string(), n.load(Ordering::Relaxed)))
-                .collect()
+    fn new(reg: &mut Registry) -> Metrics {
+        let by_type = |reg: &mut Registry, name: &str, help: &str| -> [Counter; 9] {
+            let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+            reg.register(name, help, family.clone());
+            TYPE_NAMES.map(|t| family.get_or_create(&[("type", t)]).clone())
         };
-        map(
-            "clusto_dhcp_requests_total",
-            "Requests by message type.",
-            "type",
-            &by_type(&self.requests),
-            &mut s,
+        let m = Metrics {
+            requests: by_type(reg, "clusto_dhcp_requests", "Requests by message type"),
+            replies: by_type(reg, "clusto_dhcp_replies", "Replies by message type"),
+            ignored: Family::default(),
+            latency: Histogram::new(BUCKETS),
+            index_hosts: Gauge::default(),
+            index_revision: Gauge::default(),
+            index_built: Gauge::default(),
+        };
+        reg.register(
+            "clusto_dhcp_ignored",
+            "Requests not answered, by reason",
+            m.ignored.clone(),
         );
-        map(
-            "clusto_dhcp_replies_total",
-            "Replies by message type.",
-            "type",
-            &by_type(&self.replies),
-            &mut s,
+        reg.register(
+            "clusto_dhcp_latency_seconds",
+            "Time to answer a request",
+            m.latency.clone(),
         );
-        if let Ok(g) = self.ignored.lock() {
-            let g: HashMap<String, u64> = g.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-            map(
-                "clusto_dhcp_ignored_total",
-                "Requests not answered, by reason.",
-                "reason",
-                &g,
-                &mut s,
-            );
-        }
-        s.push_str("# HELP clusto_dhcp_latency_seconds Time to answer a request.\n# TYPE clusto_dhcp_latency_seconds histogram\n");
-        let mut cum = 0;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            cum += self.latency[i].load(Ordering::Relaxed);
-            s.push_str(&format!(
-                "clusto_dhcp_latency_seconds_bucket{{le=\"{}\"}} {cum}\n",
-                *b as f64 / 1e6
-            ));
-        }
-        cum += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
-        s.push_str(&format!(
-            "clusto_dhcp_latency_seconds_bucket{{le=\"+Inf\"}} {cum}\n"
-        ));
-        s.push_str(&format!(
-            "clusto_dhcp_latency_seconds_sum {}\nclusto_dhcp_latency_seconds_count {cum}\n",
-            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        let now = clusto_store_now_ms();
-        s.push_str(&format!(
-            "# HELP clusto_dhcp_index_hosts MACs in the index.\n# TYPE clusto_dhcp_index_hosts gauge\nclusto_dhcp_index_hosts {}\n\
-             # HELP clusto_dhcp_index_revision Store revision the index was built from.\n# TYPE clusto_dhcp_index_revision gauge\nclusto_dhcp_index_revision {}\n\
-             # HELP clusto_dhcp_index_age_seconds Time since the index was built.\n# TYPE clusto_dhcp_index_age_seconds gauge\nclusto_dhcp_index_age_seconds {}\n",
-            self.index_size.load(Ordering::Relaxed),
-            self.index_revision.load(Ordering::Relaxed),
-            now.saturating_sub(self.index_built_ms.load(Ordering::Relaxed)) as f64 / 1000.0
-        ));
-        s
+        reg.register(
+            "clusto_dhcp_index_hosts",
+            "MACs in the index",
+            m.index_hosts.clone(),
+        );
+        reg.register(
+            "clusto_dhcp_index_revision",
+            "Store revision the index is as of",
+            m.index_revision.clone(),
+        );
+        reg.register(
+            "clusto_dhcp_index_updated_timestamp_seconds",
+            "When the index last changed (Unix time)",
+            m.index_built.clone(),
+        );
+        m
     }
 
-    fn observe(&self, d: Duration) {
-        let us = d.as_micros() as u64;
-        let i = BUCKETS
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.latency[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    fn ignored(&self, reason: &'static str) {
+        self.ignored.get_or_create(&[("reason", reason)]).inc();
     }
-}
 
-fn clusto_store_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    fn published(&self, idx: &DhcpIndex) {
+        self.index_hosts.set(idx.len() as i64);
+        self.index_revision.set(idx.revision.max(0));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.index_built.set(now);
+    }
 }
 
 fn socket(opts: &Options) -> Result<UdpSocket, ServerError> {
@@ -366,15 +334,10 @@ pub async fn refresh(
 pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
     quiet_decoder_panics();
     let index = Arc::new(RwLock::new(build_index(&store).await?));
-    let metrics = Arc::new(Metrics::default());
-    let publish = |m: &Metrics, idx: &DhcpIndex| {
-        m.index_size.store(idx.len() as u64, Ordering::Relaxed);
-        m.index_revision
-            .store(idx.revision.max(0) as u64, Ordering::Relaxed);
-        m.index_built_ms
-            .store(clusto_store_now_ms(), Ordering::Relaxed);
-    };
-    publish(&metrics, &index.read().expect("index lock"));
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ready = Readiness::default();
+    metrics.published(&index.read().expect("index lock"));
     // Follow the store off the request path: patch what each revision changed.
     {
         let (store, index, metrics, every) =
@@ -385,7 +348,7 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
                 let t = Instant::now();
                 match refresh(&store, &index).await {
                     Ok(Some(n)) => {
-                        publish(&metrics, &index.read().expect("index lock"));
+                        metrics.published(&index.read().expect("index lock"));
                         tracing::debug!(macs = n, elapsed = ?t.elapsed(), "DHCP index patched");
                     }
                     Ok(None) => {}
@@ -397,12 +360,12 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
         });
     }
     if let Some(addr) = opts.metrics {
-        let metrics = metrics.clone();
-        clusto_metrics::serve(addr, Arc::new(move || metrics.render())).await?;
+        clusto_http::serve(addr, clusto_http::routes(Arc::new(registry), ready.clone())).await?;
     }
     let sock = socket(&opts)?.into_std()?;
     sock.set_nonblocking(false)?;
     tracing::info!(listen = %opts.listen, server_id = %opts.server_id, "DHCP responder ready");
+    ready.set(true);
     let ctx = Context {
         server_id: opts.server_id,
         learn: opts.learn,
@@ -435,16 +398,16 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
             let (n, _peer) = sock.recv_from(&mut buf)?;
             let t = Instant::now();
             let Some(req) = crate::decode(&buf[..n]) else {
-                bump(&metrics.ignored, "malformed");
+                metrics.ignored("malformed");
                 continue;
             };
-            metrics.requests[type_slot(req.opts().msg_type())].fetch_add(1, Ordering::Relaxed);
+            metrics.requests[type_slot(req.opts().msg_type())].inc();
             let outcome = handle(&index.read().expect("index lock"), &ctx, &req);
             match outcome {
                 Outcome::Reply(reply, dest) => {
                     out.clear();
                     if reply.encode(&mut dhcproto::Encoder::new(&mut out)).is_err() {
-                        bump(&metrics.ignored, "encode_failed");
+                        metrics.ignored("encode_failed");
                         continue;
                     }
                     crate::handler::order_options(&mut out, &crate::handler::requested_codes(&req));
@@ -457,16 +420,15 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
                         tracing::warn!(error = %e, %to, "send failed");
                         continue;
                     }
-                    metrics.replies[type_slot(reply.opts().msg_type())]
-                        .fetch_add(1, Ordering::Relaxed);
-                    metrics.observe(t.elapsed());
+                    metrics.replies[type_slot(reply.opts().msg_type())].inc();
+                    metrics.latency.observe(t.elapsed().as_secs_f64());
                 }
                 Outcome::Ignore(i) => {
-                    bump(&metrics.ignored, i.reason());
+                    metrics.ignored(i.reason());
                     limiter.log(&i);
                 }
                 Outcome::Learn { device, mac, bmc } => {
-                    bump(&metrics.ignored, "learning");
+                    metrics.ignored("learning");
                     let _ = learnt.send((device, mac, bmc));
                 }
             }

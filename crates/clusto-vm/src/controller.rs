@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clusto_core::vm::{
@@ -226,9 +225,7 @@ impl Controller {
             Some(_) => {}
         }
         let held = self.lease.is_some();
-        self.metrics
-            .lease_held
-            .store(held as u64, Ordering::Relaxed);
+        self.metrics.set_lease_held(held);
         Ok(held)
     }
 
@@ -322,7 +319,7 @@ impl Controller {
         }
         let rev = self.follow_store().await?;
         self.last_rev = rev;
-        self.metrics.revision.store(rev as u64, Ordering::Relaxed);
+        self.metrics.set_revision(rev);
         // The view is lent to this pass, not copied, and put back after it.
         let inv = self.view.take().unwrap_or_default();
         let result = self.pass(&inv, now, report).await;
@@ -348,7 +345,7 @@ impl Controller {
             self.resync_at = now + self.opts.resync;
         }
         let due = self.take_due(now);
-        self.metrics.due.store(due.len() as u64, Ordering::Relaxed);
+        self.metrics.set_due(due.len());
         if due.is_empty() {
             return Ok(report);
         }
@@ -483,9 +480,7 @@ impl Controller {
         }
         report.calls = self.metrics.backend_calls() - calls_before;
         report.requests = self.provider.requests() - requests_before;
-        self.metrics
-            .api_requests
-            .fetch_add(report.requests, Ordering::Relaxed);
+        self.metrics.api_requests(report.requests);
         Ok(report)
     }
 
@@ -541,9 +536,7 @@ impl Controller {
             }
         }
         self.queue.retain(|id, _| seen.contains(id));
-        self.metrics
-            .queue_depth
-            .store(self.queue.len() as u64, Ordering::Relaxed);
+        self.metrics.set_queue_depth(self.queue.len());
     }
 
     /// Due objects, as many as the rate limit allows, oldest first.
@@ -716,7 +709,7 @@ impl Controller {
             )
             .await?;
         if w.revision.is_some() {
-            self.metrics.status_writes.fetch_add(1, Ordering::Relaxed);
+            self.metrics.status_written();
         }
         Ok(w.revision.is_some())
     }
