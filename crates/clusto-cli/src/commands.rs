@@ -142,6 +142,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await;
         }
+        Command::Serve {
+            listen,
+            token_file,
+            anonymous_read,
+            bookmark_seconds,
+            watch_window,
+        } => {
+            serve(
+                &store,
+                *listen,
+                token_file.as_deref(),
+                *anonymous_read,
+                clusto_api::watch::WatchOptions {
+                    bookmark: std::time::Duration::from_secs((*bookmark_seconds).max(1)),
+                    window: (*watch_window).max(0),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
         Command::Dhcpd {
             listen,
             interface,
@@ -777,14 +797,7 @@ fn print_history_entry(
             println!("{}", e.revision.rev);
             Ok(())
         }
-        _ => list.item(&json!({
-            "revision": e.revision.rev,
-            "time": time,
-            "user": e.revision.user,
-            "manager": e.revision.manager,
-            "message": e.revision.message,
-            "changes": e.changes,
-        })),
+        _ => list.item(&e.to_json()),
     }
 }
 
@@ -981,11 +994,7 @@ async fn attr(
             };
             let data = Json::Array(
                 rows.iter()
-                    .map(|(a, src)| {
-                        let mut j = inv.attr_json(a);
-                        j["source"] = json!(inv.name_of(*src));
-                        j
-                    })
+                    .map(|(a, src)| inv.attr_row_json(a, *src))
                     .collect(),
             );
             let table_rows = rows
@@ -1243,4 +1252,46 @@ async fn ip(
         }
     }
     Ok(())
+}
+
+/// `clusto serve`: the API and the probes/metrics on one listener, until
+/// SIGINT/SIGTERM.
+async fn serve(
+    store: &Store,
+    listen: std::net::SocketAddr,
+    token_file: Option<&std::path::Path>,
+    anonymous_read: bool,
+    watch: clusto_api::watch::WatchOptions,
+) -> Result<()> {
+    let tokens = match token_file {
+        Some(p) => clusto_api::auth::Tokens::load(p)?,
+        None if anonymous_read => clusto_api::auth::Tokens::default(),
+        None => bail!("give --token-file FILE (lines token,user,role), --anonymous-read, or both"),
+    };
+    let api = clusto_api::Api::new(store.clone(), tokens, anonymous_read, watch).await?;
+    let registry = clusto_http::prometheus_client::registry::Registry::default();
+    let ready = clusto_http::Readiness::default();
+    let app = clusto_http::routes(std::sync::Arc::new(registry), ready.clone())
+        .merge(clusto_api::router(api));
+    let bound = clusto_http::serve(listen, app).await?;
+    ready.set(true);
+    eprintln!("clusto serve: listening on http://{bound}");
+    wait_for_shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clusto_core::{EntityId, Inventory, Kind};
+use clusto_api::engine::{self, ApplyFailure, ApplyRequest};
+use clusto_core::{EntityId, Kind};
 use clusto_manifest::plan::Plan;
 use clusto_manifest::{
-    ApplyOptions, ManifestError, Object, Source, apply, diff, export, layout, parse_sources,
-    read_sources, schema,
+    ApplyOptions, ManifestError, Object, Source, export, layout, parse_sources, read_sources,
+    schema,
 };
 use clusto_store::{RevisionMeta, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -43,16 +44,6 @@ struct PlanFile {
     force_conflicts: bool,
     sources: Vec<Source>,
     plan: Plan,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ApplyFailure {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{} error(s) in the manifests; nothing was changed", .0.len())]
-    Manifest(Vec<ManifestError>),
-    #[error("the plan computed now differs from the reviewed plan; plan again")]
-    PlanDiffers,
 }
 
 /// `manifests/` → `manifests`, `rack.yaml` → `rack`, several → joined with `+`.
@@ -103,28 +94,6 @@ fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
     }
 }
 
-/// Plans against a copy of the current inventory.
-/// Plans by applying to the loaded inventory itself, snapshotting what the
-/// change touched, then undoing it for the before-side: no full copy.
-fn compute(
-    mut inv: Inventory,
-    objects: &[Object],
-    opts: &ApplyOptions,
-) -> Result<Plan, Vec<ManifestError>> {
-    let t = std::time::Instant::now();
-    let errors = apply(&mut inv, objects, opts);
-    tracing::debug!(elapsed = ?t.elapsed(), "manifests applied");
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let changes = inv.take_changes();
-    let touched = changes.entities();
-    let after = clusto_manifest::plan::snapshot(&inv, &touched, false);
-    inv.revert(&changes);
-    let before = clusto_manifest::plan::snapshot(&inv, &touched, true);
-    Ok(clusto_manifest::plan::diff_snapshots(&before, &after))
-}
-
 fn print_plan(plan: &Plan, base: i64, fmt: Format) -> Result<()> {
     match fmt {
         Format::Json => print_json(
@@ -170,7 +139,7 @@ pub async fn plan(
     };
     let (head, inv) = loaded?;
     let t = std::time::Instant::now();
-    let plan = match compute(inv, &objects, &opts) {
+    let plan = match engine::plan(inv, &objects, &opts) {
         Ok(p) => p,
         Err(e) => return Ok(report(&e)),
     };
@@ -244,7 +213,7 @@ pub async fn apply_cmd(
     };
     if dry_run {
         let (head, inv) = store.load_head().await?;
-        return match compute(inv, &objects, &opts) {
+        return match engine::plan(inv, &objects, &opts) {
             Ok(p) => {
                 print_plan(&p, head, fmt)?;
                 Ok(ExitCode::SUCCESS)
@@ -256,22 +225,17 @@ pub async fn apply_cmd(
         manager: opts.owner(),
         ..RevisionMeta::new(message.unwrap_or_else(|| format!("apply {label}")))
     };
-    let r = store
-        .write_at(&meta, expect, |inv| -> Result<Plan, ApplyFailure> {
-            let before = inv.clone();
-            let errors = apply(inv, &objects, &opts);
-            if !errors.is_empty() {
-                return Err(ApplyFailure::Manifest(errors));
-            }
-            let plan = diff(&before, inv, inv.changes());
-            if let Some(r) = &reviewed
-                && *r != plan
-            {
-                return Err(ApplyFailure::PlanDiffers);
-            }
-            Ok(plan)
-        })
-        .await;
+    let r = engine::apply_manifests(
+        store,
+        ApplyRequest {
+            meta: &meta,
+            objects: &objects,
+            opts: &opts,
+            expect_head: expect,
+            reviewed: reviewed.as_ref(),
+        },
+    )
+    .await;
     let w = match r {
         Ok(w) => w,
         Err(ApplyFailure::Manifest(e)) => return Ok(report(&e)),

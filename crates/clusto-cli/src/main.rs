@@ -220,6 +220,28 @@ pub enum Command {
         op: RackOp,
     },
     /// DHCPv4 responder: answers only hosts whose NIC MAC the inventory binds to an address.
+    /// Serve the inventory over HTTP: a Kubernetes-shaped API with watch,
+    /// bearer tokens, plan and apply, plus /healthz, /readyz and /metrics.
+    #[command(
+        after_help = "Paths (all under /apis/clusto.dev/v1alpha1):\n  GET  /{plural}                 list (?query=EXPR, ?limit=N&continue=TOKEN, ?resourceVersion=REV)\n  GET  /{plural}?watch=true      ADDED/MODIFIED/DELETED/BOOKMARK events from ?resourceVersion=REV on\n  GET  /{plural}/NAME            one object, as `clusto get KIND NAME -o json` prints it\n  GET  /{plural}/NAME/attributes ?merged=true adds the containers' attributes, each with its source\n  GET  /{plural}/NAME/history    revisions that touched it (?limit=N, ?since=REV)\n  GET  /revisions                the revision log (?limit=N)\n  POST /plan, /apply             manifests in the body (?applySet=, ?prune=true, ?dryRun=All)\nPlurals are lower-case: servers, racks, pools, ipmanagers, virtualmachines, ...\n\nTokens: --token-file lines `token,user,role`. viewer reads and plans; editor also applies;\nadmin also prunes and forces conflicts. Send `Authorization: Bearer TOKEN`.\n\nExample:\n  clusto serve --listen 127.0.0.1:8080 --token-file /etc/clusto/tokens --anonymous-read\n  curl -H 'Authorization: Bearer $T' http://127.0.0.1:8080/apis/clusto.dev/v1alpha1/servers?limit=10"
+    )]
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Bearer tokens: lines `token,user,role` (role viewer, editor or admin; tokens of 16+ characters).
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// Allow reads (GET, plan, dry runs) without a token.
+        #[arg(long)]
+        anonymous_read: bool,
+        /// Seconds between BOOKMARK events on an idle watch.
+        #[arg(long, default_value_t = 10)]
+        bookmark_seconds: u64,
+        /// How many revisions back a watch may start; older answers 410 Gone (list again).
+        #[arg(long, default_value_t = 10_000)]
+        watch_window: i64,
+    },
     #[command(
         after_help = "DHCP is enabled per host, rack, pool or datacenter with the attribute dhcp.enabled;\noptions come from merged dhcp.* attributes: lease-time, domain-name, dns-servers, ntp-servers,\ntftp_server, tftp_filename, pxelinux-configfile|pathprefix|reboottime, option-N (text, IPs or hex:…)."
     )]
@@ -516,7 +538,7 @@ pub enum PoolOp {
 fn die_quietly_on_closed_pipe(cli: &Cli) {
     if matches!(
         cli.command,
-        Command::Dhcpd { .. } | Command::Controller { .. }
+        Command::Dhcpd { .. } | Command::Controller { .. } | Command::Serve { .. }
     ) {
         return;
     }

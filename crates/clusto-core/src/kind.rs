@@ -76,6 +76,19 @@ impl Kind {
         }
     }
 
+    /// The lower-case plural naming a kind's collection (API paths, CRDs):
+    /// `servers`, `ipmanagers`, `networkswitches`.
+    pub fn plural(self) -> String {
+        let s = self.as_str().to_ascii_lowercase();
+        if s.ends_with("ch") {
+            format!("{s}es")
+        } else if s.ends_with('y') {
+            format!("{}ies", &s[..s.len() - 1])
+        } else {
+            format!("{s}s")
+        }
+    }
+
     /// Kinds that describe other things rather than being things themselves.
     pub fn is_definition(self) -> bool {
         matches!(self, Kind::Driver | Kind::RackLayout)
@@ -193,6 +206,15 @@ impl FromStr for Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_plural_parses_back_to_its_kind() {
+        for k in Kind::ALL {
+            assert_eq!(k.plural().parse::<Kind>().unwrap(), k, "{}", k.plural());
+        }
+        assert_eq!(Kind::NetworkSwitch.plural(), "networkswitches");
+        assert_eq!(Kind::Entity.plural(), "entities");
+    }
 
     #[test]
     fn parses_case_insensitive_singular_and_plural() {

@@ -32,6 +32,14 @@ impl Inventory {
     }
 
     /// A value as JSON, with the type name when JSON cannot carry it.
+    /// An attribute row with the entity it comes from (`source`): what
+    /// `attr get` and the API's `/attributes` show.
+    pub fn attr_row_json(&self, a: &Attr, source: EntityId) -> Json {
+        let mut j = self.attr_json(a);
+        j["source"] = json!(self.name_of(source));
+        j
+    }
+
     pub fn value_json(&self, v: &Value) -> (Json, Option<&'static str>) {
         match v {
             Value::String(s) => (json!(s), None),

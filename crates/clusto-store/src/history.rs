@@ -22,6 +22,20 @@ pub struct HistoryEntry {
     pub changes: Vec<Change>,
 }
 
+impl HistoryEntry {
+    /// The entry as `history -o json` prints it and the API serves it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "revision": self.revision.rev,
+            "time": clusto_core::time::format_unix_ms(self.revision.at_ms),
+            "user": self.revision.user,
+            "manager": self.revision.manager,
+            "message": self.revision.message,
+            "changes": self.changes,
+        })
+    }
+}
+
 /// Identity of a fact for pairing a removal with an addition into `~`.
 fn slot(f: &Fact) -> Option<String> {
     match f {

@@ -1,0 +1,78 @@
+//! Plan and apply, shared by `clusto plan|apply` and the API's `/plan` and
+//! `/apply`: one engine, so a plan reads the same from either.
+
+use clusto_core::Inventory;
+use clusto_manifest::plan::Plan;
+use clusto_manifest::{ApplyOptions, ManifestError, Object, apply, diff};
+use clusto_store::{RevisionMeta, Store, StoreError, Written};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{} error(s) in the manifests; nothing was changed", .0.len())]
+    Manifest(Vec<ManifestError>),
+    #[error("the plan computed now differs from the reviewed plan; plan again")]
+    PlanDiffers,
+}
+
+/// The plan of `objects` against `inv`: applied to the loaded inventory
+/// itself, the touched entities snapshotted, then undone for the
+/// before-side (no full copy).
+pub fn plan(
+    mut inv: Inventory,
+    objects: &[Object],
+    opts: &ApplyOptions,
+) -> Result<Plan, Vec<ManifestError>> {
+    let t = std::time::Instant::now();
+    let errors = apply(&mut inv, objects, opts);
+    tracing::debug!(elapsed = ?t.elapsed(), "manifests applied");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let changes = inv.take_changes();
+    let touched = changes.entities();
+    let after = clusto_manifest::plan::snapshot(&inv, &touched, false);
+    inv.revert(&changes);
+    let before = clusto_manifest::plan::snapshot(&inv, &touched, true);
+    Ok(clusto_manifest::plan::diff_snapshots(&before, &after))
+}
+
+/// What an apply is given besides the manifests.
+pub struct ApplyRequest<'a> {
+    pub meta: &'a RevisionMeta,
+    pub objects: &'a [Object],
+    pub opts: &'a ApplyOptions,
+    /// Refuse unless the head is still this revision (a reviewed plan's base).
+    pub expect_head: Option<i64>,
+    /// Refuse unless the plan computed now equals this reviewed one.
+    pub reviewed: Option<&'a Plan>,
+}
+
+/// Records the manifests as one revision (or none when nothing changes);
+/// all or nothing.
+pub async fn apply_manifests(
+    store: &Store,
+    req: ApplyRequest<'_>,
+) -> Result<Written<Plan>, ApplyFailure> {
+    store
+        .write_at(
+            req.meta,
+            req.expect_head,
+            |inv| -> Result<Plan, ApplyFailure> {
+                let before = inv.clone();
+                let errors = apply(inv, req.objects, req.opts);
+                if !errors.is_empty() {
+                    return Err(ApplyFailure::Manifest(errors));
+                }
+                let plan = diff(&before, inv, inv.changes());
+                if let Some(r) = req.reviewed
+                    && *r != plan
+                {
+                    return Err(ApplyFailure::PlanDiffers);
+                }
+                Ok(plan)
+            },
+        )
+        .await
+}

@@ -1,0 +1,279 @@
+//! `clusto serve`: the inventory over HTTP, shaped like the Kubernetes API
+//! so the objects are exactly what `clusto get -o json` prints.
+//!
+//! - `GET /apis/clusto.dev/v1alpha1/{plural}`: list (`?query=`, `?limit=` +
+//!   `?continue=`, `?resourceVersion=`), or with `?watch=true` a watch.
+//! - `GET …/{plural}/{name}`, `…/{name}/attributes[?merged=true]`,
+//!   `…/{name}/history`, `GET /apis/clusto.dev/v1alpha1/revisions`.
+//! - `POST /apis/clusto.dev/v1alpha1/plan` and `…/apply` take manifests
+//!   (YAML or JSON; `?applySet=`, `?prune=true`, `?forceConflicts=true`,
+//!   `?dryRun=All`) and answer with the plan as `clusto plan -o json` does.
+//! - Errors are `Status` objects; bearer tokens from a file.
+
+pub mod auth;
+pub mod engine;
+pub mod read;
+pub mod status;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use clusto_manifest::{ApplyOptions, Source, parse_sources};
+use clusto_store::{RevisionMeta, Store};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Caller, Role, Tokens};
+use crate::read::{ListParams, ObjectParams, kind_of_plural};
+use crate::status::ApiError;
+use crate::watch::{Hub, WatchOptions};
+
+pub const API_VERSION: &str = "clusto.dev/v1alpha1";
+
+/// What the API's handlers share.
+pub struct Api {
+    pub store: Store,
+    pub tokens: Tokens,
+    /// Reads without a token.
+    pub anonymous_read: bool,
+    pub hub: Arc<Hub>,
+}
+
+impl Api {
+    pub async fn new(
+        store: Store,
+        tokens: Tokens,
+        anonymous_read: bool,
+        watch: WatchOptions,
+    ) -> Result<Arc<Api>, clusto_store::StoreError> {
+        let hub = Hub::start(store.clone(), watch).await?;
+        Ok(Arc::new(Api {
+            store,
+            tokens,
+            anonymous_read,
+            hub,
+        }))
+    }
+}
+
+/// The API's routes (merge them with `clusto_http::routes` for the probes
+/// and metrics).
+pub fn router(api: Arc<Api>) -> Router {
+    let base = format!("/apis/{API_VERSION}");
+    Router::new()
+        .route(&format!("{base}/revisions"), get(revisions))
+        .route(&format!("{base}/plan"), post(plan))
+        .route(&format!("{base}/apply"), post(apply))
+        .route(&format!("{base}/{{plural}}"), get(list))
+        .route(&format!("{base}/{{plural}}/{{name}}"), get(object))
+        .route(
+            &format!("{base}/{{plural}}/{{name}}/attributes"),
+            get(attributes),
+        )
+        .route(&format!("{base}/{{plural}}/{{name}}/history"), get(history))
+        .fallback(|req: Request| async move { ApiError::NoSuchPath(req.uri().path().to_string()) })
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            authenticate,
+        ))
+        .with_state(api)
+}
+
+/// Every API request names its caller: a valid bearer token's user, or
+/// anonymous (a viewer) when anonymous reads are on. Writes check roles in
+/// their handlers.
+async fn authenticate(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let caller = match presented {
+        Some(t) => match api.tokens.check(t) {
+            Some(c) => c,
+            None => return ApiError::Unauthorized.into_response(),
+        },
+        None if api.anonymous_read => Caller {
+            user: "anonymous".into(),
+            role: Role::Viewer,
+        },
+        None => return ApiError::Unauthorized.into_response(),
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn require(c: &Caller, role: Role, what: &'static str) -> Result<(), ApiError> {
+    if c.role >= role && !(c.user == "anonymous" && role > Role::Viewer) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            user: c.user.clone(),
+            role: c.role.as_str(),
+            what,
+        })
+    }
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    Path(plural): Path<String>,
+    Query(p): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of_plural(&plural)?;
+    if p.watch.unwrap_or(false) {
+        let from = read::revision(p.resource_version.as_deref())?;
+        let timeout = p.timeout_seconds.map(Duration::from_secs);
+        return api.hub.watch(api.store.clone(), kind, from, timeout).await;
+    }
+    read::list(&api, kind, p).await
+}
+
+async fn object(
+    State(api): State<Arc<Api>>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(p): Query<ObjectParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        read::get(&api, kind_of_plural(&plural)?, &name, p).await?,
+    ))
+}
+
+async fn attributes(
+    State(api): State<Arc<Api>>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(p): Query<ObjectParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        read::attributes(&api, kind_of_plural(&plural)?, &name, p).await?,
+    ))
+}
+
+async fn history(
+    State(api): State<Arc<Api>>,
+    Path((plural, name)): Path<(String, String)>,
+    Query(p): Query<ObjectParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        read::history(&api, kind_of_plural(&plural)?, &name, p).await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RevisionParams {
+    limit: Option<i64>,
+}
+
+async fn revisions(
+    State(api): State<Arc<Api>>,
+    Query(p): Query<RevisionParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(read::revisions(&api.store, p.limit).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteParams {
+    apply_set: Option<String>,
+    #[serde(default)]
+    prune: bool,
+    #[serde(default)]
+    force_conflicts: bool,
+    dry_run: Option<String>,
+}
+
+impl WriteParams {
+    fn options(&self) -> ApplyOptions {
+        ApplyOptions {
+            apply_set: self.apply_set.clone().unwrap_or_else(|| "api".into()),
+            prune: self.prune,
+            force_conflicts: self.force_conflicts,
+        }
+    }
+}
+
+/// Manifests from a request body (YAML, or JSON, which is YAML too).
+fn objects(body: String) -> Result<Vec<clusto_manifest::Object>, ApiError> {
+    let source = Source {
+        file: "request".into(),
+        text: body,
+    };
+    let (objects, errors) = parse_sources(&[source]);
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
+}
+
+fn plan_json(plan: &clusto_manifest::Plan, base: i64) -> serde_json::Value {
+    json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary})
+}
+
+async fn plan_response(
+    api: &Api,
+    p: &WriteParams,
+    body: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let objects = objects(body)?;
+    let (head, inv) = api.store.load_head().await?;
+    let plan = engine::plan(inv, &objects, &p.options()).map_err(ApiError::Invalid)?;
+    Ok(Json(plan_json(&plan, head)))
+}
+
+async fn plan(
+    State(api): State<Arc<Api>>,
+    Query(p): Query<WriteParams>,
+    body: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    plan_response(&api, &p, body).await
+}
+
+async fn apply(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<WriteParams>,
+    body: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if p.dry_run.as_deref() == Some("All") {
+        return plan_response(&api, &p, body).await;
+    }
+    if let Some(other) = &p.dry_run {
+        return Err(ApiError::BadRequest(format!(
+            "dryRun={other:?}: the only dry run is All"
+        )));
+    }
+    require(&caller, Role::Editor, "apply")?;
+    if p.prune || p.force_conflicts {
+        require(&caller, Role::Admin, "prune or force conflicts")?;
+    }
+    let objects = objects(body)?;
+    let opts = p.options();
+    let meta = RevisionMeta {
+        user: caller.user.clone(),
+        message: format!("apply via API ({})", opts.apply_set),
+        manager: opts.owner(),
+    };
+    let w = engine::apply_manifests(
+        &api.store,
+        engine::ApplyRequest {
+            meta: &meta,
+            objects: &objects,
+            opts: &opts,
+            expect_head: None,
+            reviewed: None,
+        },
+    )
+    .await?;
+    Ok(Json(
+        json!({"revision": w.revision, "changes": w.value.changes, "summary": w.value.summary}),
+    ))
+}

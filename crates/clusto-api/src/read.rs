@@ -1,0 +1,365 @@
+//! Reads: lists (paged, or streamed whole), one object, its attributes,
+//! its history, the revision log. Each read is one store snapshot, and
+//! costs what it returns, not the size of the inventory.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use clusto_core::query::Query;
+use clusto_core::{EntityId, Inventory, Kind};
+use clusto_store::{HistoryQuery, Scope, Snapshot, Store};
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+
+use crate::status::ApiError;
+use crate::{API_VERSION, Api};
+
+/// Names per page read from the store while listing.
+const PAGE: usize = 500;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    /// An expression in clusto's query language.
+    pub query: Option<String>,
+    pub limit: Option<usize>,
+    #[serde(rename = "continue")]
+    pub continue_: Option<String>,
+    pub resource_version: Option<String>,
+    pub watch: Option<bool>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: Option<bool>,
+}
+
+/// `resourceVersion` as a store revision.
+pub fn revision(rv: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match rv {
+        None | Some("") => Ok(None),
+        Some(s) => match s.parse::<i64>() {
+            Ok(r) if r >= 0 => Ok(Some(r)),
+            _ => Err(ApiError::BadRequest(format!(
+                "resourceVersion {s:?} is not a revision number"
+            ))),
+        },
+    }
+}
+
+/// A kind from a path segment: the lower-case plural (`servers`).
+pub fn kind_of_plural(plural: &str) -> Result<Kind, ApiError> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.plural() == plural)
+        .ok_or_else(|| ApiError::NoSuchPath(format!("/apis/{API_VERSION}/{plural}")))
+}
+
+/// A continue token: the revision the list is read at and the last name
+/// served, so every page of one list is the same revision.
+fn encode_continue(rev: i64, after: &str) -> String {
+    format!("{rev}:{after}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::BadRequest("invalid continue token; list again from the start".into());
+    if !token.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes: Vec<u8> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (rev, after) = text.split_once(':').ok_or_else(bad)?;
+    Ok((rev.parse().map_err(|_| bad())?, after.to_string()))
+}
+
+/// Where a list starts: its revision and the name after which to go on.
+struct Cursor {
+    at: Option<i64>,
+    after: Option<String>,
+}
+
+impl Cursor {
+    fn of(p: &ListParams) -> Result<Cursor, ApiError> {
+        match &p.continue_ {
+            Some(t) => {
+                let (rev, after) = decode_continue(t)?;
+                Ok(Cursor {
+                    at: Some(rev),
+                    after: Some(after),
+                })
+            }
+            None => Ok(Cursor {
+                at: revision(p.resource_version.as_deref())?,
+                after: None,
+            }),
+        }
+    }
+}
+
+/// The names a list covers, in byte order, from one snapshot.
+enum Names {
+    /// Paged from the store's name index.
+    Kind(Kind),
+    /// Matched by a compiled query (names only; the objects load by page).
+    Query(Vec<String>),
+}
+
+impl Names {
+    async fn page(
+        &mut self,
+        snap: &mut Snapshot,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>, ApiError> {
+        Ok(match self {
+            Names::Kind(k) => snap.names(Some(*k), after, n as i64).await?,
+            Names::Query(all) => {
+                let start = after
+                    .map(|a| all.partition_point(|x| x.as_str() <= a))
+                    .unwrap_or(0);
+                all[start..].iter().take(n).cloned().collect()
+            }
+        })
+    }
+}
+
+async fn objects(snap: &mut Snapshot, names: &[String]) -> Result<Vec<Json_>, ApiError> {
+    let inv = snap.load(&Scope::read(names)).await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| inv.id_of(n).ok())
+        .map(|id| inv.resource(id, false))
+        .collect())
+}
+
+pub async fn list(api: &Api, kind: Kind, p: ListParams) -> Result<Response, ApiError> {
+    let cursor = Cursor::of(&p)?;
+    let mut snap = api.store.snapshot(cursor.at).await?;
+    let rev = snap.rev();
+    let mut names = match &p.query {
+        None => Names::Kind(kind),
+        Some(q) => {
+            let q = clusto_core::query::parse(q)
+                .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+            let q = Query::And(vec![Query::Kind(kind), q]);
+            let mut all = api.store.query(&q, Some(rev)).await?;
+            all.sort();
+            Names::Query(all)
+        }
+    };
+    let list_kind = format!("{}List", kind.as_str());
+    match p.limit.filter(|l| *l > 0) {
+        Some(limit) => {
+            let mut page = names
+                .page(&mut snap, cursor.after.as_deref(), limit + 1)
+                .await?;
+            let more = page.len() > limit;
+            page.truncate(limit);
+            let items = objects(&mut snap, &page).await?;
+            let mut meta = json!({"resourceVersion": rev.to_string()});
+            if more && let Some(last) = page.last() {
+                meta["continue"] = json!(encode_continue(rev, last));
+            }
+            Ok(Json(json!({"apiVersion": API_VERSION, "kind": list_kind, "metadata": meta, "items": items}))
+                .into_response())
+        }
+        None => Ok(stream_list(snap, names, cursor.after, list_kind)),
+    }
+}
+
+/// The whole list as one JSON document written page by page: memory
+/// follows a page, not the list.
+fn stream_list(
+    mut snap: Snapshot,
+    mut names: Names,
+    mut after: Option<String>,
+    list_kind: String,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let rev = snap.rev();
+    tokio::spawn(async move {
+        let head = format!(
+            "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{{\"resourceVersion\":\"{rev}\"}},\"items\":["
+        );
+        if tx.send(Bytes::from(head)).await.is_err() {
+            return;
+        }
+        let mut first = true;
+        loop {
+            let page = match names.page(&mut snap, after.as_deref(), PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The status line is gone; a truncated document tells the client.
+                    tracing::error!(error = %e, "list stream failed");
+                    return;
+                }
+            };
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            let items = match objects(&mut snap, &page).await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::error!(error = %e, "list stream failed");
+                    return;
+                }
+            };
+            let mut chunk = String::new();
+            for item in items {
+                if !first {
+                    chunk.push(',');
+                }
+                first = false;
+                chunk.push_str(&item.to_string());
+            }
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return; // the client went away
+            }
+            if page.len() < PAGE {
+                break;
+            }
+            after = Some(last);
+        }
+        let _ = tx.send(Bytes::from_static(b"]}\n")).await;
+    });
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    }));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// One object of `kind` named `name`, as of `at`, with the view it was read from.
+async fn one(
+    api: &Api,
+    kind: Kind,
+    name: &str,
+    at: Option<i64>,
+) -> Result<(Inventory, EntityId), ApiError> {
+    let not_found = || ApiError::NotFound {
+        plural: kind.plural(),
+        name: name.to_string(),
+    };
+    let (_, inv) = api.store.load_scope(&Scope::read([name]), at).await?;
+    let id = inv.id_of(name).map_err(|_| not_found())?;
+    if inv.kind_of(id) != Some(kind) {
+        return Err(not_found());
+    }
+    Ok((inv, id))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectParams {
+    pub resource_version: Option<String>,
+    pub merged: Option<bool>,
+    pub limit: Option<i64>,
+    pub since: Option<i64>,
+}
+
+pub async fn get(api: &Api, kind: Kind, name: &str, p: ObjectParams) -> Result<Json_, ApiError> {
+    let (inv, id) = one(api, kind, name, revision(p.resource_version.as_deref())?).await?;
+    Ok(inv.resource(id, false))
+}
+
+/// Attributes, each with the entity it comes from (with `merged`, the
+/// containers' too, nearest first, as `attr get --merged` shows them).
+pub async fn attributes(
+    api: &Api,
+    kind: Kind,
+    name: &str,
+    p: ObjectParams,
+) -> Result<Json_, ApiError> {
+    let (inv, id) = one(api, kind, name, revision(p.resource_version.as_deref())?).await?;
+    let rows: Vec<Json_> = if p.merged.unwrap_or(false) {
+        inv.merged_attrs(id, None, None, false)
+            .into_iter()
+            .map(|m| inv.attr_row_json(m.attr, m.source))
+            .collect()
+    } else {
+        inv.attrs(id, false)
+            .into_iter()
+            .map(|a| inv.attr_row_json(a, id))
+            .collect()
+    };
+    Ok(json!({"apiVersion": API_VERSION, "kind": "AttributeList", "items": rows}))
+}
+
+/// Revisions that touched the object, newest first (default 50).
+pub async fn history(
+    api: &Api,
+    kind: Kind,
+    name: &str,
+    p: ObjectParams,
+) -> Result<Json_, ApiError> {
+    // The object must exist now or have existed: history outlives deletes.
+    let q = HistoryQuery {
+        name: Some(name.to_string()),
+        limit: Some(p.limit.unwrap_or(50)).filter(|l| *l > 0),
+        since: p.since,
+    };
+    let mut items = Vec::new();
+    let r = api
+        .store
+        .history_each(&q, |e| {
+            items.push(e.to_json());
+            Ok::<(), clusto_store::StoreError>(())
+        })
+        .await;
+    match r {
+        Err(clusto_store::StoreError::Core(clusto_core::CoreError::NotFound(_))) => {
+            Err(ApiError::NotFound {
+                plural: kind.plural(),
+                name: name.to_string(),
+            })
+        }
+        other => {
+            other?;
+            Ok(json!({"apiVersion": API_VERSION, "kind": "HistoryList", "items": items}))
+        }
+    }
+}
+
+pub async fn revisions(store: &Store, limit: Option<i64>) -> Result<Json_, ApiError> {
+    let items: Vec<Json_> = store
+        .revisions(Some(limit.unwrap_or(50)).filter(|l| *l > 0))
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "revision": r.rev,
+                "time": clusto_core::time::format_unix_ms(r.at_ms),
+                "user": r.user,
+                "manager": r.manager,
+                "message": r.message,
+            })
+        })
+        .collect();
+    Ok(json!({"apiVersion": API_VERSION, "kind": "RevisionList", "items": items}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_refuse_garbage() {
+        let t = encode_continue(42, "gen-s0001:x");
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "gen-s0001:x".to_string())
+        );
+        for bad in ["zz", "abc", "", "3a3a"] {
+            assert!(decode_continue(bad).is_err(), "{bad}");
+        }
+    }
+}

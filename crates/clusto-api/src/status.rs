@@ -1,0 +1,144 @@
+//! Errors as Kubernetes `Status` objects: a code, a machine-readable
+//! reason and a message naming the rule broken, so `kubectl`-minded
+//! clients and scripts branch on `reason`, people read `message`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use clusto_core::CoreError;
+use clusto_manifest::ManifestError;
+use clusto_store::StoreError;
+use serde_json::json;
+
+use crate::engine::ApplyFailure;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{plural} \"{name}\" not found")]
+    NotFound { plural: String, name: String },
+    #[error("the server could not find the requested resource: {0}")]
+    NoSuchPath(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a bearer token is required (Authorization: Bearer TOKEN)")]
+    Unauthorized,
+    #[error("user {user:?} (role {role}) may not {what}")]
+    Forbidden {
+        user: String,
+        role: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "too old resource version: {asked} (oldest a watch may start from: {oldest}); list again"
+    )]
+    Gone { asked: i64, oldest: i64 },
+    #[error("{} error(s) in the manifests; nothing was changed", .0.len())]
+    Invalid(Vec<ManifestError>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Core(CoreError::NotFound(n)) => ApiError::NotFound {
+                plural: "entities".into(),
+                name: n,
+            },
+            StoreError::NoSuchRevision(..) => ApiError::BadRequest(e.to_string()),
+            StoreError::Stale { .. } | StoreError::Refused { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        match e {
+            CoreError::NotFound(n) => ApiError::NotFound {
+                plural: "entities".into(),
+                name: n,
+            },
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<ApplyFailure> for ApiError {
+    fn from(e: ApplyFailure) -> ApiError {
+        match e {
+            ApplyFailure::Manifest(errors) => ApiError::Invalid(errors),
+            ApplyFailure::Store(s) => s.into(),
+            ApplyFailure::PlanDiffers => ApiError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    fn code_reason(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoSuchPath(_) => {
+                (StatusCode::NOT_FOUND, "NotFound")
+            }
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::Gone { .. } => (StatusCode::GONE, "Expired"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        }
+    }
+
+    /// The `Status` object (also what a watch sends as an ERROR event).
+    pub fn status(&self) -> serde_json::Value {
+        let (code, reason) = self.code_reason();
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": reason,
+            "code": code.as_u16(),
+        });
+        match self {
+            ApiError::NotFound { plural, name } => {
+                s["details"] = json!({"name": name, "kind": plural});
+            }
+            ApiError::Invalid(errors) => {
+                let causes: Vec<_> = errors
+                    .iter()
+                    .map(|e| json!({"reason": "FieldValueInvalid", "message": e.to_string()}))
+                    .collect();
+                s["details"] = json!({"causes": causes});
+                // The whole list in the message too: clients that show one line.
+                let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                s["message"] = json!(format!("{self}:\n{}", all.join("\n")));
+            }
+            _ => {}
+        }
+        s
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, _) = self.code_reason();
+        if let ApiError::Store(e) = &self {
+            tracing::error!(error = %e, "request failed");
+        }
+        let mut r = (code, Json(self.status())).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+}
