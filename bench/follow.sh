@@ -60,7 +60,7 @@ for b in $BACKENDS; do
   case $b in
     sqlite) url="sqlite://$work/follow.db";;
     postgres)
-      psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow" >/dev/null
+      psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow WITH (FORCE)" >/dev/null
       psql "$PG" -qAt -c "CREATE DATABASE clusto_bench_follow" >/dev/null
       url="${PG%/*}/clusto_bench_follow";;
   esac
@@ -77,6 +77,6 @@ for b in $BACKENDS; do
   echo "writers:    $("$F" --store "$url" writers --tasks 8 --seconds "$SECS")"
   echo "dhcp:       $("$F" --store "$url" dhcp)"
   echo "controller: $("$F" --store "$url" controller)"
-  [ "$b" = postgres ] && psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow" >/dev/null
+  [ "$b" = postgres ] && psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow WITH (FORCE)" >/dev/null
   rm -f "$work"/follow.db*
 done

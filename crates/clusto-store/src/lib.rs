@@ -604,9 +604,9 @@ impl Store {
         )
         .await
         .map_err(E::from)?;
-        guard::check(&mut tx, rev, &changes)
-            .await
-            .map_err(E::from)?;
+        if !full {
+            guard::check(&mut tx, &changes).await.map_err(E::from)?;
+        }
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         if changes.added.len() + changes.removed.len() >= BULK_ROWS {
             self.after_bulk_write().await.map_err(E::from)?;

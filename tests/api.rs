@@ -1,0 +1,470 @@
+//! `clusto serve` end to end: the real binary serving a real store, driven
+//! by curl. Every path, the auth cases, paging, revisions, plan and apply
+//! (all or nothing), and watch (replay, live events, bookmarks, 410).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Clusto;
+use serde_json::Value;
+
+const ADMIN: &str = "0123456789abcdef-admin";
+const EDITOR: &str = "0123456789abcdef-editor";
+const VIEWER: &str = "0123456789abcdef-viewer";
+const BASE: &str = "/apis/clusto.dev/v1alpha1";
+
+/// A running `clusto serve`, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(c: &Clusto, extra: &[&str]) -> Server {
+    let dir = std::env::temp_dir().join(format!(
+        "clusto-api-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_ish()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("# test tokens\n{ADMIN},root,admin\n{EDITOR},ed,editor\n{VIEWER},vi,viewer\n"),
+    )
+    .unwrap();
+    let mut child = c
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&tokens)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().expect("serve exited").unwrap();
+        if let Some(u) = l.strip_prefix("clusto serve: listening on ") {
+            break u.to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        url,
+        _dir: TempDir(dir),
+    }
+}
+
+fn rand_ish() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// (HTTP status, body) of a request made with curl.
+fn http(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/yaml", "--data-binary", b]);
+    }
+    let out = c.arg(format!("{}{path}", s.url)).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+fn get(s: &Server, path: &str, token: Option<&str>) -> (u16, Value) {
+    let (code, body) = http(s, "GET", path, token, None);
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn build(c: &Clusto) {
+    c.ok(&["create", "datacenter", "dc1"]);
+    c.ok(&["create", "rack", "r1", "--in", "dc1"]);
+    for (s, ru) in [("s1", "3"), ("s2", "5"), ("s3", "7")] {
+        c.ok(&["create", "server", s, "--in", "r1", "--ru", ru]);
+    }
+    c.ok(&["attr", "set", "dc1", "owner", "ops"]);
+}
+
+fn head(s: &Server) -> i64 {
+    get(s, &format!("{BASE}/revisions?limit=1"), Some(VIEWER)).1["items"][0]["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reads_answer_as_the_cli_does() {
+    for b in clusto_store::testing::BACKENDS {
+        let c = Clusto::fresh(b).await;
+        build(&c);
+        let s = serve(&c, &[]);
+        for p in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(http(&s, "GET", p, None, None).0, 200, "{b} {p}");
+        }
+        // One object: exactly what `clusto get` prints.
+        let (code, s1) = get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER));
+        assert_eq!(code, 200, "{b}");
+        assert_eq!(s1, c.json(&["get", "server", "s1"]), "{b}");
+        // The whole list, streamed.
+        let (code, all) = get(&s, &format!("{BASE}/servers"), Some(VIEWER));
+        assert_eq!(
+            (code, names(&all)),
+            (200, vec!["s1".into(), "s2".into(), "s3".into()]),
+            "{b}"
+        );
+        assert_eq!(all["kind"], "ServerList");
+        let rv = all["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Pages: two, then one, with a continue token between.
+        let (_, p1) = get(&s, &format!("{BASE}/servers?limit=2"), Some(VIEWER));
+        assert_eq!(names(&p1), ["s1", "s2"], "{b}");
+        let token = p1["metadata"]["continue"].as_str().unwrap().to_string();
+        c.ok(&["create", "server", "s25", "--in", "r1", "--ru", "9"]);
+        let (_, p2) = get(
+            &s,
+            &format!("{BASE}/servers?limit=2&continue={token}"),
+            Some(VIEWER),
+        );
+        // Pages of one list are one revision: s25 (created since) is not in it.
+        assert_eq!(names(&p2), ["s3"], "{b}");
+        assert!(p2["metadata"].get("continue").is_none(), "{b}: {p2}");
+        assert_eq!(p2["metadata"]["resourceVersion"], rv.as_str(), "{b}");
+        let (code, bad) = get(&s, &format!("{BASE}/servers?continue=zz"), Some(VIEWER));
+        assert_eq!(
+            (code, bad["reason"].as_str()),
+            (400, Some("BadRequest")),
+            "{b}"
+        );
+        // A query, and a read at an earlier revision.
+        let (_, q) = get(&s, &format!("{BASE}/servers?query=name:s2*"), Some(VIEWER));
+        assert_eq!(names(&q), ["s2", "s25"], "{b}");
+        let (_, then) = get(
+            &s,
+            &format!("{BASE}/servers?resourceVersion={rv}"),
+            Some(VIEWER),
+        );
+        assert_eq!(names(&then), ["s1", "s2", "s3"], "{b}");
+        // Attributes with their source; history; the revision log.
+        let (_, attrs) = get(
+            &s,
+            &format!("{BASE}/servers/s1/attributes?merged=true"),
+            Some(VIEWER),
+        );
+        assert_eq!(attrs["items"][0]["key"], "owner", "{b}: {attrs}");
+        assert_eq!(attrs["items"][0]["source"], "dc1", "{b}: {attrs}");
+        let (_, own) = get(&s, &format!("{BASE}/servers/s1/attributes"), Some(VIEWER));
+        assert_eq!(own["items"].as_array().unwrap().len(), 0, "{b}: {own}");
+        let (_, hist) = get(&s, &format!("{BASE}/servers/s1/history"), Some(VIEWER));
+        assert_eq!(
+            hist["items"][0]["message"], "create Server s1",
+            "{b}: {hist}"
+        );
+        assert_eq!(hist["items"][0]["user"], "tester", "{b}");
+        let (_, revs) = get(&s, &format!("{BASE}/revisions?limit=2"), Some(VIEWER));
+        assert_eq!(revs["items"].as_array().unwrap().len(), 2, "{b}");
+        // Errors are Status objects.
+        let (code, nf) = get(&s, &format!("{BASE}/servers/nope"), Some(VIEWER));
+        assert_eq!(code, 404);
+        assert_eq!(
+            (nf["kind"].as_str(), nf["reason"].as_str()),
+            (Some("Status"), Some("NotFound"))
+        );
+        assert_eq!(nf["details"]["name"], "nope");
+        // A rack is not a server.
+        assert_eq!(
+            get(&s, &format!("{BASE}/servers/r1"), Some(VIEWER)).0,
+            404,
+            "{b}"
+        );
+        assert_eq!(
+            get(&s, &format!("{BASE}/racks/r1"), Some(VIEWER)).0,
+            200,
+            "{b}"
+        );
+        assert_eq!(
+            get(&s, &format!("{BASE}/widgets"), Some(VIEWER)).0,
+            404,
+            "{b}"
+        );
+        let (code, e) = get(
+            &s,
+            &format!("{BASE}/servers?resourceVersion=999"),
+            Some(VIEWER),
+        );
+        assert_eq!(code, 400, "{b}: {e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("revision 999 does not exist"),
+            "{e}"
+        );
+        let (code, e) = get(&s, &format!("{BASE}/servers?query=kind:"), Some(VIEWER));
+        assert_eq!(code, 400, "{b}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_decide_who_reads_and_who_writes() {
+    let c = Clusto::fresh("sqlite").await;
+    build(&c);
+    let s = serve(&c, &[]);
+    let list = format!("{BASE}/servers");
+    let (code, st) = get(&s, &list, None);
+    assert_eq!((code, st["reason"].as_str()), (401, Some("Unauthorized")));
+    assert_eq!(get(&s, &list, Some("0123456789abcdef-wrong")).0, 401);
+    assert_eq!(get(&s, &list, Some(VIEWER)).0, 200);
+    let m = "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s9}\nspec: {rack: r1, ru: 20}\n";
+    let apply = format!("{BASE}/apply?applySet=t");
+    let before = head(&s);
+    // Viewers plan and dry-run; they do not apply.
+    let (code, body) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/plan?applySet=t"),
+        Some(VIEWER),
+        Some(m),
+    );
+    assert_eq!(code, 200, "{body}");
+    let plan: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plan["summary"]["add"], 1, "{plan}");
+    assert_eq!(plan["baseRevision"], before);
+    let (code, _) = http(
+        &s,
+        "POST",
+        &format!("{apply}&dryRun=All"),
+        Some(VIEWER),
+        Some(m),
+    );
+    assert_eq!(code, 200);
+    let (code, body) = http(&s, "POST", &apply, Some(VIEWER), Some(m));
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("\"Forbidden\"") && body.contains("may not apply"),
+        "{body}"
+    );
+    assert_eq!(head(&s), before, "nothing written");
+    // Editors apply, recorded as their user; pruning takes an admin.
+    let (code, body) = http(&s, "POST", &apply, Some(EDITOR), Some(m));
+    assert_eq!(code, 200, "{body}");
+    let done: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(done["revision"], before + 1, "{done}");
+    let (_, revs) = get(&s, &format!("{BASE}/revisions?limit=1"), Some(VIEWER));
+    assert_eq!(revs["items"][0]["user"], "ed");
+    assert_eq!(revs["items"][0]["manager"], "applyset:t");
+    let (code, _) = http(
+        &s,
+        "POST",
+        &format!("{apply}&prune=true"),
+        Some(EDITOR),
+        Some(m),
+    );
+    assert_eq!(code, 403);
+    let (code, body) = http(
+        &s,
+        "POST",
+        &format!("{apply}&prune=true"),
+        Some(ADMIN),
+        Some(m),
+    );
+    assert_eq!(code, 200, "{body}");
+    // Anonymous reads only when the server allows them, and never writes.
+    drop(s);
+    let s = serve(&c, &["--anonymous-read"]);
+    assert_eq!(get(&s, &list, None).0, 200);
+    let (code, _) = http(&s, "POST", &apply, None, Some(m));
+    assert_eq!(code, 403);
+}
+
+#[tokio::test]
+async fn bad_manifests_change_nothing_and_say_where() {
+    let c = Clusto::fresh("sqlite").await;
+    build(&c);
+    let s = serve(&c, &[]);
+    let before = head(&s);
+    let bad = "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s8}\nspec: {rack: r1, ru: 3}\n---\napiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s7}\nspec: {rack: r1, ru: 30}\n";
+    let (code, body) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/apply"),
+        Some(EDITOR),
+        Some(bad),
+    );
+    assert_eq!(code, 422, "{body}");
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["reason"], "Invalid");
+    let msg = st["message"].as_str().unwrap();
+    assert!(
+        msg.contains("request") && msg.contains("s8") && msg.contains("overlaps s1"),
+        "{msg}"
+    );
+    assert_eq!(head(&s), before, "all or nothing");
+    let (code, body) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/plan"),
+        Some(VIEWER),
+        Some("kind: [oops"),
+    );
+    assert_eq!(code, 422, "{body}");
+    let (code, _) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/apply?dryRun=Some"),
+        Some(EDITOR),
+        Some(bad),
+    );
+    assert_eq!(code, 400);
+}
+
+/// Reads newline-delimited events from a watch until `want` of them (or
+/// the time runs out).
+fn watch(s: &Server, query: &str, want: usize, within: Duration) -> Vec<Value> {
+    let mut child = Command::new("curl")
+        .args(["-sN", "-H", &format!("Authorization: Bearer {VIEWER}")])
+        .arg(format!("{}{BASE}/servers?watch=true&{query}", s.url))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let end = Instant::now() + within;
+    let mut events = Vec::new();
+    while events.len() < want {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => events.push(serde_json::from_str(&l).unwrap()),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    events
+}
+
+#[tokio::test]
+async fn watches_replay_then_follow_live() {
+    for b in clusto_store::testing::BACKENDS {
+        let c = Clusto::fresh(b).await;
+        build(&c);
+        let s = serve(&c, &["--bookmark-seconds", "1", "--watch-window", "5"]);
+        let from = head(&s);
+        c.ok(&["attr", "set", "s1", "owner", "bob"]);
+        c.ok(&["delete", "s3"]);
+        let ev = {
+            let s = &s;
+            let q = format!("resourceVersion={from}");
+            let t = std::thread::scope(|sc| {
+                let h = sc.spawn(|| watch(s, &q, 4, Duration::from_secs(20)));
+                std::thread::sleep(Duration::from_millis(500));
+                c.ok(&["create", "server", "s4", "--in", "r1", "--ru", "11"]);
+                h.join().unwrap()
+            });
+            t
+        };
+        let seen: Vec<(String, String)> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_string(),
+                    e["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            &seen[..3],
+            &[
+                ("MODIFIED".into(), "s1".into()),
+                ("DELETED".into(), "s3".into()),
+                ("ADDED".into(), "s4".into())
+            ],
+            "{b}: {ev:?}"
+        );
+        assert_eq!(ev[0]["object"]["spec"]["attrs"][0]["value"], "bob", "{b}");
+        assert_eq!(ev[2]["object"]["spec"]["ru"], 11, "{b}");
+        // Idle: a bookmark at the head.
+        assert_eq!(seen[3].0, "BOOKMARK", "{b}: {ev:?}");
+        assert_eq!(
+            ev[3]["object"]["metadata"]["resourceVersion"],
+            head(&s).to_string()
+        );
+        // Older than the window: 410 Gone, as the apiserver answers.
+        for i in 0..5 {
+            c.ok(&["attr", "set", "s2", "n", &i.to_string()]);
+        }
+        let (code, st) = get(
+            &s,
+            &format!("{BASE}/servers?watch=true&resourceVersion={from}"),
+            Some(VIEWER),
+        );
+        assert_eq!(
+            (code, st["reason"].as_str()),
+            (410, Some("Expired")),
+            "{b}: {st}"
+        );
+    }
+}
