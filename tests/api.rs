@@ -412,17 +412,13 @@ async fn watches_replay_then_follow_live() {
         let from = head(&s);
         c.ok(&["attr", "set", "s1", "owner", "bob"]);
         c.ok(&["delete", "s3"]);
-        let ev = {
-            let s = &s;
-            let q = format!("resourceVersion={from}");
-            let t = std::thread::scope(|sc| {
-                let h = sc.spawn(|| watch(s, &q, 4, Duration::from_secs(20)));
-                std::thread::sleep(Duration::from_millis(500));
-                c.ok(&["create", "server", "s4", "--in", "r1", "--ru", "11"]);
-                h.join().unwrap()
-            });
-            t
-        };
+        let q = format!("resourceVersion={from}");
+        let ev = std::thread::scope(|sc| {
+            let h = sc.spawn(|| watch(&s, &q, 4, Duration::from_secs(20)));
+            std::thread::sleep(Duration::from_millis(500));
+            c.ok(&["create", "server", "s4", "--in", "r1", "--ru", "11"]);
+            h.join().unwrap()
+        });
         let seen: Vec<(String, String)> = ev
             .iter()
             .map(|e| {
