@@ -599,3 +599,53 @@ async fn vm_settings_are_checked_by_type() {
         assert_eq!(cpus["value"], 4, "{b}: stored as a number: {cpus}");
     }
 }
+
+/// `rack show`: every unit numbered top to bottom, each device on its
+/// units (a 2U one across two), empty units blank; its data as JSON; a
+/// non-rack refused.
+#[tokio::test]
+async fn rack_show_draws_the_elevation() {
+    let c = Clusto::fresh("sqlite").await;
+    setup(&c);
+    c.ok(&[
+        "create",
+        "driver",
+        "big",
+        "--set",
+        "base=server",
+        "--set",
+        "rackUnits=2",
+    ]);
+    c.ok(&[
+        "create", "server", "b1", "--driver", "big", "--in", "r1", "--ru", "20",
+    ]);
+    let out = c.ok(&["rack", "show", "r1"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "r1 (45U, 1-45)", "{out}");
+    // Units run 45 down to 1 between the two rules.
+    let units: Vec<u32> = lines[2..lines.len() - 1]
+        .iter()
+        .map(|l| l[..4].trim().parse().unwrap())
+        .collect();
+    assert_eq!(units, (1..=45).rev().collect::<Vec<_>>(), "{out}");
+    let row = |u: u32| lines[2 + (45 - u) as usize];
+    assert!(row(45).contains("| sw1 "), "{out}");
+    assert!(row(10).contains("| s1 "), "{out}");
+    assert!(row(21).contains("| b1 (2U) "), "{out}");
+    assert!(row(20).contains("|   | "), "{out}");
+    assert_eq!(
+        row(11).trim_end(),
+        format!("  11 | {} |", " ".repeat(32)),
+        "{out}"
+    );
+    let j = c.json(&["rack", "show", "r1"]);
+    assert_eq!(
+        j["mounted"][1],
+        json!({"name": "b1", "driver": "big", "ru": {"start": 20, "end": 21}})
+    );
+    assert_eq!(
+        c.fail(&["rack", "show", "s1"]),
+        "s1 is a Server, not a rack"
+    );
+    assert!(c.fail(&["rack", "show", "nope"]).contains("nope"));
+}

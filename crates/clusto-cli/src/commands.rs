@@ -319,6 +319,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             declarative::export_cmd(&store, query.as_deref(), at.at).await?
         }
         Command::Rack {
+            op: RackOp::Show { rack, at },
+        } => rack_show(&store, fmt, rack, at.at).await?,
+        Command::Rack {
             op:
                 RackOp::AddServer {
                     rack,
@@ -1294,4 +1297,66 @@ async fn wait_for_shutdown() {
         }
         _ => std::future::pending().await,
     }
+}
+
+/// `clusto rack show RACK`: the elevation as text (or its data as JSON/YAML).
+async fn rack_show(store: &Store, fmt: Format, rack: &str, at: Option<i64>) -> Result<()> {
+    let inv = read(store, Scope::read([rack]), at).await?;
+    let id = inv.id_of(rack)?;
+    if inv.kind_of(id) != Some(Kind::Rack) {
+        bail!(
+            "{rack} is a {}, not a rack",
+            inv.kind_of(id).map(|k| k.as_str()).unwrap_or("?")
+        );
+    }
+    let el = inv.elevation(id);
+    match fmt {
+        Format::Json | Format::Yaml => {
+            let mounted: Vec<Json> = el
+                .mounted
+                .iter()
+                .map(|m| json!({"name": m.name, "driver": m.driver, "ru": {"start": m.ru.start, "end": m.ru.end}}))
+                .collect();
+            let data = json!({"rack": rack, "minU": el.min, "maxU": el.max, "mounted": mounted, "unplaced": el.unplaced});
+            emit(fmt, &data, &[], vec![])
+        }
+        _ => {
+            print!("{}", elevation_text(rack, &el));
+            Ok(())
+        }
+    }
+}
+
+/// Units top to bottom; a device's name on its top unit, its other units
+/// marked as continued; empty units left blank.
+fn elevation_text(rack: &str, el: &clusto_core::elevation::Elevation) -> String {
+    const W: usize = 32;
+    let mut out = format!(
+        "{rack} ({}U, {}-{})\n",
+        el.max.saturating_sub(el.min) + 1,
+        el.min,
+        el.max
+    );
+    let rule = format!("     +{}+\n", "-".repeat(W + 2));
+    out.push_str(&rule);
+    for u in (el.min..=el.max).rev() {
+        let cell = match el.at(u) {
+            Some(m) if m.ru.end == u => {
+                let label = if m.ru.start == m.ru.end {
+                    m.name.clone()
+                } else {
+                    format!("{} ({}U)", m.name, m.ru.end - m.ru.start + 1)
+                };
+                label.chars().take(W).collect::<String>()
+            }
+            Some(_) => "  |".to_string(),
+            None => String::new(),
+        };
+        out.push_str(&format!("{u:>4} | {cell:<W$} |\n"));
+    }
+    out.push_str(&rule);
+    if !el.unplaced.is_empty() {
+        out.push_str(&format!("at no unit: {}\n", el.unplaced.join(", ")));
+    }
+    out
 }

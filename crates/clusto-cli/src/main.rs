@@ -219,7 +219,6 @@ pub enum Command {
         #[command(subcommand)]
         op: RackOp,
     },
-    /// DHCPv4 responder: answers only hosts whose NIC MAC the inventory binds to an address.
     /// Serve the inventory over HTTP: a Kubernetes-shaped API with watch,
     /// bearer tokens, plan and apply, plus /healthz, /readyz and /metrics.
     #[command(
@@ -242,6 +241,7 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         watch_window: i64,
     },
+    /// DHCPv4 responder: answers only hosts whose NIC MAC the inventory binds to an address.
     #[command(
         after_help = "DHCP is enabled per host, rack, pool or datacenter with the attribute dhcp.enabled;\noptions come from merged dhcp.* attributes: lease-time, domain-name, dns-servers, ntp-servers,\ntftp_server, tftp_filename, pxelinux-configfile|pathprefix|reboottime, option-N (text, IPs or hex:…)."
     )]
@@ -381,6 +381,13 @@ pub enum VmOp {
 
 #[derive(Subcommand, Debug)]
 pub enum RackOp {
+    /// Draw the rack's elevation: units numbered top to bottom, each device
+    /// across its units, empty units visible, then what sits at no unit.
+    Show {
+        rack: String,
+        #[command(flatten)]
+        at: At,
+    },
     /// Place a new server as the rack's layout maps SWITCH-PORT: units, NIC 1, power, console.
     AddServer {
         rack: String,

@@ -4,6 +4,7 @@
 //! through these rules, and the store persists the resulting [`ChangeSet`].
 
 pub mod driver;
+pub mod elevation;
 pub mod error;
 pub mod hash;
 pub mod inventory;
