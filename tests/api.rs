@@ -153,6 +153,24 @@ async fn reads_answer_as_the_cli_does() {
         for p in ["/healthz", "/readyz", "/metrics"] {
             assert_eq!(http(&s, "GET", p, None, None).0, 200, "{b} {p}");
         }
+        // The OpenAPI document names every path this test uses.
+        let (code, doc) = get(&s, "/openapi/v3", Some(VIEWER));
+        assert_eq!((code, doc["openapi"].as_str()), (200, Some("3.1.0")), "{b}");
+        for p in [
+            "servers",
+            "servers/{name}",
+            "servers/{name}/attributes",
+            "servers/{name}/history",
+            "racks/{name}",
+            "revisions",
+            "plan",
+            "apply",
+        ] {
+            assert!(
+                doc["paths"].get(format!("{BASE}/{p}")).is_some(),
+                "{b}: {p} missing"
+            );
+        }
         // One object: exactly what `clusto get` prints.
         let (code, s1) = get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER));
         assert_eq!(code, 200, "{b}");

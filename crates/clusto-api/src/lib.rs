@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod engine;
+pub mod openapi;
 pub mod read;
 pub mod status;
 pub mod watch;
@@ -78,6 +79,7 @@ pub fn router(api: Arc<Api>) -> Router {
             get(attributes),
         )
         .route(&format!("{base}/{{plural}}/{{name}}/history"), get(history))
+        .route("/openapi/v3", get(|| async { Json(openapi::document()) }))
         .fallback(|req: Request| async move { ApiError::NoSuchPath(req.uri().path().to_string()) })
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

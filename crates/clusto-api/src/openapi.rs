@@ -1,0 +1,218 @@
+//! `/openapi/v3`: every path the server answers, its parameters, and the
+//! shapes of what it returns. Built from the same kinds and routes the
+//! router serves, so a new kind appears here without an edit.
+
+use clusto_core::Kind;
+use serde_json::{Value as Json, json};
+
+use crate::API_VERSION;
+
+fn param(name: &str, within: &str, ty: &str, doc: &str) -> Json {
+    json!({"name": name, "in": within, "required": within == "path", "schema": {"type": ty}, "description": doc})
+}
+
+fn json_response(doc: &str, schema: &str) -> Json {
+    json!({"description": doc, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+/// The error answers every API path can give.
+fn errors() -> Json {
+    let status = |doc: &str| json_response(doc, "Status");
+    json!({
+        "400": status("bad parameter (revision, query, continue token)"),
+        "401": status("no or unknown bearer token"),
+        "404": status("no such object or path"),
+    })
+}
+
+fn with_errors(mut ok: Json, extra: &[(&str, &str)]) -> Json {
+    let mut r = errors();
+    r["200"] = ok.take();
+    for (code, doc) in extra {
+        r[*code] = json_response(doc, "Status");
+    }
+    r
+}
+
+fn collection_paths(paths: &mut serde_json::Map<String, Json>, kind: Kind) {
+    let base = format!("/apis/{API_VERSION}/{}", kind.plural());
+    let name = param("name", "path", "string", "the object's name");
+    let rv = param(
+        "resourceVersion",
+        "query",
+        "string",
+        "a store revision (default: the head)",
+    );
+    let k = kind.as_str();
+    paths.insert(
+        base.clone(),
+        json!({"get": {
+            "operationId": format!("list{k}"),
+            "summary": format!("List {} (or watch them with watch=true)", kind.plural()),
+            "parameters": [
+                param("query", "query", "string", "an expression in clusto's query language"),
+                param("limit", "query", "integer", "at most this many items; metadata.continue fetches the next page"),
+                param("continue", "query", "string", "the token a previous page returned"),
+                rv.clone(),
+                param("watch", "query", "boolean", "stream ADDED/MODIFIED/DELETED/BOOKMARK events from resourceVersion on"),
+                param("timeoutSeconds", "query", "integer", "end a watch after this long"),
+                param("allowWatchBookmarks", "query", "boolean", "accepted; bookmarks are always sent"),
+            ],
+            "responses": with_errors(json!({"description": "the list, or with watch=true newline-delimited WatchEvent objects",
+                "content": {"application/json": {"schema": {"oneOf": [
+                    {"$ref": "#/components/schemas/List"}, {"$ref": "#/components/schemas/WatchEvent"}]}}}}),
+                &[("410", "the watch's resourceVersion is older than the watch window: list again")]),
+        }}),
+    );
+    paths.insert(
+        format!("{base}/{{name}}"),
+        json!({"get": {
+            "operationId": format!("read{k}"),
+            "summary": format!("One {k}, as `clusto get {} NAME -o json` prints it", k.to_ascii_lowercase()),
+            "parameters": [name.clone(), rv.clone()],
+            "responses": with_errors(json_response("the object", "Object"), &[]),
+        }}),
+    );
+    paths.insert(
+        format!("{base}/{{name}}/attributes"),
+        json!({"get": {
+            "operationId": format!("read{k}Attributes"),
+            "summary": "Attributes, each with its source",
+            "parameters": [name.clone(), rv, param("merged", "query", "boolean", "add the containers' attributes, nearest first")],
+            "responses": with_errors(json_response("the attributes", "AttributeList"), &[]),
+        }}),
+    );
+    paths.insert(
+        format!("{base}/{{name}}/history"),
+        json!({"get": {
+            "operationId": format!("read{k}History"),
+            "summary": "Revisions that touched the object, newest first",
+            "parameters": [name, param("limit", "query", "integer", "at most this many (default 50; 0 = all)"),
+                param("since", "query", "integer", "only revisions after this one")],
+            "responses": with_errors(json_response("the revisions", "HistoryList"), &[]),
+        }}),
+    );
+}
+
+fn write_params() -> Json {
+    json!([
+        param(
+            "applySet",
+            "query",
+            "string",
+            "the apply set that owns these objects (default api)"
+        ),
+        param(
+            "prune",
+            "query",
+            "boolean",
+            "delete the set's objects the manifests no longer declare (admin)"
+        ),
+        param(
+            "forceConflicts",
+            "query",
+            "boolean",
+            "take over objects another apply set owns (admin)"
+        ),
+        param("dryRun", "query", "string", "All: plan only"),
+    ])
+}
+
+fn write_path(op: &str, summary: &str) -> Json {
+    let mut r = with_errors(
+        json_response("the plan (apply: with the revision written)", "PlanResult"),
+        &[
+            ("403", "the token's role may not do this"),
+            ("409", "another write conflicts"),
+            ("422", "the manifests break a rule; nothing was changed"),
+        ],
+    );
+    r.as_object_mut().map(|m| m.remove("404"));
+    json!({"post": {
+        "operationId": op,
+        "summary": summary,
+        "parameters": write_params(),
+        "requestBody": {"required": true, "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {}}}},
+        "responses": r,
+    }})
+}
+
+fn schemas() -> Json {
+    json!({
+        "Status": {"type": "object", "required": ["kind", "apiVersion", "status", "message", "reason", "code"],
+            "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": {"type": "object"},
+                "status": {"type": "string"}, "message": {"type": "string"}, "reason": {"type": "string"},
+                "code": {"type": "integer"}, "details": {"type": "object"}}},
+        "Object": {"type": "object", "required": ["apiVersion", "kind", "metadata"],
+            "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                "metadata": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "spec": {"type": "object"}, "status": {"type": "object"}}},
+        "List": {"type": "object", "required": ["apiVersion", "kind", "metadata", "items"],
+            "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                "metadata": {"type": "object", "properties": {"resourceVersion": {"type": "string"}, "continue": {"type": "string"}}},
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}},
+        "WatchEvent": {"type": "object", "required": ["type", "object"],
+            "properties": {"type": {"type": "string", "enum": ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]},
+                "object": {"type": "object"}}},
+        "AttributeList": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array",
+            "items": {"type": "object", "required": ["key", "value", "source"],
+                "properties": {"key": {"type": "string"}, "subkey": {"type": "string"}, "number": {"type": "integer"},
+                    "value": {}, "type": {"type": "string"}, "source": {"type": "string"}}}}}},
+        "Revision": {"type": "object", "required": ["revision", "time", "user", "manager", "message"],
+            "properties": {"revision": {"type": "integer"}, "time": {"type": "string"}, "user": {"type": "string"},
+                "manager": {"type": "string"}, "message": {"type": "string"},
+                "changes": {"type": "array", "items": {"type": "object", "properties": {"op": {"type": "string"}, "text": {"type": "string"}}}}}},
+        "HistoryList": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Revision"}}}},
+        "RevisionList": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Revision"}}}},
+        "PlanResult": {"type": "object", "required": ["changes", "summary"],
+            "properties": {"baseRevision": {"type": "integer"}, "revision": {"type": ["integer", "null"]},
+                "changes": {"type": "array", "items": {"type": "object"}},
+                "summary": {"type": "object", "properties": {"add": {"type": "integer"}, "change": {"type": "integer"}, "destroy": {"type": "integer"}}}}},
+    })
+}
+
+/// The whole document.
+pub fn document() -> Json {
+    let mut paths = serde_json::Map::new();
+    for k in Kind::ALL {
+        collection_paths(&mut paths, k);
+    }
+    paths.insert(format!("/apis/{API_VERSION}/revisions"), json!({"get": {
+        "operationId": "listRevisions", "summary": "The revision log, newest first",
+        "parameters": [param("limit", "query", "integer", "at most this many (default 50; 0 = all)")],
+        "responses": with_errors(json_response("the revisions", "RevisionList"), &[]),
+    }}));
+    paths.insert(
+        format!("/apis/{API_VERSION}/plan"),
+        write_path("plan", "The plan of the manifests in the body"),
+    );
+    paths.insert(
+        format!("/apis/{API_VERSION}/apply"),
+        write_path("apply", "Record the manifests in the body as one revision"),
+    );
+    let text = |doc: &str| json!({"description": doc, "content": {"text/plain": {"schema": {"type": "string"}}}});
+    for (p, doc) in [
+        ("/healthz", "the process answers"),
+        ("/metrics", "OpenMetrics text"),
+    ] {
+        paths.insert(p.into(), json!({"get": {"operationId": p.trim_start_matches('/'), "security": [], "responses": {"200": text(doc)}}}));
+    }
+    paths.insert(
+        "/readyz".into(),
+        json!({"get": {"operationId": "readyz", "security": [],
+        "responses": {"200": text("ready"), "503": text("not ready yet")}}}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "clusto", "version": env!("CARGO_PKG_VERSION"),
+            "description": "The clusto inventory, shaped like the Kubernetes API. Objects are what `clusto get -o json` prints."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas(),
+        },
+    })
+}
