@@ -539,10 +539,10 @@ impl Store {
 
     /// Like [`Store::write`], but `f` sees only what `scope` names and its
     /// neighbourhood (see [`Scope`]): a point write costs what it touches,
-    /// not the size of the inventory. The scope is read before the write
-    /// lock is taken, so concurrent writers queue only for the change
-    /// itself; under the lock, revisions that landed meanwhile are checked,
-    /// and if any of them touches the view it is read again.
+    /// not the size of the inventory. On PostgreSQL the scope is read
+    /// before the write lock is taken, so concurrent writers queue only for
+    /// the change itself; under the lock, revisions that landed meanwhile
+    /// are checked, and if any of them touches the view it is read again.
     pub async fn write_scope<T, E>(
         &self,
         meta: &RevisionMeta,
@@ -552,12 +552,21 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let (seen, inv) = self.load_scope(scope, None).await.map_err(E::from)?;
+        // SQLite's lock is in-process and reads under it make no round
+        // trips: reading there is cheapest (measured: the read-ahead costs
+        // 20 % of 8 writers' throughput on 2 cores). PostgreSQL's readers
+        // would otherwise queue behind every writer's round trips.
+        let early = match self.backend {
+            Backend::Postgres => Some(self.load_scope(scope, None).await.map_err(E::from)?),
+            Backend::Sqlite => None,
+        };
         let mut tx = self.begin_write().await.map_err(E::from)?;
         let head = head_of(&mut tx).await.map_err(E::from)?;
-        let inv = current_view(&mut tx, scope, seen, head, inv)
-            .await
-            .map_err(E::from)?;
+        let inv = match early {
+            Some((seen, inv)) => current_view(&mut tx, scope, seen, head, inv).await,
+            None => scope::load(&mut tx, None, scope).await,
+        }
+        .map_err(E::from)?;
         self.finish_write(tx, head, inv, meta, f, false).await
     }
 
