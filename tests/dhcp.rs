@@ -315,16 +315,25 @@ async fn real_clients_get_what_the_inventory_says() {
     assert!(acks > 0, "relayed DORA got no ACK: {out}");
 
     // The metrics endpoint counts what happened.
-    let m = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &n.srv,
-        "curl",
-        "-s",
-        "http://127.0.0.1:9467/metrics",
-    ]);
-    let metrics = String::from_utf8_lossy(&m.stdout).to_string();
+    // curl inside the server's namespace: (body, HTTP status).
+    let http = |path: &str| {
+        let url = format!("http://127.0.0.1:9467{path}");
+        let o = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &n.srv,
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &url,
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", ""));
+        (body.to_string(), code.to_string())
+    };
+    let metrics = http("/metrics").0;
     assert!(
         metrics.contains("clusto_dhcp_replies_total{type=\"ack\"}"),
         "{metrics}"
@@ -340,20 +349,7 @@ async fn real_clients_get_what_the_inventory_says() {
     assert!(metrics.contains("clusto_dhcp_index_hosts"), "{metrics}");
     // The same server answers the probes a kubelet or load balancer sends.
     for (path, want) in [("/healthz", "200"), ("/readyz", "200"), ("/nothing", "404")] {
-        let r = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &n.srv,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://127.0.0.1:9467{path}"),
-        ]);
-        assert_eq!(String::from_utf8_lossy(&r.stdout), want, "{path}");
+        assert_eq!(http(path).1, want, "{path}");
     }
 
     drop(n);
