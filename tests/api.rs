@@ -234,6 +234,21 @@ async fn reads_answer_as_the_cli_does() {
         assert_eq!(hist["items"][0]["user"], "tester", "{b}");
         let (_, revs) = get(&s, &format!("{BASE}/revisions?limit=2"), Some(VIEWER));
         assert_eq!(revs["items"].as_array().unwrap().len(), 2, "{b}");
+        // Served from the object cache when warm, yet a write is seen at
+        // once: the object's own rows, and a container's up the chain.
+        for _ in 0..2 {
+            assert_eq!(
+                get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER)).1,
+                c.json(&["get", "server", "s1"])
+            );
+        }
+        c.ok(&["attr", "set", "s1", "role", "db"]);
+        let (_, now) = get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER));
+        assert_eq!(now["spec"]["attrs"][0]["value"], "db", "{b}: {now}");
+        c.ok(&["rename", "dc1", "dc9"]);
+        let (_, now) = get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER));
+        assert_eq!(now, c.json(&["get", "server", "s1"]), "{b}");
+        assert_eq!(now["status"]["datacenter"], "dc9", "{b}: {now}");
         // Errors are Status objects.
         let (code, nf) = get(&s, &format!("{BASE}/servers/nope"), Some(VIEWER));
         assert_eq!(code, 404);

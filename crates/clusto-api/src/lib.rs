@@ -11,6 +11,7 @@
 //! - Errors are `Status` objects; bearer tokens from a file.
 
 pub mod auth;
+pub mod cache;
 pub mod engine;
 pub mod openapi;
 pub mod read;
@@ -45,6 +46,7 @@ pub struct Api {
     /// Reads without a token.
     pub anonymous_read: bool,
     pub hub: Arc<Hub>,
+    pub cache: Arc<cache::ObjectCache>,
 }
 
 impl Api {
@@ -55,13 +57,33 @@ impl Api {
         watch: WatchOptions,
     ) -> Result<Arc<Api>, clusto_store::StoreError> {
         let hub = Hub::start(store.clone(), watch).await?;
+        let cache = Arc::new(cache::ObjectCache::new(hub.published()));
+        follow_into_cache(&hub, cache.clone());
         Ok(Arc::new(Api {
             store,
             tokens,
             anonymous_read,
             hub,
+            cache,
         }))
     }
+}
+
+/// Keeps the object cache exact as revisions land.
+fn follow_into_cache(hub: &Arc<Hub>, cache: Arc<cache::ObjectCache>) {
+    let mut rx = hub.subscribe();
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(b) => cache.advance(b.rev, &b.touched),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    cache.reset(hub.published())
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// The API's routes (merge them with `clusto_http::routes` for the probes
@@ -143,10 +165,13 @@ async fn object(
     State(api): State<Arc<Api>>,
     Path((plural, name)): Path<(String, String)>,
     Query(p): Query<ObjectParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(
-        read::get(&api, kind_of_plural(&plural)?, &name, p).await?,
-    ))
+) -> Result<Response, ApiError> {
+    let body = read::get(&api, kind_of_plural(&plural)?, &name, p).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 async fn attributes(

@@ -238,23 +238,24 @@ fn stream_list(
         .into_response()
 }
 
-/// One object of `kind` named `name`, as of `at`, with the view it was read from.
+/// One object of `kind` named `name`, as of `at`, with the view it was
+/// read from and that view's revision.
 async fn one(
     api: &Api,
     kind: Kind,
     name: &str,
     at: Option<i64>,
-) -> Result<(Inventory, EntityId), ApiError> {
+) -> Result<(i64, Inventory, EntityId), ApiError> {
     let not_found = || ApiError::NotFound {
         plural: kind.plural(),
         name: name.to_string(),
     };
-    let (_, inv) = api.store.load_scope(&Scope::read([name]), at).await?;
+    let (rev, inv) = api.store.load_scope(&Scope::read([name]), at).await?;
     let id = inv.id_of(name).map_err(|_| not_found())?;
     if inv.kind_of(id) != Some(kind) {
         return Err(not_found());
     }
-    Ok((inv, id))
+    Ok((rev, inv, id))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,9 +267,24 @@ pub struct ObjectParams {
     pub since: Option<i64>,
 }
 
-pub async fn get(api: &Api, kind: Kind, name: &str, p: ObjectParams) -> Result<Json_, ApiError> {
-    let (inv, id) = one(api, kind, name, revision(p.resource_version.as_deref())?).await?;
-    Ok(inv.resource(id, false))
+/// One object, encoded. Reads at the head come from the object cache when
+/// the store is still at the cache's revision (one cheap query instead of
+/// a scope load).
+pub async fn get(api: &Api, kind: Kind, name: &str, p: ObjectParams) -> Result<Bytes, ApiError> {
+    let at = revision(p.resource_version.as_deref())?;
+    if at.is_none() {
+        let head = api.store.head().await?;
+        if let Some(body) = api.cache.get(head, kind, name) {
+            return Ok(body);
+        }
+    }
+    let (rev, inv, id) = one(api, kind, name, at).await?;
+    let body = Bytes::from(inv.resource(id, false).to_string());
+    if at.is_none() {
+        let view: Vec<EntityId> = inv.entities_unsorted().map(|e| e.id).collect();
+        api.cache.put(rev, kind, name, body.clone(), &view);
+    }
+    Ok(body)
 }
 
 /// Attributes, each with the entity it comes from (with `merged`, the
@@ -279,7 +295,7 @@ pub async fn attributes(
     name: &str,
     p: ObjectParams,
 ) -> Result<Json_, ApiError> {
-    let (inv, id) = one(api, kind, name, revision(p.resource_version.as_deref())?).await?;
+    let (_, inv, id) = one(api, kind, name, revision(p.resource_version.as_deref())?).await?;
     let rows: Vec<Json_> = if p.merged.unwrap_or(false) {
         inv.merged_attrs(id, None, None, false)
             .into_iter()

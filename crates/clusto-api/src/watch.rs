@@ -34,6 +34,9 @@ pub struct Event {
 pub struct Batch {
     pub rev: i64,
     pub events: Vec<Event>,
+    /// Every entity a changed row is about (the object cache drops what
+    /// they shape).
+    pub touched: Vec<EntityId>,
 }
 
 /// How watches behave.
@@ -94,14 +97,28 @@ impl Hub {
                 continue;
             }
             match events_between(&store, seen, head).await {
-                Ok(events) => {
+                Ok((events, touched)) => {
                     self.published.store(head, Ordering::SeqCst);
-                    let _ = self.tx.send(Arc::new(Batch { rev: head, events }));
+                    let _ = self.tx.send(Arc::new(Batch {
+                        rev: head,
+                        events,
+                        touched,
+                    }));
                     seen = head;
                 }
                 Err(e) => tracing::warn!(error = %e, "watch: reading changes failed; retrying"),
             }
         }
+    }
+
+    /// The live feed, for followers other than watches.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
+        self.tx.subscribe()
+    }
+
+    /// The revision the feed has reached.
+    pub fn published(&self) -> i64 {
+        self.published.load(Ordering::SeqCst)
     }
 
     /// A watch of `kind` from revision `from` (None = from now), as a
@@ -136,7 +153,7 @@ impl Hub {
             let mut at = from;
             if from < published {
                 match events_between(&store, from, published).await {
-                    Ok(events) => {
+                    Ok((events, _)) => {
                         for e in events.iter().filter(|e| e.kind == kind) {
                             if send(&e.line).await.is_err() {
                                 return;
@@ -210,7 +227,12 @@ fn error_line(e: &ApiError) -> String {
 /// The events revisions `from+1 ..= to` make: each entity a changed row is
 /// about, as it is at `to` (ADDED when it did not exist at `from`,
 /// MODIFIED when it did) or as it was at `from` when it is gone (DELETED).
-pub async fn events_between(store: &Store, from: i64, to: i64) -> Result<Vec<Event>, StoreError> {
+/// Also returns every entity a changed row is about.
+pub async fn events_between(
+    store: &Store,
+    from: i64,
+    to: i64,
+) -> Result<(Vec<Event>, Vec<EntityId>), StoreError> {
     let mut after = store.snapshot(Some(to)).await?;
     let ch = after.changes_since(from).await?;
     let touched: Vec<EntityId> = ch
@@ -230,6 +252,7 @@ pub async fn events_between(store: &Store, from: i64, to: i64) -> Result<Vec<Eve
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let all: Vec<EntityId> = ch.entities().into_iter().collect();
     let mut before = store.snapshot(Some(from)).await?;
     let mut out = Vec::new();
     for chunk in touched.chunks(CHUNK) {
@@ -255,5 +278,5 @@ pub async fn events_between(store: &Store, from: i64, to: i64) -> Result<Vec<Eve
             });
         }
     }
-    Ok(out)
+    Ok((out, all))
 }
