@@ -517,5 +517,36 @@ async fn rack_layout_places_servers_by_switch_port() {
             c.fail(&["get", "server", "x"]).contains("not found"),
             "failed placement leaves nothing"
         );
+        // A server that exists in no rack takes the slot; one already racked,
+        // or something not a server, does not.
+        c.ok(&["create", "server", "newbox"]);
+        let place = |name: &'static str, port: &'static str| {
+            [
+                "rack",
+                "add-server",
+                "sv3-001",
+                "--switch-port",
+                port,
+                "--name",
+                name,
+            ]
+        };
+        assert_eq!(c.ok(&place("newbox", "5")), "newbox\n", "{b}");
+        let s = c.json(&["get", "server", "newbox"]);
+        assert_eq!(
+            (s["spec"]["rack"].as_str(), s["spec"]["ru"].as_i64()),
+            (Some("sv3-001"), Some(5)),
+            "{b}: {s}"
+        );
+        assert!(
+            c.fail(&place("newbox", "6"))
+                .contains("newbox is already in rack sv3-001 at RU 5"),
+            "{b}"
+        );
+        assert!(
+            c.fail(&place("servernames", "6"))
+                .contains("servernames is a NameManager, not a server"),
+            "{b}"
+        );
     }
 }

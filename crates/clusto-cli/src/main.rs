@@ -388,20 +388,24 @@ pub enum RackOp {
         #[command(flatten)]
         at: At,
     },
-    /// Place a new server as the rack's layout maps SWITCH-PORT: units, NIC 1, power, console.
+    /// Place a server as the rack's layout maps SWITCH-PORT: units, NIC 1, power, console.
     AddServer {
+        /// The rack; its `layout` setting names the RackLayout that maps ports to slots.
         rack: String,
+        /// The switch port the server's NIC 1 is cabled to; picks the layout's slot.
         #[arg(long)]
         switch_port: u32,
         /// The switch, when the layout has more than one.
         #[arg(long)]
         switch: Option<String>,
+        /// The server's name: a new server, or one that exists in no rack yet (of the slot's driver).
         #[arg(
             long,
             conflicts_with = "name_manager",
             required_unless_present = "name_manager"
         )]
         name: Option<String>,
+        /// Name the new server from this NameManager (e.g. servernames).
         #[arg(long)]
         name_manager: Option<String>,
     },

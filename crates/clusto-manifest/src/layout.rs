@@ -137,6 +137,40 @@ pub enum PlaceError {
 /// Places a new server in `rack` exactly as its layout's slot for
 /// `switch_port` says: the slot's units, NIC 1 to the switch port, power
 /// and console cabling. `name` names it, or `name_manager` does.
+/// A server that exists already (discovered, or created by hand before its
+/// rack was) may take a slot if it is in no rack and is the slot's model.
+fn unplaced_server(
+    inv: &Inventory,
+    name: &str,
+    driver: Option<&str>,
+) -> Result<EntityId, PlaceError> {
+    let id = inv.id_of(name)?;
+    let e = inv
+        .entity(id)
+        .ok_or_else(|| PlaceError::Layout(format!("{name} does not exist")))?;
+    if e.kind != Kind::Server {
+        return Err(PlaceError::Layout(format!(
+            "{name} is a {}, not a server",
+            e.kind.as_str()
+        )));
+    }
+    if let Some((rack, ru)) = inv.rack_of(id) {
+        return Err(PlaceError::Layout(format!(
+            "{name} is already in rack {} at RU {ru}",
+            inv.name_of(rack)
+        )));
+    }
+    if let Some(want) = driver
+        && e.driver != want
+    {
+        return Err(PlaceError::Layout(format!(
+            "{name} is a {} but the slot takes a {want}",
+            e.driver
+        )));
+    }
+    Ok(id)
+}
+
 pub fn place_server(
     inv: &mut Inventory,
     rack: &str,
@@ -201,6 +235,7 @@ pub fn place_server(
     }
     let driver = slot.driver.as_deref();
     let id = match (name, name_manager) {
+        (Some(n), _) if inv.id_of(n).is_ok() => unplaced_server(inv, n, driver)?,
         (Some(n), _) => inv.create(Kind::Server, n, driver)?,
         (None, Some(m)) => {
             let m = inv.id_of(m)?;
