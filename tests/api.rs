@@ -242,6 +242,15 @@ async fn reads_answer_as_the_cli_does() {
                 c.json(&["get", "server", "s1"])
             );
         }
+        let (_, m) = http(&s, "GET", "/metrics", None, None);
+        for line in [
+            "clusto_api_requests_total{route=\"/apis/clusto.dev/v1alpha1/{plural}/{name}\",code=\"200\"}",
+            "clusto_api_object_cache_total{result=\"hit\"}",
+            "clusto_api_request_duration_seconds_count",
+            "clusto_api_watchers 0",
+        ] {
+            assert!(m.contains(line), "{b}: {line} missing from {m}");
+        }
         c.ok(&["attr", "set", "s1", "role", "db"]);
         let (_, now) = get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER));
         assert_eq!(now["spec"]["attrs"][0]["value"], "db", "{b}: {now}");

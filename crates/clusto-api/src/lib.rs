@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod cache;
 pub mod engine;
+pub mod metrics;
 pub mod openapi;
 pub mod read;
 pub mod status;
@@ -47,6 +48,8 @@ pub struct Api {
     pub anonymous_read: bool,
     pub hub: Arc<Hub>,
     pub cache: Arc<cache::ObjectCache>,
+    /// Register these into the server's registry (`ApiMetrics::register`).
+    pub metrics: metrics::ApiMetrics,
 }
 
 impl Api {
@@ -56,7 +59,8 @@ impl Api {
         anonymous_read: bool,
         watch: WatchOptions,
     ) -> Result<Arc<Api>, clusto_store::StoreError> {
-        let hub = Hub::start(store.clone(), watch).await?;
+        let metrics = metrics::ApiMetrics::default();
+        let hub = Hub::start(store.clone(), watch, metrics.watchers.clone()).await?;
         let cache = Arc::new(cache::ObjectCache::new(hub.published()));
         follow_into_cache(&hub, cache.clone());
         Ok(Arc::new(Api {
@@ -65,6 +69,7 @@ impl Api {
             anonymous_read,
             hub,
             cache,
+            metrics,
         }))
     }
 }
@@ -106,6 +111,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            api.metrics.clone(),
+            metrics::record,
         ))
         .with_state(api)
 }

@@ -274,7 +274,9 @@ pub async fn get(api: &Api, kind: Kind, name: &str, p: ObjectParams) -> Result<B
     let at = revision(p.resource_version.as_deref())?;
     if at.is_none() {
         let head = api.store.head().await?;
-        if let Some(body) = api.cache.get(head, kind, name) {
+        let hit = api.cache.get(head, kind, name);
+        api.metrics.cache(hit.is_some());
+        if let Some(body) = hit {
             return Ok(body);
         }
     }

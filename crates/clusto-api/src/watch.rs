@@ -66,17 +66,24 @@ pub struct Hub {
     /// The revision every sent batch reaches; set before each send.
     published: AtomicI64,
     opts: WatchOptions,
+    /// Watches open now.
+    watchers: clusto_http::prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Hub {
     /// Starts the poller from the head now.
-    pub async fn start(store: Store, opts: WatchOptions) -> Result<Arc<Hub>, StoreError> {
+    pub async fn start(
+        store: Store,
+        opts: WatchOptions,
+        watchers: clusto_http::prometheus_client::metrics::gauge::Gauge,
+    ) -> Result<Arc<Hub>, StoreError> {
         let head = store.head().await?;
         let (tx, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {
             tx,
             published: AtomicI64::new(head),
             opts,
+            watchers,
         });
         let h = hub.clone();
         tokio::spawn(async move { h.poll(store, head).await });
@@ -148,7 +155,9 @@ impl Hub {
         }
         let (tx, out) = mpsc::channel::<Bytes>(64);
         let bookmark = self.opts.bookmark;
+        let watching = crate::metrics::Watching::new(&self.watchers);
         tokio::spawn(async move {
+            let _watching = watching;
             let send = |line: &str| tx.send(Bytes::from(line.to_string()));
             let mut at = from;
             if from < published {

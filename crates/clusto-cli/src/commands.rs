@@ -1272,7 +1272,8 @@ async fn serve(
         None => bail!("give --token-file FILE (lines token,user,role), --anonymous-read, or both"),
     };
     let api = clusto_api::Api::new(store.clone(), tokens, anonymous_read, watch).await?;
-    let registry = clusto_http::prometheus_client::registry::Registry::default();
+    let mut registry = clusto_http::prometheus_client::registry::Registry::default();
+    api.metrics.register(&mut registry);
     let ready = clusto_http::Readiness::default();
     let app = clusto_http::routes(std::sync::Arc::new(registry), ready.clone())
         .merge(clusto_api::router(api));
