@@ -43,10 +43,7 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Core(CoreError::NotFound(n)) => ApiError::NotFound {
-                plural: "entities".into(),
-                name: n,
-            },
+            StoreError::Core(c) => c.into(),
             StoreError::NoSuchRevision(..) => ApiError::BadRequest(e.to_string()),
             StoreError::Stale { .. } | StoreError::Refused { .. } => {
                 ApiError::Conflict(e.to_string())

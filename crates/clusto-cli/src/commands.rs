@@ -1280,24 +1280,8 @@ async fn serve(
     let bound = clusto_http::serve(listen, app).await?;
     ready.set(true);
     eprintln!("clusto serve: listening on http://{bound}");
-    wait_for_shutdown().await;
+    crate::vm::shutdown_signal().await;
     Ok(())
-}
-
-async fn wait_for_shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
 }
 
 /// `clusto rack show RACK`: the elevation as text (or its data as JSON/YAML).

@@ -10,6 +10,7 @@ use clusto_core::{ChangeSet, Fact, Kind, PoolType};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::StoreError;
+use crate::scope::in_list;
 
 /// Checks the containment rows a scoped write added (whole-inventory
 /// writes saw every row, so only partial views need this); a violation is
@@ -33,10 +34,6 @@ pub(crate) async fn check(conn: &mut AnyConnection, ch: &ChangeSet) -> Result<()
         first_violation(conn, &exclusive_pools(&in_list(chunk))).await?;
     }
     Ok(())
-}
-
-fn in_list(ids: &[i64]) -> String {
-    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Two live rows of one rack whose units overlap, one of them new.

@@ -155,7 +155,7 @@ impl Scope {
     }
 }
 
-fn in_list(ids: &[i64]) -> String {
+pub(crate) fn in_list(ids: &[i64]) -> String {
     let v: Vec<String> = ids.iter().map(i64::to_string).collect();
     v.join(",")
 }
