@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use clusto_core::{EntityId, Fact, Kind};
-use clusto_store::{Scope, Store, StoreError};
+use clusto_store::{Changes, Scope, Snapshot, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
@@ -33,7 +33,9 @@ pub struct Event {
 #[derive(Debug)]
 pub struct Batch {
     pub rev: i64,
-    pub events: Vec<Event>,
+    /// Encoded only while a watch is open; a watcher given none reads them
+    /// itself (the object cache needs only `touched`).
+    pub events: Option<Vec<Event>>,
     /// Every entity a changed row is about (the object cache drops what
     /// they shape).
     pub touched: Vec<EntityId>,
@@ -103,19 +105,30 @@ impl Hub {
             if head <= seen {
                 continue;
             }
-            match events_between(&store, seen, head).await {
-                Ok((events, touched)) => {
+            match self.batch(&store, seen, head).await {
+                Ok(batch) => {
                     self.published.store(head, Ordering::SeqCst);
-                    let _ = self.tx.send(Arc::new(Batch {
-                        rev: head,
-                        events,
-                        touched,
-                    }));
+                    let _ = self.tx.send(Arc::new(batch));
                     seen = head;
                 }
                 Err(e) => tracing::warn!(error = %e, "watch: reading changes failed; retrying"),
             }
         }
+    }
+
+    /// What revisions `from+1 ..= to` changed, with their events when a
+    /// watch is open to read them.
+    async fn batch(&self, store: &Store, from: i64, to: i64) -> Result<Batch, StoreError> {
+        let (mut after, ch) = changed(store, from, to).await?;
+        let events = match self.watchers.get() {
+            0 => None,
+            _ => Some(events_of(store, &mut after, &ch, from, to).await?),
+        };
+        Ok(Batch {
+            rev: to,
+            events,
+            touched: ch.entities().into_iter().collect(),
+        })
     }
 
     /// The live feed, for followers other than watches.
@@ -162,7 +175,7 @@ impl Hub {
             let mut at = from;
             if from < published {
                 match events_between(&store, from, published).await {
-                    Ok((events, _)) => {
+                    Ok(events) => {
                         for e in events.iter().filter(|e| e.kind == kind) {
                             if send(&e.line).await.is_err() {
                                 return;
@@ -189,7 +202,21 @@ impl Hub {
                     b = rx.recv() => match b {
                         Ok(batch) if batch.rev <= at => {}
                         Ok(batch) => {
-                            for e in batch.events.iter().filter(|e| e.kind == kind) {
+                            let read;
+                            let events = match &batch.events {
+                                Some(ev) => ev,
+                                None => match events_between(&store, at, batch.rev).await {
+                                    Ok(ev) => {
+                                        read = ev;
+                                        &read
+                                    }
+                                    Err(e) => {
+                                        let _ = send(&error_line(&e.into())).await;
+                                        return;
+                                    }
+                                },
+                            };
+                            for e in events.iter().filter(|e| e.kind == kind) {
                                 if send(&e.line).await.is_err() {
                                     return;
                                 }
@@ -236,14 +263,26 @@ fn error_line(e: &ApiError) -> String {
 /// The events revisions `from+1 ..= to` make: each entity a changed row is
 /// about, as it is at `to` (ADDED when it did not exist at `from`,
 /// MODIFIED when it did) or as it was at `from` when it is gone (DELETED).
-/// Also returns every entity a changed row is about.
-pub async fn events_between(
-    store: &Store,
-    from: i64,
-    to: i64,
-) -> Result<(Vec<Event>, Vec<EntityId>), StoreError> {
+pub async fn events_between(store: &Store, from: i64, to: i64) -> Result<Vec<Event>, StoreError> {
+    let (mut after, ch) = changed(store, from, to).await?;
+    events_of(store, &mut after, &ch, from, to).await
+}
+
+/// The rows revisions `from+1 ..= to` changed, and a snapshot at `to`.
+async fn changed(store: &Store, from: i64, to: i64) -> Result<(Snapshot, Changes), StoreError> {
     let mut after = store.snapshot(Some(to)).await?;
     let ch = after.changes_since(from).await?;
+    Ok((after, ch))
+}
+
+/// The events of changes `ch` (read at `after`, revision `to`).
+async fn events_of(
+    store: &Store,
+    after: &mut Snapshot,
+    ch: &Changes,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Event>, StoreError> {
     let touched: Vec<EntityId> = ch
         .added
         .iter()
@@ -261,7 +300,6 @@ pub async fn events_between(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let all: Vec<EntityId> = ch.entities().into_iter().collect();
     let mut before = store.snapshot(Some(from)).await?;
     let mut out = Vec::new();
     for chunk in touched.chunks(CHUNK) {
@@ -287,5 +325,5 @@ pub async fn events_between(
             });
         }
     }
-    Ok((out, all))
+    Ok(out)
 }
