@@ -335,18 +335,24 @@ async fn export_page(snap: &mut clusto_store::Snapshot, names: &[String]) -> Res
     Ok(())
 }
 
-pub fn schema_cmd(out: Option<&str>) -> Result<()> {
+fn write_files(dir: &str, files: &[(String, String)], what: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+    for (name, text) in files {
+        let path = format!("{dir}/{name}");
+        std::fs::write(&path, text).with_context(|| format!("writing {path}"))?;
+    }
+    eprintln!("wrote {} {what} to {dir}", files.len());
+    Ok(())
+}
+
+pub fn schema_cmd(out: Option<&str>, crds: Option<&str>) -> Result<()> {
     let all = schema::all();
+    if let Some(dir) = crds {
+        write_files(dir, &clusto_manifest::crd::files(), "CRDs")?;
+    }
     match out {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-            let files = schema::files();
-            for (name, text) in &files {
-                let path = format!("{dir}/{name}");
-                std::fs::write(&path, text).with_context(|| format!("writing {path}"))?;
-            }
-            eprintln!("wrote {} schemas to {dir}", files.len());
-        }
+        Some(dir) => write_files(dir, &schema::files(), "schemas")?,
+        None if crds.is_some() => {}
         None => {
             let m: serde_json::Map<String, serde_json::Value> = all
                 .into_iter()

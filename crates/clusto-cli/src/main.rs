@@ -206,8 +206,14 @@ pub enum Command {
     },
     /// Write the JSON Schemas of every manifest kind (to --out DIR, or stdout).
     Schema {
-        #[arg(long)]
+        /// Write one JSON Schema file per kind (and `clusto.json` for any
+        /// kind) into this directory instead of printing them.
+        #[arg(long, value_name = "DIR")]
         out: Option<String>,
+        /// Also write the CustomResourceDefinitions (one YAML file per kind)
+        /// into this directory, e.g. `charts/clusto/crds`.
+        #[arg(long, value_name = "DIR")]
+        crds: Option<String>,
     },
     /// Virtual machines.
     Vm {
@@ -593,8 +599,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Command::Schema { out } = &cli.command {
-        return match declarative::schema_cmd(out.as_deref()) {
+    if let Command::Schema { out, crds } = &cli.command {
+        return match declarative::schema_cmd(out.as_deref(), crds.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

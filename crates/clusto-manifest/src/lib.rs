@@ -3,6 +3,7 @@
 //! does the file and store I/O.
 
 pub mod apply;
+pub mod crd;
 pub mod export;
 pub mod generate;
 pub mod layout;

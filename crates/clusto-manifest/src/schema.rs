@@ -7,14 +7,45 @@ use serde_json::{Value as Json, json};
 
 use crate::types::*;
 
-fn for_spec<S: JsonSchema + Default>(kind: Kind) -> Json {
-    let mut schema = serde_json::to_value(schemars::schema_for!(Document<S>)).unwrap_or(Json::Null);
-    schema["title"] = json!(kind.as_str());
-    if let Some(props) = schema["properties"].as_object_mut() {
+/// A kind's schemas: the whole manifest document's (for `schemas/`) and
+/// its spec's alone (for the CRDs).
+pub struct KindSchemas {
+    pub document: Json,
+    pub spec: Json,
+}
+
+fn for_spec<S: JsonSchema + Default>(kind: Kind) -> KindSchemas {
+    let mut document =
+        serde_json::to_value(schemars::schema_for!(Document<S>)).unwrap_or(Json::Null);
+    document["title"] = json!(kind.as_str());
+    if let Some(props) = document["properties"].as_object_mut() {
         props.insert("apiVersion".into(), json!({"const": API_VERSION}));
         props.insert("kind".into(), json!({"const": kind.as_str()}));
     }
-    schema
+    let spec = serde_json::to_value(schemars::schema_for!(S)).unwrap_or(Json::Null);
+    KindSchemas { document, spec }
+}
+
+/// The schemas of one kind: the one place a kind is tied to its spec type.
+pub fn of(kind: Kind) -> KindSchemas {
+    match kind {
+        Kind::Datacenter | Kind::Cage | Kind::Zone => for_spec::<LocationSpec>(kind),
+        Kind::Rack => for_spec::<RackSpec>(kind),
+        Kind::Server
+        | Kind::VirtualServer
+        | Kind::NetworkSwitch
+        | Kind::PowerStrip
+        | Kind::ConsoleServer
+        | Kind::Appliance => for_spec::<DeviceSpec>(kind),
+        Kind::Pool => for_spec::<PoolSpec>(kind),
+        Kind::IpManager => for_spec::<IpManagerSpec>(kind),
+        Kind::NameManager => for_spec::<NameManagerSpec>(kind),
+        Kind::Driver => for_spec::<DriverSpec>(kind),
+        Kind::RackLayout => for_spec::<RackLayoutSpec>(kind),
+        Kind::VmManager => for_spec::<VmManagerSpec>(kind),
+        Kind::VirtualMachine => for_spec::<VirtualMachineSpec>(kind),
+        Kind::Entity => for_spec::<EntitySpec>(kind),
+    }
 }
 
 /// `server`, `ipmanager`, … (the file each kind's schema lives in).
@@ -24,30 +55,7 @@ pub fn file_stem(kind: Kind) -> String {
 
 /// Every kind's schema, by kind.
 pub fn all() -> Vec<(Kind, Json)> {
-    Kind::ALL
-        .into_iter()
-        .map(|k| {
-            let s = match k {
-                Kind::Datacenter | Kind::Cage | Kind::Zone => for_spec::<LocationSpec>(k),
-                Kind::Rack => for_spec::<RackSpec>(k),
-                Kind::Server
-                | Kind::VirtualServer
-                | Kind::NetworkSwitch
-                | Kind::PowerStrip
-                | Kind::ConsoleServer
-                | Kind::Appliance => for_spec::<DeviceSpec>(k),
-                Kind::Pool => for_spec::<PoolSpec>(k),
-                Kind::IpManager => for_spec::<IpManagerSpec>(k),
-                Kind::NameManager => for_spec::<NameManagerSpec>(k),
-                Kind::Driver => for_spec::<DriverSpec>(k),
-                Kind::RackLayout => for_spec::<RackLayoutSpec>(k),
-                Kind::VmManager => for_spec::<VmManagerSpec>(k),
-                Kind::VirtualMachine => for_spec::<VirtualMachineSpec>(k),
-                Kind::Entity => for_spec::<EntitySpec>(k),
-            };
-            (k, s)
-        })
-        .collect()
+    Kind::ALL.into_iter().map(|k| (k, of(k).document)).collect()
 }
 
 /// One schema for any document, dispatching on `kind`: what a multi-kind
