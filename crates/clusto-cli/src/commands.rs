@@ -196,6 +196,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             poll_ms,
             lease_ttl,
             once,
+            kube,
         } => {
             return crate::vm::controller(
                 &store,
@@ -207,6 +208,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     poll: std::time::Duration::from_millis(*poll_ms),
                     lease_ttl: std::time::Duration::from_secs(*lease_ttl),
                     once: *once,
+                    kube: kube.clone(),
                 },
             )
             .await;

@@ -297,8 +297,10 @@ pub enum Command {
         #[arg(long, default_value_t = 15)]
         lease_ttl: u64,
         /// Exit once every VM is reconciled and nothing is due (for scripts and CI).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kube")]
         once: bool,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// Write manifests for a synthetic datacenter (for benchmarks and demos) to stdout.
     Generate {
@@ -309,6 +311,37 @@ pub enum Command {
     },
     /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
     Completions { shell: clap_complete::Shell },
+}
+
+/// `clusto controller --kube`: clusto custom resources synced into the store.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KubeArgs {
+    /// Also sync clusto custom resources (Server, Rack, Pool, … in group
+    /// clusto.dev) into the store: each is applied like a manifest of apply
+    /// set `k8s:<namespace>`, holds a finalizer until its object is removed,
+    /// and gets Synced/Ready conditions and the object's status back. Uses
+    /// the in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubeconfig file to use instead.
+    #[arg(long, requires = "kube", value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, requires = "kube", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Namespace of the leader-election Lease `clusto-controller`: of
+    /// several replicas only its holder syncs.
+    #[arg(
+        long,
+        requires = "kube",
+        env = "POD_NAMESPACE",
+        default_value = "default"
+    )]
+    pub lease_namespace: String,
+    /// Seconds the leader holds the Lease without renewing it (a standby
+    /// takes over this long after the leader dies).
+    #[arg(long, requires = "kube", default_value_t = 15)]
+    pub lease_seconds: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clusto_cli::backends::Backends;
 use clusto_core::vm::{BackendKind, Power};
 use clusto_core::{Inventory, Kind, Value};
@@ -32,6 +32,7 @@ pub struct ControllerArgs {
     pub poll: Duration,
     pub lease_ttl: Duration,
     pub once: bool,
+    pub kube: crate::KubeArgs,
 }
 
 pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
@@ -86,9 +87,59 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!("controller started");
+    if a.kube.kube {
+        let sync = kube_sync(store, &a.kube).await?;
+        tokio::try_join!(
+            async { c.run(shutdown_signal()).await.map_err(anyhow::Error::from) },
+            sync
+        )?;
+        tracing::info!("controller stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
     c.run(shutdown_signal()).await?;
     tracing::info!("controller stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The custom-resource sync of `controller --kube`, ready to run.
+async fn kube_sync(
+    store: &Store,
+    k: &crate::KubeArgs,
+) -> Result<impl std::future::Future<Output = Result<()>> + use<>> {
+    let config = match &k.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let leases = kube::Api::namespaced(client.clone(), &k.lease_namespace);
+    let opts = clusto_kube::Options {
+        namespace: k.namespace.clone(),
+        batch_window: Duration::from_millis(200),
+        poll: Duration::from_secs(1),
+        leader: Some(clusto_kube::LeaderElector::new(
+            leases,
+            "clusto-controller",
+            &identity,
+            Duration::from_secs(k.lease_seconds),
+        )),
+        reporter: kube::runtime::events::Reporter {
+            controller: "clusto-controller".into(),
+            instance: Some(identity),
+        },
+    };
+    let store = store.clone();
+    Ok(async move {
+        clusto_kube::run(client, store, opts, shutdown_signal()).await?;
+        Ok(())
+    })
 }
 
 /// SIGINT or SIGTERM: how every daemon is asked to stop.

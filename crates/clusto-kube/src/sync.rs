@@ -1,0 +1,422 @@
+//! The Kubernetes side: watch every clusto kind, gather changes into
+//! batches, apply each batch to the store, then write finalizers, status
+//! and events back. Only the replica holding the lease acts; the others
+//! keep their caches warm.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clusto_core::Kind;
+use clusto_manifest::crd::{GROUP, VERSION};
+use clusto_store::{Store, StoreError};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use crate::batch::{Batch, apply_batch, refresh};
+use crate::convert::{self, FINALIZER, Key, Outcome};
+use crate::lease::LeaderElector;
+
+/// The field manager of everything this controller writes.
+pub const FIELD_MANAGER: &str = "clusto-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+pub struct Options {
+    /// Watch one namespace (None: all).
+    pub namespace: Option<String>,
+    /// How long changes gather before a batch is applied.
+    pub batch_window: Duration,
+    /// How often store revisions are checked for status changes.
+    pub poll: Duration,
+    /// Leader election; None acts alone.
+    pub leader: Option<LeaderElector>,
+    /// Who writes the events (`clusto-controller`, the pod's name).
+    pub reporter: Reporter,
+}
+
+/// What reconciling needs: the API client and the store.
+pub struct Context {
+    pub client: kube::Client,
+    pub store: Store,
+    recorder: Recorder,
+    namespace: Option<String>,
+}
+
+pub fn api_resource(kind: Kind) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, VERSION, kind.as_str()),
+        &kind.plural(),
+    )
+}
+
+impl Context {
+    fn api(&self, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let ar = api_resource(kind);
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+}
+
+/// Resources seen and work due, between batches.
+#[derive(Default)]
+struct State {
+    /// The newest version of every resource seen.
+    seen: BTreeMap<Key, DynamicObject>,
+    /// Changed since the last batch.
+    pending: BTreeSet<Key>,
+    /// Refused or waiting: when to try again, and how many tries so far.
+    retry: BTreeMap<Key, (Instant, u32)>,
+    /// Synced resources by the entity id their object has in the store.
+    by_entity: HashMap<i64, Key>,
+    /// The store revision statuses are as of.
+    rev: i64,
+}
+
+fn watch_all(
+    ctx: &Context,
+) -> impl Stream<Item = (Kind, Result<watcher::Event<DynamicObject>, watcher::Error>)> + use<> {
+    let streams: Vec<_> = Kind::ALL
+        .into_iter()
+        .map(|kind| {
+            let api = ctx.api(kind, ctx.namespace.as_deref());
+            watcher(api, watcher::Config::default())
+                .map(move |ev| (kind, ev))
+                .boxed()
+        })
+        .collect();
+    futures::stream::select_all(streams)
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    store: Store,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SyncError> {
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), opts.reporter.clone()),
+        client,
+        store,
+        namespace: opts.namespace.clone(),
+    });
+    let mut state = State {
+        rev: ctx.store.head().await?,
+        ..State::default()
+    };
+    let mut events = watch_all(&ctx);
+    let mut leader = opts.leader.is_none();
+    let mut next_lease = Instant::now();
+    let mut next_poll = Instant::now() + opts.poll;
+    tokio::pin!(shutdown);
+    loop {
+        let due = next_due(&state, opts.batch_window, next_lease, next_poll);
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = events.next() => match ev {
+                Some((kind, Ok(ev))) => state.observe(kind, ev),
+                Some((kind, Err(e))) => tracing::warn!(%kind, error = %e, "watch failed; retrying"),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(due.into()) => {}
+        }
+        let now = Instant::now();
+        if let Some(l) = &opts.leader
+            && now >= next_lease
+        {
+            let was = leader;
+            leader = l.try_acquire().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "lease");
+                false
+            });
+            if leader != was {
+                tracing::info!(leader, "leadership changed");
+            }
+            next_lease = now + l.renew_every();
+        }
+        if !leader {
+            continue;
+        }
+        if let Err(e) = step(&ctx, &mut state, now, &mut next_poll, opts.poll).await {
+            tracing::warn!(error = %e, "sync failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    if let Some(l) = &opts.leader
+        && leader
+    {
+        l.release().await?;
+    }
+    Ok(())
+}
+
+fn next_due(state: &State, window: Duration, lease: Instant, poll: Instant) -> Instant {
+    let mut due = lease.min(poll);
+    if !state.pending.is_empty() {
+        due = due.min(Instant::now() + window);
+    }
+    if let Some((t, _)) = state.retry.values().min_by_key(|(t, _)| *t) {
+        due = due.min(*t);
+    }
+    due
+}
+
+impl State {
+    fn observe(&mut self, kind: Kind, ev: watcher::Event<DynamicObject>) {
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let key = Key::of(kind, &o);
+                self.pending.insert(key.clone());
+                self.seen.insert(key, o);
+            }
+            watcher::Event::Delete(o) => {
+                let key = Key::of(kind, &o);
+                self.seen.remove(&key);
+                self.pending.remove(&key);
+                self.retry.remove(&key);
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+}
+
+/// One round: the batch of what changed or is due again, then statuses the
+/// store changed by itself.
+async fn step(
+    ctx: &Context,
+    state: &mut State,
+    now: Instant,
+    next_poll: &mut Instant,
+    poll: Duration,
+) -> Result<(), SyncError> {
+    let due: Vec<Key> = state
+        .retry
+        .iter()
+        .filter(|(_, (t, _))| *t <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    state.pending.extend(due);
+    if !state.pending.is_empty() {
+        let keys = std::mem::take(&mut state.pending);
+        sync(ctx, state, keys).await?;
+    }
+    if now >= *next_poll {
+        *next_poll = now + poll;
+        follow_store(ctx, state).await?;
+    }
+    Ok(())
+}
+
+async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(), SyncError> {
+    let mut batches: BTreeMap<String, Batch> = BTreeMap::new();
+    for key in keys {
+        let Some(o) = state.seen.get(&key).cloned() else {
+            continue;
+        };
+        let batch = batches
+            .entry(key.namespace.clone())
+            .or_insert_with(|| Batch {
+                namespace: key.namespace.clone(),
+                ..Batch::default()
+            });
+        if convert::deleting(&o) {
+            if convert::has_finalizer(&o) {
+                batch.deleting.push(key);
+            }
+            continue;
+        }
+        if !convert::has_finalizer(&o) {
+            // Before the object exists in the store, so deleting the
+            // resource can never leave it behind.
+            match set_finalizer(ctx, &key, true).await? {
+                Some(updated) => state.seen.insert(key.clone(), updated),
+                None => continue,
+            };
+        }
+        let source = convert::manifest(&key, &state.seen[&key]);
+        batch.live.push((key, source));
+    }
+    for batch in batches.into_values() {
+        let outcomes = match apply_batch(&ctx.store, batch).await {
+            Ok(o) => o,
+            Err(e) => return Err(e.into()),
+        };
+        for (key, outcome) in outcomes {
+            record(ctx, state, key, outcome).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one outcome back: status, finalizer, event, and when to look again.
+async fn record(
+    ctx: &Context,
+    state: &mut State,
+    key: Key,
+    outcome: Outcome,
+) -> Result<(), SyncError> {
+    let Some(o) = state.seen.get(&key).cloned() else {
+        return Ok(());
+    };
+    match &outcome {
+        Outcome::Released => {
+            set_finalizer(ctx, &key, false).await?;
+            state.retry.remove(&key);
+            state.by_entity.retain(|_, k| *k != key);
+            return Ok(());
+        }
+        Outcome::Terminating => {
+            state
+                .retry
+                .insert(key.clone(), (Instant::now() + Duration::from_secs(2), 0));
+        }
+        Outcome::Refused(msg) => {
+            let tries = state.retry.get(&key).map(|(_, n)| n + 1).unwrap_or(0);
+            // Often a reference not synced yet: look again, backing off.
+            let wait = Duration::from_secs(2u64.saturating_pow(tries.min(8)));
+            state
+                .retry
+                .insert(key.clone(), (Instant::now() + wait, tries));
+            let old = convert::current_status(&o);
+            let already = old.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Synced" && c.message == *msg)
+            });
+            if !already {
+                warn_event(ctx, &o, &key, msg).await;
+            }
+        }
+        Outcome::Synced { uid, .. } => {
+            state.retry.remove(&key);
+            if let Some(uid) = uid {
+                state.by_entity.insert(*uid, key.clone());
+            }
+        }
+    }
+    write_status(ctx, state, &key, &o, &outcome).await
+}
+
+async fn write_status(
+    ctx: &Context,
+    state: &mut State,
+    key: &Key,
+    o: &DynamicObject,
+    outcome: &Outcome,
+) -> Result<(), SyncError> {
+    let old = convert::current_status(o);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let new = convert::status(key.kind, o.metadata.generation, outcome, old.as_ref(), &now);
+    if old.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let api = ctx.api(key.kind, Some(&key.namespace));
+    // Server-side apply: fields this controller set before and not now
+    // (a VM's host once it is gone) are removed with it.
+    let body = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": key.kind.as_str(),
+        "status": new,
+    });
+    match api
+        .patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
+        .await
+    {
+        Ok(updated) => {
+            state.seen.insert(key.clone(), updated);
+            Ok(())
+        }
+        // Deleted meanwhile: its Delete event follows.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Adds or drops this controller's finalizer by server-side apply: only
+/// the entry this field manager owns changes, whatever others hold.
+async fn set_finalizer(
+    ctx: &Context,
+    key: &Key,
+    present: bool,
+) -> Result<Option<DynamicObject>, SyncError> {
+    let api = ctx.api(key.kind, Some(&key.namespace));
+    let finalizers: &[&str] = if present { &[FINALIZER] } else { &[] };
+    let body = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": key.kind.as_str(),
+        "metadata": {"name": key.name, "finalizers": finalizers},
+    });
+    match api
+        .patch(&key.name, &apply_params(), &Patch::Apply(&body))
+        .await
+    {
+        Ok(o) => Ok(Some(o)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn warn_event(ctx: &Context, o: &DynamicObject, key: &Key, msg: &str) {
+    let reference = ObjectReference {
+        api_version: Some(format!("{GROUP}/{VERSION}")),
+        kind: Some(key.kind.as_str().to_string()),
+        name: o.metadata.name.clone(),
+        namespace: o.metadata.namespace.clone(),
+        uid: o.metadata.uid.clone(),
+        resource_version: o.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    };
+    let ev = KubeEvent {
+        type_: EventType::Warning,
+        reason: "Refused".into(),
+        note: Some(msg.chars().take(1000).collect()),
+        action: "Apply".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+        tracing::warn!(error = %e, resource = %key.file(), "could not record an event");
+    }
+}
+
+/// Statuses the store changed by itself (the VM controller's phases, an
+/// address allocated by hand): only the resources whose objects a newer
+/// revision touched are read again.
+async fn follow_store(ctx: &Context, state: &mut State) -> Result<(), SyncError> {
+    let ch = ctx.store.changes_since(state.rev).await?;
+    state.rev = ch.to;
+    if ch.is_empty() || state.by_entity.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Key> = ch
+        .entities()
+        .into_iter()
+        .filter_map(|id| state.by_entity.get(&id.0).cloned())
+        .filter(|k| !state.retry.contains_key(k))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    for (key, outcome) in refresh(&ctx.store, &keys).await? {
+        if let Some(o) = state.seen.get(&key).cloned() {
+            write_status(ctx, state, &key, &o, &outcome).await?;
+        }
+    }
+    Ok(())
+}
