@@ -57,16 +57,23 @@ struct Controller(Child);
 
 impl Controller {
     fn start(c: &Clusto, kubeconfig: &std::path::Path, lease_seconds: u64) -> Controller {
+        Controller::start_as(c, kubeconfig, lease_seconds, "default", "test")
+    }
+
+    fn start_as(
+        c: &Clusto,
+        kubeconfig: &std::path::Path,
+        lease_seconds: u64,
+        lease_namespace: &str,
+        pod: &str,
+    ) -> Controller {
         let child = c
             .cmd()
             .args(["controller", "--kube", "--kubeconfig"])
             .arg(kubeconfig)
-            .args([
-                "--lease-seconds",
-                &lease_seconds.to_string(),
-                "--poll-ms",
-                "200",
-            ])
+            .args(["--lease-seconds", &lease_seconds.to_string()])
+            .args(["--poll-ms", "200", "--lease-namespace", lease_namespace])
+            .env("POD_NAME", pod)
             .env("CLUSTO_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -359,4 +366,302 @@ async fn custom_resources_sync_into_the_store_and_back() {
         "s1 pruned from the store"
     );
     drop(ctl);
+}
+
+fn helm(args: &[&str], kubeconfig: Option<&std::path::Path>) -> String {
+    let bin = std::env::var("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/clusto-kube/bin/helm");
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/clusto");
+    let home = std::env::temp_dir().join(format!("clusto-helm-{}", std::process::id()));
+    let mut cmd = Command::new(bin);
+    cmd.args(args.iter().map(|a| {
+        if *a == "CHART" {
+            chart.to_str().unwrap()
+        } else {
+            a
+        }
+    }))
+    .env("HELM_CACHE_HOME", home.join("cache"))
+    .env("HELM_CONFIG_HOME", home.join("config"))
+    .env("HELM_DATA_HOME", home.join("data"));
+    if let Some(k) = kubeconfig {
+        cmd.arg("--kubeconfig").arg(k);
+    }
+    let out = cmd
+        .output()
+        .expect("run helm (built by tests/kube/build.sh)");
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kinds(rendered: &str) -> Vec<String> {
+    let mut k: Vec<String> = rendered
+        .lines()
+        .filter_map(|l| l.strip_prefix("kind: "))
+        .map(str::to_string)
+        .collect();
+    k.sort();
+    k
+}
+
+/// A kubeconfig for a ServiceAccount, its token from the TokenRequest API.
+async fn service_account_kubeconfig(
+    cp: &ControlPlane,
+    client: &kube::Client,
+    ns: &str,
+    sa: &str,
+) -> PathBuf {
+    let req = serde_json::to_vec(&json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600}
+    }))
+    .unwrap();
+    let http = http_request(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"),
+        req,
+    );
+    let resp: Value = client.request(http).await.expect("TokenRequest");
+    let token = resp["status"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let mut out = String::new();
+    for line in admin.lines() {
+        if line.trim_start().starts_with("token:") {
+            out.push_str(&format!("    token: {token}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = cp.dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn http_request(method: &str, path: &str, body: Vec<u8>) -> http::Request<Vec<u8>> {
+    http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap()
+}
+
+/// What a SubjectAccessReview says the user may do.
+async fn allowed(client: &kube::Client, user: &str, attrs: Value) -> bool {
+    let req = serde_json::to_vec(&json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
+                 "resourceAttributes": attrs}
+    }))
+    .unwrap();
+    let http = http_request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        req,
+    );
+    let resp: Value = client.request(http).await.expect("SubjectAccessReview");
+    resp["status"]["allowed"] == true
+}
+
+#[tokio::test]
+async fn the_helm_chart_installs_and_its_service_account_is_enough() {
+    // Lint and render, defaults and every optional part on.
+    helm(&["lint", "--strict", "CHART"], None);
+    let defaults = helm(
+        &["template", "clusto", "CHART", "--kube-version", "1.37.2"],
+        None,
+    );
+    assert_eq!(
+        kinds(&defaults),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    assert!(defaults.contains("replicas: 2"), "{defaults}");
+    assert!(defaults.contains("readOnlyRootFilesystem: true"));
+    let all = helm(
+        &[
+            "template",
+            "clusto",
+            "CHART",
+            "--kube-version",
+            "1.37.2",
+            "--set",
+            "dhcpd.enabled=true",
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "networkPolicy.enabled=true",
+        ],
+        None,
+    );
+    for k in ["DaemonSet", "ServiceMonitor", "NetworkPolicy"] {
+        assert!(kinds(&all).iter().any(|x| x == k), "{k} rendered");
+    }
+    assert!(all.contains("hostNetwork: true") && all.contains("NET_BIND_SERVICE"));
+    assert!(!all.contains("NET_ADMIN"));
+
+    // Installed on the real apiserver (no nodes: hooks would never run).
+    let cp = ControlPlane::start();
+    let client = cp.client().await;
+    helm(
+        &[
+            "install",
+            "clusto",
+            "CHART",
+            "--namespace",
+            "clusto",
+            "--create-namespace",
+            "--no-hooks",
+            "--set",
+            "image.tag=test",
+        ],
+        Some(&cp.kubeconfig),
+    );
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    for kind in Kind::ALL {
+        let name = format!("{}.clusto.dev", kind.plural());
+        wait_for(
+            &format!("{name} established"),
+            Duration::from_secs(30),
+            || async {
+                let c = crds.get(&name).await.ok()?;
+                c.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "clusto");
+    let d = deploys
+        .get("clusto-controller")
+        .await
+        .expect("the controller Deployment");
+    assert_eq!(d.spec.replicas, Some(2));
+
+    // The chart's RBAC is exactly enough: the controller runs as its
+    // ServiceAccount, and the ServiceAccount can do nothing else.
+    let user = "system:serviceaccount:clusto:clusto";
+    for (attrs, want) in [
+        (
+            json!({"group": "clusto.dev", "resource": "servers", "verb": "watch"}),
+            true,
+        ),
+        (
+            json!({"group": "clusto.dev", "resource": "servers", "subresource": "status", "verb": "patch"}),
+            true,
+        ),
+        (
+            json!({"group": "coordination.k8s.io", "resource": "leases", "verb": "update", "namespace": "clusto"}),
+            true,
+        ),
+        (
+            json!({"group": "", "resource": "secrets", "verb": "get", "namespace": "clusto"}),
+            false,
+        ),
+        (
+            json!({"group": "", "resource": "pods", "verb": "list"}),
+            false,
+        ),
+        (
+            json!({"group": "apps", "resource": "deployments", "verb": "create", "namespace": "clusto"}),
+            false,
+        ),
+        (
+            json!({"group": "clusto.dev", "resource": "servers", "verb": "delete"}),
+            false,
+        ),
+        (
+            json!({"group": "coordination.k8s.io", "resource": "leases", "verb": "update", "namespace": "default"}),
+            false,
+        ),
+    ] {
+        assert_eq!(allowed(&client, user, attrs.clone()).await, want, "{attrs}");
+    }
+    let sa = service_account_kubeconfig(&cp, &client, "clusto", "clusto").await;
+    let c = Clusto::fresh("postgres").await;
+    let a = Controller::start_as(&c, &sa, 3, "clusto", "replica-a");
+    let b = Controller::start_as(&c, &sa, 3, "clusto", "replica-b");
+    create(&client, "default", Kind::Datacenter, "dc1", json!({})).await;
+    wait_for("dc1 Ready", Duration::from_secs(60), || async {
+        let o = status_of(&client, "default", Kind::Datacenter, "dc1").await?;
+        (condition(&o, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+
+    // Leader failover: kill the holder; the other takes over within the
+    // lease (3 s) and syncs what comes next.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "clusto");
+    let holder = leases
+        .get("clusto-controller")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (mut dead, alive) = if holder == "replica-a" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let _ = dead.0.kill();
+    let _ = dead.0.wait();
+    let killed = Instant::now();
+    create(
+        &client,
+        "default",
+        Kind::Rack,
+        "r1",
+        json!({"datacenter": "dc1"}),
+    )
+    .await;
+    wait_for(
+        "r1 Ready after failover",
+        Duration::from_secs(30),
+        || async {
+            let o = status_of(&client, "default", Kind::Rack, "r1").await?;
+            (condition(&o, "Ready")?.0 == "True").then_some(())
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    let now_holder = leases
+        .get("clusto-controller")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    assert_ne!(now_holder, holder, "the other replica holds the lease");
+    assert!(took < Duration::from_secs(10), "failover took {took:?}");
+    assert_eq!(c.json(&["get", "rack", "r1"])["spec"]["datacenter"], "dc1");
+    drop(alive);
 }
