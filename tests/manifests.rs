@@ -550,3 +550,31 @@ async fn rack_layout_places_servers_by_switch_port() {
         );
     }
 }
+
+/// One file serves `kubectl apply` (a custom resource, with its namespace)
+/// and `clusto plan|apply` alike: the namespace is accepted, not a name part.
+#[tokio::test]
+async fn custom_resource_files_plan_and_apply() {
+    let c = Clusto::fresh("sqlite").await;
+    let dir = tmpdir("cr");
+    let f = dir.join("dc.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: clusto.dev/v1alpha1\nkind: Datacenter\nmetadata:\n  name: dc9\n  namespace: sites\nspec: {}\n",
+    )
+    .unwrap();
+    let f = f.to_str().unwrap();
+    let r = c.run(&[
+        "plan",
+        "-f",
+        f,
+        "--apply-set",
+        "k8s:sites",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("+ Datacenter dc9"), "{}", r.stdout);
+    c.ok(&["apply", "-f", f, "--apply-set", "k8s:sites"]);
+    let got = c.json(&["get", "datacenter", "dc9"]);
+    assert_eq!(got["metadata"]["managedBy"], "applyset:k8s:sites");
+}

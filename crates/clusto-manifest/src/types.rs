@@ -25,6 +25,12 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Accepted so one file serves `kubectl apply` (as a custom resource)
+    /// and `clusto plan|apply` alike. The inventory has one namespace: it
+    /// is not part of the name; `clusto controller --kube` applies a
+    /// namespace's resources as apply set `k8s:<namespace>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// One attribute row. `type` is needed only where the YAML value does not
