@@ -102,6 +102,10 @@ async fn install_crds(client: &kube::Client) {
             .await
             .unwrap_or_else(|e| panic!("the apiserver refused the {kind} CRD: {e}"));
     }
+    crds_established(&crds).await;
+}
+
+async fn crds_established(crds: &Api<DynamicObject>) {
     for kind in Kind::ALL {
         let name = format!("{}.clusto.dev", kind.plural());
         wait_for(
@@ -109,8 +113,8 @@ async fn install_crds(client: &kube::Client) {
             Duration::from_secs(30),
             || async {
                 let c = crds.get(&name).await.ok()?;
-                let conds = c.data["status"]["conditions"].as_array()?.clone();
-                conds
+                c.data["status"]["conditions"]
+                    .as_array()?
                     .iter()
                     .any(|c| c["type"] == "Established" && c["status"] == "True")
                     .then_some(())
@@ -118,6 +122,14 @@ async fn install_crds(client: &kube::Client) {
         )
         .await;
     }
+}
+
+async fn lease_holder(leases: &Api<k8s_openapi::api::coordination::v1::Lease>) -> String {
+    let lease = leases.get("clusto-controller").await.expect("the Lease");
+    lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default()
 }
 
 fn api(client: &kube::Client, kind: Kind, ns: &str) -> Api<DynamicObject> {
@@ -180,41 +192,25 @@ async fn custom_resources_sync_into_the_store_and_back() {
     let c = Clusto::fresh("postgres").await;
     let ctl = Controller::start(&c, &cp.kubeconfig, 15);
 
-    create(&client, "default", Kind::Datacenter, "dc1", json!({})).await;
-    create(
-        &client,
-        "default",
-        Kind::Rack,
-        "r1",
-        json!({"datacenter": "dc1"}),
-    )
-    .await;
-    create(
-        &client,
-        "default",
-        Kind::IpManager,
-        "net",
-        json!({"cidr": "10.1.0.0/24", "gateway": "10.1.0.1"}),
-    )
-    .await;
-    create(
-        &client,
-        "default",
-        Kind::Pool,
-        "web",
-        json!({"type": "exclusive"}),
-    )
-    .await;
-    create(
-        &client,
-        "default",
-        Kind::Server,
-        "s1",
-        json!({"rack": "r1", "ru": 3, "pools": ["web"],
-               "addresses": [{"manager": "net", "osPort": "eth0"}],
-               "attrs": {"owner": "alice"}}),
-    )
-    .await;
+    for (kind, name, spec) in [
+        (Kind::Datacenter, "dc1", json!({})),
+        (Kind::Rack, "r1", json!({"datacenter": "dc1"})),
+        (
+            Kind::IpManager,
+            "net",
+            json!({"cidr": "10.1.0.0/24", "gateway": "10.1.0.1"}),
+        ),
+        (Kind::Pool, "web", json!({"type": "exclusive"})),
+        (
+            Kind::Server,
+            "s1",
+            json!({"rack": "r1", "ru": 3, "pools": ["web"],
+                   "addresses": [{"manager": "net", "osPort": "eth0"}],
+                   "attrs": {"owner": "alice"}}),
+        ),
+    ] {
+        create(&client, "default", kind, name, spec).await;
+    }
     // Refused by the store's rules (no such rack): the others still sync.
     create(
         &client,
@@ -540,22 +536,7 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
         "customresourcedefinitions",
     );
     let crds: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    for kind in Kind::ALL {
-        let name = format!("{}.clusto.dev", kind.plural());
-        wait_for(
-            &format!("{name} established"),
-            Duration::from_secs(30),
-            || async {
-                let c = crds.get(&name).await.ok()?;
-                c.data["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
+    crds_established(&crds).await;
     let deploys: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "clusto");
     let d = deploys
@@ -618,14 +599,7 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
     // lease (3 s) and syncs what comes next.
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), "clusto");
-    let holder = leases
-        .get("clusto-controller")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .holder_identity
-        .unwrap();
+    let holder = lease_holder(&leases).await;
     let (mut dead, alive) = if holder == "replica-a" {
         (a, b)
     } else {
@@ -652,14 +626,7 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
     )
     .await;
     let took = killed.elapsed();
-    let now_holder = leases
-        .get("clusto-controller")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .holder_identity
-        .unwrap();
+    let now_holder = lease_holder(&leases).await;
     assert_ne!(now_holder, holder, "the other replica holds the lease");
     assert!(took < Duration::from_secs(10), "failover took {took:?}");
     assert_eq!(c.json(&["get", "rack", "r1"])["spec"]["datacenter"], "dc1");

@@ -1,15 +1,20 @@
-//! The checked-in schemas must be what the types generate.
+//! The checked-in schemas and CRDs must be what the types generate.
+
+/// Files under `dir` (relative to the repository) whose text differs.
+fn stale(dir: &str, files: Vec<(String, String)>) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(dir);
+    files
+        .into_iter()
+        .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).unwrap_or_default() != *text)
+        .map(|(name, _)| name)
+        .collect()
+}
 
 #[test]
 fn schemas_are_current() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-    let mut stale = Vec::new();
-    for (name, text) in clusto_manifest::schema::files() {
-        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-        if on_disk != text {
-            stale.push(name);
-        }
-    }
+    let stale = stale("schemas", clusto_manifest::schema::files());
     assert!(
         stale.is_empty(),
         "schemas/ is stale ({}); run: clusto schema --out schemas",
@@ -19,14 +24,7 @@ fn schemas_are_current() {
 
 #[test]
 fn crds_are_current() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/clusto/crds");
-    let mut stale = Vec::new();
-    for (name, text) in clusto_manifest::crd::files() {
-        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-        if on_disk != text {
-            stale.push(name);
-        }
-    }
+    let stale = stale("charts/clusto/crds", clusto_manifest::crd::files());
     assert!(
         stale.is_empty(),
         "charts/clusto/crds/ is stale ({}); run: clusto schema --crds charts/clusto/crds",
