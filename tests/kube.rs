@@ -345,6 +345,56 @@ async fn custom_resources_sync_into_the_store_and_back() {
         .resource_version;
     assert_eq!(rv, rv2, "no write to the apiserver");
 
+    // Any part of an inventory exported as custom resources syncs as is:
+    // the example datacenter (VMs aside) from another store, in another
+    // namespace.
+    let other = Clusto::fresh("sqlite").await;
+    other.ok(&[
+        "apply",
+        "-f",
+        &format!("{}/../../manifests", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    let exported = other.ok(&["export", "--format", "crd", "--namespace", "site2"]);
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "site2"}})).unwrap();
+    ns_api.create(&PostParams::default(), &ns).await.unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&exported).expect("export parses");
+    let mut names = Vec::new();
+    let no_vms = |d: &&Value| d["kind"] != "VirtualMachine" && d["kind"] != "VMManager";
+    for d in docs.iter().filter(no_vms) {
+        assert_eq!(d["metadata"]["namespace"], "site2", "{d}");
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| d["kind"] == k.as_str())
+            .unwrap();
+        let name = d["metadata"]["name"].as_str().unwrap().to_string();
+        create(
+            &client,
+            "site2",
+            kind,
+            &name,
+            d.get("spec").cloned().unwrap_or(json!({})),
+        )
+        .await;
+        names.push((kind, name));
+    }
+    assert_eq!(names.len(), 18, "{names:?}");
+    for (kind, name) in &names {
+        wait_for(
+            &format!("{kind} {name} Ready"),
+            Duration::from_secs(60),
+            || async {
+                let o = status_of(&client, "site2", *kind, name).await?;
+                (condition(&o, "Ready")?.0 == "True").then_some(())
+            },
+        )
+        .await;
+    }
+    let xen = c.json(&["get", "server", "xenhost1"]);
+    assert_eq!(xen["metadata"]["managedBy"], "applyset:k8s:site2");
+    assert_eq!(xen["status"]["addresses"][0]["address"], "192.168.20.10");
+
     // Deleting the resource prunes the object, then clears the finalizer.
     servers
         .delete("s1", &DeleteParams::default())

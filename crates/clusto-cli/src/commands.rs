@@ -317,8 +317,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 _ => println!("{name} -> {}", p.reason),
             }
         }
-        Command::Export { query, at } => {
-            declarative::export_cmd(&store, query.as_deref(), at.at).await?
+        Command::Export {
+            query,
+            at,
+            format,
+            namespace,
+        } => {
+            let ns = (*format == crate::ExportFormat::Crd).then_some(namespace.as_str());
+            declarative::export_cmd(&store, query.as_deref(), at.at, ns).await?
         }
         Command::Rack {
             op: RackOp::Show { rack, at },

@@ -284,14 +284,21 @@ const EXPORT_PAGE: usize = 500;
 
 /// `clusto export [QUERY]`: manifests written page by page from one
 /// snapshot, each page loaded with just what its documents show.
-pub async fn export_cmd(store: &Store, query: Option<&str>, at: Option<i64>) -> Result<()> {
+/// Manifests for what `query` selects (everything without one); with
+/// `namespace`, as custom resources of that namespace.
+pub async fn export_cmd(
+    store: &Store,
+    query: Option<&str>,
+    at: Option<i64>,
+    namespace: Option<&str>,
+) -> Result<()> {
     let mut snap = store.snapshot(at).await?;
     match query {
         Some(q) => {
             let q = clusto_core::query::parse(q)?;
             let names = store.query(&q, Some(snap.rev())).await?;
             for page in names.chunks(EXPORT_PAGE) {
-                export_page(&mut snap, page).await?;
+                export_page(&mut snap, page, namespace).await?;
             }
         }
         None => {
@@ -304,7 +311,7 @@ pub async fn export_cmd(store: &Store, query: Option<&str>, at: Option<i64>) -> 
                     let page = snap
                         .names(Some(kind), after.as_deref(), EXPORT_PAGE as i64)
                         .await?;
-                    export_page(&mut snap, &page).await?;
+                    export_page(&mut snap, &page, namespace).await?;
                     if page.len() < EXPORT_PAGE {
                         break;
                     }
@@ -316,7 +323,11 @@ pub async fn export_cmd(store: &Store, query: Option<&str>, at: Option<i64>) -> 
     Ok(())
 }
 
-async fn export_page(snap: &mut clusto_store::Snapshot, names: &[String]) -> Result<()> {
+async fn export_page(
+    snap: &mut clusto_store::Snapshot,
+    names: &[String],
+    namespace: Option<&str>,
+) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
@@ -326,7 +337,10 @@ async fn export_page(snap: &mut clusto_store::Snapshot, names: &[String]) -> Res
         .map(|n| inv.id_of(n))
         .collect::<Result<_, _>>()?;
     let mut out = String::new();
-    for d in export::export(&inv, &ids) {
+    for mut d in export::export(&inv, &ids) {
+        if let Some(ns) = namespace {
+            d["metadata"]["namespace"] = serde_json::json!(ns);
+        }
         out.push_str("---\n");
         out.push_str(&serde_saphyr::to_string(&d)?);
     }

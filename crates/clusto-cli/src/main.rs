@@ -203,6 +203,15 @@ pub enum Command {
         query: Option<String>,
         #[command(flatten)]
         at: At,
+        /// `manifest` (for `clusto apply`), or `crd`: custom resources for
+        /// `kubectl apply` / GitOps, each with `metadata.namespace`; the
+        /// controller (`clusto controller --kube`) then syncs them as apply
+        /// set `k8s:<namespace>`.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Manifest)]
+        format: ExportFormat,
+        /// The namespace of the custom resources (with `--format crd`).
+        #[arg(long, value_name = "NS", default_value = "default")]
+        namespace: String,
     },
     /// Write the JSON Schemas of every manifest kind (to --out DIR, or stdout).
     Schema {
@@ -311,6 +320,12 @@ pub enum Command {
     },
     /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Manifest,
+    Crd,
 }
 
 /// `clusto controller --kube`: clusto custom resources synced into the store.
