@@ -76,11 +76,22 @@ impl Controller {
             .env("POD_NAME", pod)
             .env("CLUSTO_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(pod))
             .spawn()
             .expect("start clusto controller --kube");
         Controller(child)
     }
+}
+
+/// Where a controller's log goes (read it when a test fails).
+fn log_file(pod: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("clusto-kube-{pod}-{}.log", std::process::id()));
+    eprintln!("controller {pod} logs to {}", path.display());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
 }
 
 impl Drop for Controller {
@@ -394,6 +405,55 @@ async fn custom_resources_sync_into_the_store_and_back() {
     let xen = c.json(&["get", "server", "xenhost1"]);
     assert_eq!(xen["metadata"]["managedBy"], "applyset:k8s:site2");
     assert_eq!(xen["status"]["addresses"][0]["address"], "192.168.20.10");
+
+    // A VM: placed and provisioned by the VM controller in the same
+    // process (libvirt's test driver), its phase and host in the status;
+    // deleting the resource waits for the backend, then clears it.
+    for (kind, name, spec) in [
+        (
+            Kind::Server,
+            "hv1",
+            json!({"attrs": {"system": {"memory": 4096, "disk": 100, "cpucount": 4}}}),
+        ),
+        (
+            Kind::VmManager,
+            "lab",
+            json!({"backend": "libvirt", "libvirt": {"uri": "test:///default", "pool": "default-pool"},
+                   "hosts": ["hv1"]}),
+        ),
+        (
+            Kind::VirtualMachine,
+            "web1",
+            json!({"manager": "lab", "cpus": 1, "memoryMiB": 512, "diskGiB": 5}),
+        ),
+    ] {
+        create(&client, "default", kind, name, spec).await;
+    }
+    let vm = wait_for("web1 Ready", Duration::from_secs(60), || async {
+        let o = status_of(&client, "default", Kind::VirtualMachine, "web1").await?;
+        (condition(&o, "Ready")?.0 == "True").then_some(o)
+    })
+    .await;
+    assert_eq!(vm.data["status"]["phase"], "Running");
+    assert_eq!(vm.data["status"]["host"], "hv1");
+    assert!(
+        vm.data["status"]["backendId"].is_string(),
+        "{:?}",
+        vm.data["status"]
+    );
+    let vms = api(&client, Kind::VirtualMachine, "default");
+    vms.delete("web1", &DeleteParams::default()).await.unwrap();
+    wait_for(
+        "web1 gone from the cluster",
+        Duration::from_secs(60),
+        || async { vms.get_opt("web1").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        c.run(&["get", "virtualmachine", "web1"]).code,
+        1,
+        "web1 removed from the store"
+    );
 
     // Deleting the resource prunes the object, then clears the finalizer.
     servers

@@ -39,7 +39,7 @@ clusters:
 - name: test
   cluster:
     server: https://127.0.0.1:$AP
-    insecure-skip-tls-verify: true
+    certificate-authority: $D/certs/apiserver.crt
 users:
 - name: admin
   user:

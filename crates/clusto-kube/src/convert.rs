@@ -70,6 +70,25 @@ pub fn has_finalizer(o: &DynamicObject) -> bool {
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
+/// Whether a new version of a resource needs applying: a new spec
+/// (generation), labels, deletion, or our finalizer missing. Status and
+/// other metadata changes (our own writes among them) do not.
+pub fn needs_sync(old: Option<&DynamicObject>, new: &DynamicObject) -> bool {
+    let Some(old) = old else { return true };
+    old.metadata.generation != new.metadata.generation
+        || old.metadata.labels != new.metadata.labels
+        || deleting(old) != deleting(new)
+        || !has_finalizer(new)
+}
+
+/// Whether `new` is an older version than `old` (a watch event arriving
+/// after the response to our own later write). Resource versions are etcd
+/// revisions here; one that is not a number is never called older.
+pub fn older(new: &DynamicObject, old: &DynamicObject) -> bool {
+    let rv = |o: &DynamicObject| o.metadata.resource_version.as_deref()?.parse::<u64>().ok();
+    matches!((rv(new), rv(old)), (Some(n), Some(o)) if n < o)
+}
+
 /// What syncing one resource came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -205,6 +224,29 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(objs[0].name(), "s1");
         assert_eq!(objs[0].metadata.labels["team"], "infra");
+    }
+
+    #[test]
+    fn only_spec_labels_deletion_or_a_missing_finalizer_need_a_sync() {
+        let mut a = cr(json!({"rack": "r1"}));
+        assert!(needs_sync(None, &a));
+        assert!(needs_sync(Some(&a), &a), "no finalizer yet");
+        a.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        a.metadata.resource_version = Some("10".into());
+        let mut b = a.clone();
+        b.data["status"] = json!({"observedGeneration": 3});
+        b.metadata.resource_version = Some("11".into());
+        assert!(!needs_sync(Some(&a), &b), "a status write alone");
+        assert!(older(&a, &b) && !older(&b, &a));
+        b.metadata.generation = Some(4);
+        assert!(needs_sync(Some(&a), &b));
+        let mut c = a.clone();
+        c.metadata.deletion_timestamp = b.metadata.creation_timestamp.clone().or(Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        ));
+        assert!(needs_sync(Some(&a), &c));
     }
 
     #[test]

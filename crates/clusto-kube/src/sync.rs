@@ -77,6 +77,8 @@ struct State {
     seen: BTreeMap<Key, DynamicObject>,
     /// Changed since the last batch.
     pending: BTreeSet<Key>,
+    /// When the first of `pending` came: the batch goes a window later.
+    gathering_since: Option<Instant>,
     /// Refused or waiting: when to try again, and how many tries so far.
     retry: BTreeMap<Key, (Instant, u32)>,
     /// Synced resources by the entity id their object has in the store.
@@ -150,7 +152,16 @@ pub async fn run(
         if !leader {
             continue;
         }
-        if let Err(e) = step(&ctx, &mut state, now, &mut next_poll, opts.poll).await {
+        if let Err(e) = step(
+            &ctx,
+            &mut state,
+            now,
+            opts.batch_window,
+            &mut next_poll,
+            opts.poll,
+        )
+        .await
+        {
             tracing::warn!(error = %e, "sync failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -165,8 +176,8 @@ pub async fn run(
 
 fn next_due(state: &State, window: Duration, lease: Instant, poll: Instant) -> Instant {
     let mut due = lease.min(poll);
-    if !state.pending.is_empty() {
-        due = due.min(Instant::now() + window);
+    if let Some(t) = state.gathering_since {
+        due = due.min(t + window);
     }
     if let Some((t, _)) = state.retry.values().min_by_key(|(t, _)| *t) {
         due = due.min(*t);
@@ -175,11 +186,23 @@ fn next_due(state: &State, window: Duration, lease: Instant, poll: Instant) -> I
 }
 
 impl State {
+    fn mark(&mut self, key: Key) {
+        self.pending.insert(key);
+        self.gathering_since.get_or_insert_with(Instant::now);
+    }
+
     fn observe(&mut self, kind: Kind, ev: watcher::Event<DynamicObject>) {
         match ev {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                 let key = Key::of(kind, &o);
-                self.pending.insert(key.clone());
+                let old = self.seen.get(&key);
+                if old.is_some_and(|old| convert::older(&o, old)) {
+                    // Our own write's response got here first.
+                    return;
+                }
+                if convert::needs_sync(old, &o) {
+                    self.mark(key.clone());
+                }
                 self.seen.insert(key, o);
             }
             watcher::Event::Delete(o) => {
@@ -199,17 +222,22 @@ async fn step(
     ctx: &Context,
     state: &mut State,
     now: Instant,
+    window: Duration,
     next_poll: &mut Instant,
     poll: Duration,
 ) -> Result<(), SyncError> {
-    let due: Vec<Key> = state
-        .retry
-        .iter()
-        .filter(|(_, (t, _))| *t <= now)
-        .map(|(k, _)| k.clone())
-        .collect();
-    state.pending.extend(due);
-    if !state.pending.is_empty() {
+    let mut due = Vec::new();
+    for (key, (t, _)) in state.retry.iter_mut().filter(|(_, (t, _))| *t <= now) {
+        // Taken up now; the outcome sets the next time (the count stays
+        // for the back-off).
+        *t = now + Duration::from_secs(3600);
+        due.push(key.clone());
+    }
+    for key in due {
+        state.mark(key);
+    }
+    if state.gathering_since.is_some_and(|t| now >= t + window) {
+        state.gathering_since = None;
         let keys = std::mem::take(&mut state.pending);
         sync(ctx, state, keys).await?;
     }

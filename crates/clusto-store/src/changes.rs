@@ -3,9 +3,9 @@
 //! view current this way instead of reloading: it loads once, remembers the
 //! revision, and then reads only the rows later revisions added or retired.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use clusto_core::{EntityId, Fact, FactId, Inventory};
+use clusto_core::{EntityId, Fact, FactId, Inventory, Kind};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::{Scope, Snapshot, Store, StoreError, TABLES, fact_from_row, table_cols, table_name};
@@ -156,11 +156,13 @@ impl Store {
         if ch.is_empty() {
             return Ok((ch.to, false));
         }
-        let joining: BTreeSet<EntityId> = ch
+        // Entities of kinds the scope loads whole join the view, with
+        // their kind known from the change itself (they are not in `inv`).
+        let joining: BTreeMap<EntityId, Kind> = ch
             .added
             .iter()
             .filter_map(|(_, f)| match f {
-                Fact::Entity(e) if scope.loads_kind(e.kind) => Some(e.id),
+                Fact::Entity(e) if scope.loads_kind(e.kind) => Some((e.id, e.kind)),
                 _ => None,
             })
             .collect();
@@ -202,8 +204,9 @@ enum Reach {
 /// contained thing, an address's holder); it reaches beyond the view when
 /// it ties that entity to one the view lacks, or brings new contents into
 /// an entity whose contents the scope loads.
-fn reach(inv: &Inventory, joining: &BTreeSet<EntityId>, scope: &Scope, f: &Fact) -> Reach {
-    let held = |e: EntityId| inv.entity(e).is_some() || joining.contains(&e);
+fn reach(inv: &Inventory, joining: &BTreeMap<EntityId, Kind>, scope: &Scope, f: &Fact) -> Reach {
+    let held = |e: EntityId| inv.entity(e).is_some() || joining.contains_key(&e);
+    let kind_of = |e: EntityId| inv.kind_of(e).or_else(|| joining.get(&e).copied());
     let inside_if = |owner: EntityId, others: &[EntityId]| {
         if !held(owner) {
             Reach::Outside
@@ -220,7 +223,7 @@ fn reach(inv: &Inventory, joining: &BTreeSet<EntityId>, scope: &Scope, f: &Fact)
             _ => inside_if(*e, &[]),
         },
         Fact::Contains(c) if held(c.child) => inside_if(c.child, &[c.parent]),
-        Fact::Contains(c) => match inv.kind_of(c.parent) {
+        Fact::Contains(c) => match kind_of(c.parent) {
             Some(k) if scope.loads_contents_of(k) => Reach::Beyond,
             _ => Reach::Outside,
         },

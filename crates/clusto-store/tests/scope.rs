@@ -703,6 +703,13 @@ async fn a_followed_view_matches_a_fresh_load() {
                 let (m, h) = (inv.id_of("m1")?, inv.id_of("s04")?);
                 inv.insert(m, h, None)
             }),
+            // Found by `controller --kube`: both new in one revision, the
+            // manager's kind known only from the change itself.
+            ("a new manager with a new host", |inv| {
+                let m = inv.create(Kind::VmManager, "m2", None)?;
+                let h = inv.create(Kind::Server, "hv9", None)?;
+                inv.insert(m, h, None)
+            }),
             ("delete vm", |inv| {
                 let v = inv.id_of("v2")?;
                 inv.delete(v)
