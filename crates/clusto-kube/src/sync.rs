@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clusto_core::Kind;
-use clusto_manifest::crd::{GROUP, VERSION};
+use clusto_manifest::crd::{GROUP, ObjectStatus, VERSION};
 use clusto_store::{Store, StoreError};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -250,6 +250,7 @@ async fn step(
 
 async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(), SyncError> {
     let mut batches: BTreeMap<String, Batch> = BTreeMap::new();
+    let mut missing = Vec::new();
     for key in keys {
         let Some(o) = state.seen.get(&key).cloned() else {
             continue;
@@ -267,44 +268,114 @@ async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(
             continue;
         }
         if !convert::has_finalizer(&o) {
-            // Before the object exists in the store, so deleting the
-            // resource can never leave it behind.
-            match set_finalizer(ctx, &key, true).await? {
-                Some(updated) => state.seen.insert(key.clone(), updated),
-                None => continue,
-            };
+            missing.push(key.clone());
         }
-        let source = convert::manifest(&key, &state.seen[&key]);
+        let source = convert::manifest(&key, &o);
         batch.live.push((key, source));
     }
-    for batch in batches.into_values() {
-        let outcomes = match apply_batch(&ctx.store, batch).await {
-            Ok(o) => o,
-            Err(e) => return Err(e.into()),
-        };
-        for (key, outcome) in outcomes {
-            record(ctx, state, key, outcome).await?;
+    // The finalizer goes on before the object exists in the store, so
+    // deleting the resource can never leave it behind.
+    let added = concurrently(missing, |key| async move {
+        let r = set_finalizer(ctx, &key, true).await;
+        (key, r)
+    })
+    .await;
+    let mut gone = BTreeSet::new();
+    for (key, r) in added {
+        match r? {
+            Some(updated) => {
+                state.seen.insert(key, updated);
+            }
+            None => {
+                gone.insert(key);
+            }
         }
+    }
+    for batch in batches.into_values() {
+        let mut batch = batch;
+        batch.live.retain(|(k, _)| !gone.contains(k));
+        let outcomes = apply_batch(&ctx.store, batch).await?;
+        write_back(ctx, state, outcomes).await;
     }
     Ok(())
 }
 
-/// Writes one outcome back: status, finalizer, event, and when to look again.
-async fn record(
-    ctx: &Context,
+/// Requests to the apiserver in flight at once (finalizers, statuses).
+const IN_FLIGHT: usize = 16;
+
+async fn concurrently<T, F, Fut>(items: Vec<T>, f: F) -> Vec<Fut::Output>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future,
+{
+    futures::stream::iter(items)
+        .map(f)
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// What the apiserver is told about one resource after a batch.
+enum Write {
+    /// Drop the finalizer: the object is gone from the store.
+    Release,
+    /// The new status, with a Warning event when a refusal is new.
+    Status {
+        status: Box<ObjectStatus>,
+        warn: Option<String>,
+    },
+}
+
+/// Outcomes written back, many requests in flight; one that fails is
+/// tried again shortly.
+async fn write_back(ctx: &Context, state: &mut State, outcomes: BTreeMap<Key, Outcome>) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let writes: Vec<(Key, DynamicObject, Write)> = outcomes
+        .into_iter()
+        .filter_map(|(key, outcome)| {
+            let o = state.seen.get(&key)?.clone();
+            let w = bookkeep(state, &key, &o, &outcome, &now)?;
+            Some((key, o, w))
+        })
+        .collect();
+    let done = concurrently(writes, |(key, o, w)| async move {
+        let r = perform(ctx, &key, &o, w).await;
+        (key, r)
+    })
+    .await;
+    for (key, r) in done {
+        match r {
+            Ok(Some(updated)) => {
+                state.seen.insert(key, updated);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(resource = %key.file(), error = %e, "writing back failed; retrying");
+                let tries = state.retry.get(&key).map(|(_, n)| *n).unwrap_or(0);
+                state
+                    .retry
+                    .insert(key, (Instant::now() + Duration::from_secs(2), tries));
+            }
+        }
+    }
+}
+
+/// The state side of an outcome (when to look again, which entity is
+/// whose) and what, if anything, to write.
+fn bookkeep(
     state: &mut State,
-    key: Key,
-    outcome: Outcome,
-) -> Result<(), SyncError> {
-    let Some(o) = state.seen.get(&key).cloned() else {
-        return Ok(());
-    };
-    match &outcome {
+    key: &Key,
+    o: &DynamicObject,
+    outcome: &Outcome,
+    now: &str,
+) -> Option<Write> {
+    let old = convert::current_status(o);
+    let mut warn = None;
+    match outcome {
         Outcome::Released => {
-            set_finalizer(ctx, &key, false).await?;
-            state.retry.remove(&key);
-            state.by_entity.retain(|_, k| *k != key);
-            return Ok(());
+            state.retry.remove(key);
+            state.by_entity.retain(|_, k| k != key);
+            return Some(Write::Release);
         }
         Outcome::Terminating => {
             state
@@ -312,44 +383,48 @@ async fn record(
                 .insert(key.clone(), (Instant::now() + Duration::from_secs(2), 0));
         }
         Outcome::Refused(msg) => {
-            let tries = state.retry.get(&key).map(|(_, n)| n + 1).unwrap_or(0);
+            let tries = state.retry.get(key).map(|(_, n)| n + 1).unwrap_or(0);
             // Often a reference not synced yet: look again, backing off.
             let wait = Duration::from_secs(2u64.saturating_pow(tries.min(8)));
             state
                 .retry
                 .insert(key.clone(), (Instant::now() + wait, tries));
-            let old = convert::current_status(&o);
             let already = old.as_ref().is_some_and(|s| {
                 s.conditions
                     .iter()
                     .any(|c| c.type_ == "Synced" && c.message == *msg)
             });
             if !already {
-                warn_event(ctx, &o, &key, msg).await;
+                warn = Some(msg.clone());
             }
         }
         Outcome::Synced { uid, .. } => {
-            state.retry.remove(&key);
+            state.retry.remove(key);
             if let Some(uid) = uid {
                 state.by_entity.insert(*uid, key.clone());
             }
         }
     }
-    write_status(ctx, state, &key, &o, &outcome).await
+    let status = convert::status(key.kind, o.metadata.generation, outcome, old.as_ref(), now);
+    (old.as_ref() != Some(&status) || warn.is_some()).then(|| Write::Status {
+        status: Box::new(status),
+        warn,
+    })
 }
 
-async fn write_status(
+/// One resource's write: the resource as it now is, if it still exists.
+async fn perform(
     ctx: &Context,
-    state: &mut State,
     key: &Key,
     o: &DynamicObject,
-    outcome: &Outcome,
-) -> Result<(), SyncError> {
-    let old = convert::current_status(o);
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let new = convert::status(key.kind, o.metadata.generation, outcome, old.as_ref(), &now);
-    if old.as_ref() == Some(&new) {
-        return Ok(());
+    w: Write,
+) -> Result<Option<DynamicObject>, SyncError> {
+    let (status, warn) = match w {
+        Write::Release => return set_finalizer(ctx, key, false).await,
+        Write::Status { status, warn } => (status, warn),
+    };
+    if let Some(msg) = warn {
+        warn_event(ctx, o, key, &msg).await;
     }
     let api = ctx.api(key.kind, Some(&key.namespace));
     // Server-side apply: fields this controller set before and not now
@@ -357,18 +432,15 @@ async fn write_status(
     let body = json!({
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": key.kind.as_str(),
-        "status": new,
+        "status": status,
     });
     match api
         .patch_status(&key.name, &apply_params(), &Patch::Apply(&body))
         .await
     {
-        Ok(updated) => {
-            state.seen.insert(key.clone(), updated);
-            Ok(())
-        }
+        Ok(updated) => Ok(Some(updated)),
         // Deleted meanwhile: its Delete event follows.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -441,10 +513,7 @@ async fn follow_store(ctx: &Context, state: &mut State) -> Result<(), SyncError>
     if keys.is_empty() {
         return Ok(());
     }
-    for (key, outcome) in refresh(&ctx.store, &keys).await? {
-        if let Some(o) = state.seen.get(&key).cloned() {
-            write_status(ctx, state, &key, &o, &outcome).await?;
-        }
-    }
+    let outcomes = refresh(&ctx.store, &keys).await?;
+    write_back(ctx, state, outcomes).await;
     Ok(())
 }
