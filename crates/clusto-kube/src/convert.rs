@@ -195,6 +195,19 @@ pub fn status(
     s
 }
 
+/// A JSON merge patch turning status `old` into `new`: `new` whole, and
+/// `null` for every top-level field `old` has and `new` does not (a VM's
+/// host once it is gone).
+pub fn status_patch(old: Option<&Json>, new: &ObjectStatus) -> Json {
+    let mut patch = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
+    if let (Some(old), Some(p)) = (old.and_then(Json::as_object), patch.as_object_mut()) {
+        for k in old.keys() {
+            p.entry(k.clone()).or_insert(Json::Null);
+        }
+    }
+    patch
+}
+
 /// The status the resource holds now, if it is one of ours.
 pub fn current_status(o: &DynamicObject) -> Option<ObjectStatus> {
     serde_json::from_value(o.data.get("status")?.clone()).ok()
@@ -297,6 +310,24 @@ mod tests {
         assert_eq!(s3.conditions[0].last_transition_time.as_deref(), Some("T3"));
         assert_eq!(s3.datacenter.as_deref(), Some("dc1"));
         assert_eq!(s3.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn a_status_patch_removes_what_is_gone() {
+        let old = json!({"phase": "Running", "host": "h1", "observedGeneration": 1});
+        let new = ObjectStatus {
+            phase: Some("Deleting".into()),
+            observed_generation: Some(2),
+            ..ObjectStatus::default()
+        };
+        assert_eq!(
+            status_patch(Some(&old), &new),
+            json!({"phase": "Deleting", "host": null, "observedGeneration": 2})
+        );
+        assert_eq!(
+            status_patch(None, &new),
+            json!({"phase": "Deleting", "observedGeneration": 2})
+        );
     }
 
     #[test]
