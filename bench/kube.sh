@@ -68,6 +68,9 @@ before=$(requests)
 out=$("$L" "$KC" default "$N")
 after=$(requests)
 hwm=$(awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$pid/status")
+# CPU seconds (user+system) each process used: where the wall time went.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/hz}' "/proc/$1/stat"; }
+echo "   CPU seconds: controller $(cpu "$pid"), kube-apiserver $(cpu "$(cat "$work/kube/apiserver.pid")"), etcd $(cpu "$(cat "$work/kube/etcd.pid")") (the load's own share is in the apiserver's)"
 python3 - "$N" "$out" "$before" "$after" "$hwm" <<'EOF'
 import json, sys
 n = int(sys.argv[1]); out = json.loads(sys.argv[2]); hwm = sys.argv[5]
