@@ -60,6 +60,11 @@ impl Controller {
         Controller::start_as(c, kubeconfig, lease_seconds, "default", "test")
     }
 
+    /// Where `start`'s controllers serve /metrics.
+    fn metrics_port() -> u16 {
+        20000 + (std::process::id() % 20000) as u16
+    }
+
     fn start_as(
         c: &Clusto,
         kubeconfig: &std::path::Path,
@@ -73,6 +78,13 @@ impl Controller {
             .arg(kubeconfig)
             .args(["--lease-seconds", &lease_seconds.to_string()])
             .args(["--poll-ms", "200", "--lease-namespace", lease_namespace])
+            .args(match pod {
+                "test" => vec![
+                    "--metrics".to_string(),
+                    format!("127.0.0.1:{}", Controller::metrics_port()),
+                ],
+                _ => vec![],
+            })
             .env("POD_NAME", pod)
             .env("CLUSTO_LOG", "info")
             .stdout(Stdio::null())
@@ -313,6 +325,26 @@ async fn custom_resources_sync_into_the_store_and_back() {
         "{:?}",
         ev.data
     );
+
+    // What happened, in the controller's metrics.
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("http://127.0.0.1:{}/metrics", Controller::metrics_port()),
+        ])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "clusto_kube_outcomes_total{outcome=\"refused\"}",
+        "clusto_kube_outcomes_total{outcome=\"synced\"}",
+        "clusto_kube_writes_total{write=\"finalizer\"}",
+        "clusto_kube_writes_total{write=\"event\"} 1",
+        "clusto_kube_leader 1",
+        "clusto_kube_resources 6",
+    ] {
+        assert!(metrics.contains(want), "{want} in\n{metrics}");
+    }
 
     // A spec change is applied and observed.
     let servers = api(&client, Kind::Server, "default");

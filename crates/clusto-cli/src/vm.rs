@@ -45,9 +45,13 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         ..Options::default()
     };
     let mut c = Controller::new(store.clone(), Arc::new(Backends::new()), opts).await?;
+    let kube_metrics = clusto_kube::Metrics::default();
     if let Some(addr) = a.metrics {
         let mut registry = clusto_http::prometheus_client::registry::Registry::default();
         c.metrics.register(&mut registry);
+        if a.kube.kube {
+            kube_metrics.register(&mut registry);
+        }
         // Ready once constructed: the controller has read its world.
         let ready = clusto_http::Readiness::default();
         ready.set(true);
@@ -88,7 +92,7 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
     }
     tracing::info!("controller started");
     if a.kube.kube {
-        let sync = kube_sync(store, &a.kube).await?;
+        let sync = kube_sync(store, &a.kube, kube_metrics).await?;
         tokio::try_join!(
             async { c.run(shutdown_signal()).await.map_err(anyhow::Error::from) },
             sync
@@ -105,6 +109,7 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
 async fn kube_sync(
     store: &Store,
     k: &crate::KubeArgs,
+    metrics: clusto_kube::Metrics,
 ) -> Result<impl std::future::Future<Output = Result<()>> + use<>> {
     let config = match &k.kubeconfig {
         Some(path) => {
@@ -134,6 +139,7 @@ async fn kube_sync(
             controller: "clusto-controller".into(),
             instance: Some(identity),
         },
+        metrics,
     };
     let store = store.clone();
     Ok(async move {

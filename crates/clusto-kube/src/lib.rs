@@ -7,7 +7,9 @@
 pub mod batch;
 pub mod convert;
 pub mod lease;
+pub mod metrics;
 pub mod sync;
 
 pub use lease::LeaderElector;
+pub use metrics::Metrics;
 pub use sync::{Options, SyncError, api_resource, run};

@@ -43,6 +43,7 @@ pub struct Options {
     pub leader: Option<LeaderElector>,
     /// Who writes the events (`clusto-controller`, the pod's name).
     pub reporter: Reporter,
+    pub metrics: crate::Metrics,
 }
 
 /// What reconciling needs: the API client and the store.
@@ -51,6 +52,7 @@ pub struct Context {
     pub store: Store,
     recorder: Recorder,
     namespace: Option<String>,
+    metrics: crate::Metrics,
 }
 
 pub fn api_resource(kind: Kind) -> ApiResource {
@@ -114,6 +116,7 @@ pub async fn run(
         client,
         store,
         namespace: opts.namespace.clone(),
+        metrics: opts.metrics.clone(),
     });
     let mut state = State {
         rev: ctx.store.head().await?,
@@ -121,6 +124,7 @@ pub async fn run(
     };
     let mut events = watch_all(&ctx);
     let mut leader = opts.leader.is_none();
+    ctx.metrics.set_leader(leader);
     let mut next_lease = Instant::now();
     let mut next_poll = Instant::now() + opts.poll;
     tokio::pin!(shutdown);
@@ -147,8 +151,10 @@ pub async fn run(
             if leader != was {
                 tracing::info!(leader, "leadership changed");
             }
+            ctx.metrics.set_leader(leader);
             next_lease = now + l.renew_every();
         }
+        ctx.metrics.set_resources(state.seen.len());
         if !leader {
             continue;
         }
@@ -294,7 +300,9 @@ async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(
     for batch in batches.into_values() {
         let mut batch = batch;
         batch.live.retain(|(k, _)| !gone.contains(k));
+        let started = Instant::now();
         let outcomes = apply_batch(&ctx.store, batch).await?;
+        ctx.metrics.batch(started.elapsed());
         write_back(ctx, state, outcomes).await;
     }
     Ok(())
@@ -334,6 +342,7 @@ async fn write_back(ctx: &Context, state: &mut State, outcomes: BTreeMap<Key, Ou
         .into_iter()
         .filter_map(|(key, outcome)| {
             let o = state.seen.get(&key)?.clone();
+            ctx.metrics.outcome(&outcome);
             let w = bookkeep(state, &key, &o, &outcome, &now)?;
             Some((key, o, w))
         })
@@ -350,6 +359,7 @@ async fn write_back(ctx: &Context, state: &mut State, outcomes: BTreeMap<Key, Ou
             }
             Ok(None) => {}
             Err(e) => {
+                ctx.metrics.write_failed();
                 tracing::warn!(resource = %key.file(), error = %e, "writing back failed; retrying");
                 let tries = state.retry.get(&key).map(|(_, n)| *n).unwrap_or(0);
                 state
@@ -424,8 +434,10 @@ async fn perform(
         Write::Status { status, warn } => (status, warn),
     };
     if let Some(msg) = warn {
+        ctx.metrics.write("event");
         warn_event(ctx, o, key, &msg).await;
     }
+    ctx.metrics.write("status");
     let api = ctx.api(key.kind, Some(&key.namespace));
     // A merge patch (measured: server-side apply's field tracking made
     // the apiserver the bottleneck at 10,000 resources); this controller is
@@ -453,6 +465,7 @@ async fn set_finalizer(
     key: &Key,
     present: bool,
 ) -> Result<Option<DynamicObject>, SyncError> {
+    ctx.metrics.write("finalizer");
     let api = ctx.api(key.kind, Some(&key.namespace));
     let finalizers: &[&str] = if present { &[FINALIZER] } else { &[] };
     let body = json!({
