@@ -649,3 +649,41 @@ async fn rack_show_draws_the_elevation() {
     );
     assert!(c.fail(&["rack", "show", "nope"]).contains("nope"));
 }
+
+/// `clusto fsck`: silent and 0 on a healthy store; each violation with its
+/// objects and exit 1 on a damaged one (damaged here by hand, as an
+/// incident would).
+#[tokio::test]
+async fn fsck_reports_damage_with_the_objects_involved() {
+    let c = Clusto::fresh("sqlite").await;
+    c.ok(&[
+        "apply",
+        "-f",
+        &format!("{}/../../manifests", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    let r = c.run(&["fsck"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    assert_eq!(r.stderr, "fsck: no violations\n");
+    assert_eq!(c.json(&["fsck"])["violations"], serde_json::json!([]));
+    let file = c.store.trim_start_matches("sqlite://");
+    let damage = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE containment SET ru_start=1, ru_end=1 WHERE rev_to IS NULL AND child=(SELECT eid FROM entities WHERE name='xenhost2' AND rev_to IS NULL)\"); c.commit()",
+            file,
+        ])
+        .status()
+        .unwrap();
+    assert!(damage.success());
+    let r = c.run(&["fsck"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("ru-overlap"), "{}", r.stdout);
+    assert!(r.stdout.contains("xenhost1,xenhost2"), "{}", r.stdout);
+    assert_eq!(r.stderr, "fsck: 1 violation(s)\n");
+    let j = c.run(&["fsck", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(
+        v["violations"][0]["objects"],
+        serde_json::json!(["xenhost1", "xenhost2"])
+    );
+}

@@ -119,6 +119,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Completions { .. } | Command::Schema { .. } | Command::Generate { .. } => {
             unreachable!("handled before the store is opened")
         }
+        Command::Fsck { at } => return fsck(&store, fmt, at.at).await,
         Command::Plan {
             manifests,
             detailed_exitcode,
@@ -1352,4 +1353,24 @@ fn elevation_text(rack: &str, el: &clusto_core::elevation::Elevation) -> String 
         out.push_str(&format!("at no unit: {}\n", el.unplaced.join(", ")));
     }
     out
+}
+
+/// `clusto fsck`: every violation, one per line (or as JSON); exit 1 if any.
+async fn fsck(store: &Store, fmt: Format, at: Option<i64>) -> Result<ExitCode> {
+    let found = store.fsck(at).await?;
+    if found.is_empty() && fmt == Format::Table {
+        eprintln!("fsck: no violations");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|v| vec![v.rule.to_string(), v.objects.join(","), v.detail.clone()])
+        .collect();
+    let data = serde_json::json!({ "violations": found });
+    emit(fmt, &data, &["RULE", "OBJECTS", "DETAIL"], rows)?;
+    if found.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("fsck: {} violation(s)", found.len());
+    Ok(ExitCode::FAILURE)
 }

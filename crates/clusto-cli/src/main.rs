@@ -198,6 +198,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check every invariant over the whole store (or as of --at REV): unique
+    /// live names, one holder per address and each inside its network, rack
+    /// units, pool rules, containment cycles, dangling rows, one cable per
+    /// port, contiguous revisions. Prints each violation with the objects
+    /// involved; exit status 1 if there is any. Run it after an incident.
+    Fsck {
+        #[command(flatten)]
+        at: At,
+    },
     /// Write manifests for the inventory (or the part a query selects) to stdout.
     Export {
         query: Option<String>,

@@ -6,6 +6,7 @@
 pub mod driver;
 pub mod elevation;
 pub mod error;
+pub mod fsck;
 pub mod hash;
 pub mod inventory;
 pub mod kind;

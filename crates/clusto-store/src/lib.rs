@@ -7,6 +7,7 @@
 //! is what makes allocation race-free across processes.
 
 mod changes;
+mod fsck;
 mod guard;
 mod history;
 pub use changes::Changes;
