@@ -39,6 +39,7 @@ impl Inventory {
         self.fsck_addresses(&mut out);
         self.fsck_pools(&mut out);
         self.fsck_cycles(&mut out);
+        self.fsck_counters(&mut out);
         out.sort();
         out
     }
@@ -121,6 +122,32 @@ impl Inventory {
                 ids.extend(&ps);
                 let d = format!("{} is in {} unique pools of group {g}", e.name, ps.len());
                 out.push(self.violation("unique-pool-group", &ids, d));
+            }
+        }
+    }
+
+    /// A NameManager's counter is past every name of its pattern that
+    /// exists: the original clusto allocated the counter's name blindly, so
+    /// a counter behind hands out a taken name there.
+    fn fsck_counters(&self, out: &mut Vec<Violation>) {
+        for m in self.entities_of_kind(Kind::NameManager) {
+            let spec = self.name_spec(m.id);
+            let width = spec.digits as usize;
+            let taken = self.entities().into_iter().filter_map(|e| {
+                let digits = e.name.strip_prefix(spec.base.as_str())?;
+                (digits.len() == width && digits.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| digits.parse::<i64>().ok())
+                    .flatten()
+                    .map(|n| (n, e.id))
+            });
+            if let Some((_, e)) = taken.filter(|(n, _)| *n >= spec.next).max() {
+                let d = format!(
+                    "NameManager {} would hand out number {} but {} exists",
+                    m.name,
+                    spec.next,
+                    self.name_of(e)
+                );
+                out.push(self.violation("name-counter-behind", &[m.id, e], d));
             }
         }
     }
@@ -236,5 +263,23 @@ mod tests {
         assert!(has("address-outside-network", &["a", "net"]), "{found:?}");
         assert!(has("containment-cycle", &["r1"]), "{found:?}");
         assert!(has("containment-cycle", &["c"]), "{found:?}");
+    }
+
+    #[test]
+    fn a_name_counter_behind_a_taken_name_is_found() {
+        let mut inv = Inventory::new();
+        let m = inv.create(Kind::NameManager, "names", None).unwrap();
+        inv.configure(m, "basename", "s").unwrap();
+        inv.configure(m, "digits", "3").unwrap();
+        inv.name_allocate(m, Kind::Server, None).unwrap();
+        assert_eq!(inv.fsck(), Vec::new(), "s000 handed out, next is 1");
+        inv.create(Kind::Server, "s007", None).unwrap();
+        inv.create(Kind::Server, "s07", None).unwrap();
+        let v = inv.fsck();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(
+            (v[0].rule, v[0].objects.clone()),
+            ("name-counter-behind", vec!["names".into(), "s007".into()])
+        );
     }
 }

@@ -416,7 +416,7 @@ impl Inventory {
             .collect()
     }
 
-    fn name_spec(&self, mgr: EntityId) -> NameSpec {
+    pub(crate) fn name_spec(&self, mgr: EntityId) -> NameSpec {
         let digits = self
             .spec(mgr, "digits")
             .and_then(Value::as_int)
@@ -638,10 +638,10 @@ impl Inventory {
 
 /// A NameManager's settings: names are `base` + `digits`-wide numbers from
 /// `next` up to (not including) `limit`.
-struct NameSpec {
-    base: String,
-    digits: u32,
-    next: i64,
+pub(crate) struct NameSpec {
+    pub(crate) base: String,
+    pub(crate) digits: u32,
+    pub(crate) next: i64,
     limit: i64,
 }
 
