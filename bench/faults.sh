@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Fault trials (issue 12), the rows built so far: `kill -9` of `clusto apply`
+# of an N-server manifest at a random moment, on SQLite and PostgreSQL. After
+# each kill the store must be either as before (no revision, no server) or
+# fully applied (one revision, every server), and `clusto fsck` clean.
+# Each trial starts from an empty store; the kill moment is uniform over
+# 1.2 × the time one full apply takes (so some trials let it finish).
+# Usage: bench/faults.sh [--trials 100] [--servers 10000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TRIALS=100; N=10000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --trials) TRIALS=$2; shift 2;;
+    --servers) N=$2; shift 2;;
+    *) echo "usage: $0 [--trials N] [--servers N]"; exit 2;;
+  esac
+done
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/clusto-target}
+cargo build --release --locked -q -p clusto-cli --bin clusto
+C="$CARGO_TARGET_DIR/release/clusto"
+PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
+DB=clusto_bench_faults
+work=$(mktemp -d)
+trap 'rm -rf "$work"; psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+"$C" generate --racks $((N / 40)) --servers-per-rack 40 > "$work/gen.yaml"
+
+fresh() {
+  case "$1" in
+    sqlite) rm -f "$work"/s.db*; echo "sqlite://$work/s.db";;
+    postgres)
+      psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+      psql "$PG" -qAt -c "CREATE DATABASE $DB" >/dev/null
+      echo "${PG%/*}/$DB";;
+  esac
+}
+
+for backend in sqlite postgres; do
+  export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
+  "$C" get datacenter -o name >/dev/null   # migrations, so the trials time the apply alone
+  t0=$(date +%s%N); "$C" apply -f "$work/gen.yaml" >/dev/null; t1=$(date +%s%N)
+  full_ms=$(( (t1 - t0) / 1000000 ))
+  before=0; applied=0; broken=0; dirty=0
+  for _ in $(seq "$TRIALS"); do
+    CLUSTO_STORE=$(fresh "$backend")
+    "$C" get datacenter -o name >/dev/null
+    delay_ms=$(( RANDOM * RANDOM % (full_ms * 12 / 10 + 1) ))
+    "$C" apply -f "$work/gen.yaml" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    revs=$("$C" history --limit 0 -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
+    servers=$("$C" query 'kind:server' -o name | grep -c . || true)
+    if [ "$revs" = 0 ] && [ "$servers" = 0 ]; then before=$((before + 1))
+    elif [ "$revs" = 1 ] && [ "$servers" -ge "$N" ]; then applied=$((applied + 1))
+    else broken=$((broken + 1)); echo "   broken: $revs revision(s), $servers servers (kill at $delay_ms ms)"
+    fi
+    "$C" fsck >/dev/null 2>&1 || { dirty=$((dirty + 1)); "$C" fsck 2>&1 | head -3 | sed 's/^/   fsck: /'; }
+  done
+  echo "== $backend: kill -9 of apply ($N servers, one full apply $full_ms ms) × $TRIALS: as before $before, fully applied $applied, anything else $broken; fsck not clean $dirty"
+done
