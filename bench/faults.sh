@@ -30,7 +30,7 @@ fresh() {
   case "$1" in
     sqlite) rm -f "$work"/s.db*; echo "sqlite://$work/s.db";;
     postgres)
-      psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+      psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
       psql "$PG" -qAt -c "CREATE DATABASE $DB" >/dev/null
       echo "${PG%/*}/$DB";;
   esac
