@@ -51,7 +51,7 @@ for backend in sqlite postgres; do
     sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    revs=$("$C" history --limit 0 -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
+    revs=$("$C" history --limit 0 -o json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
     servers=$("$C" query 'kind:server' -o name | grep -c . || true)
     if [ "$revs" = 0 ] && [ "$servers" = 0 ]; then before=$((before + 1))
     elif [ "$revs" = 1 ] && [ "$servers" -ge "$N" ]; then applied=$((applied + 1))
