@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use clusto_core::Value;
-use clusto_manifest::apply::MANAGED_BY;
+use clusto_manifest::apply::managed_by;
 use clusto_manifest::{ApplyOptions, Loc, ManifestError, Source, apply};
 use clusto_store::{RevisionMeta, Scope, Store, StoreError};
 
@@ -66,8 +65,7 @@ pub async fn apply_batch(
                 for key in &deleting {
                     let Ok(e) = inv.get(&key.name) else { continue };
                     let id = e.id;
-                    let ours =
-                        matches!(inv.meta(id, MANAGED_BY), Some(Value::String(by)) if *by == owner);
+                    let ours = managed_by(inv, id) == Some(owner.as_str());
                     if ours && let Err(err) = inv.delete(id) {
                         errors.push(ManifestError {
                             loc: Loc {
@@ -162,10 +160,7 @@ async fn read_outcomes(
     }
     for key in deleting {
         let outcome = match inv.get(&key.name) {
-            Ok(e)
-                if inv.vm_deleting(e.id)
-                    && matches!(inv.meta(e.id, MANAGED_BY), Some(Value::String(by)) if by == owner) =>
-            {
+            Ok(e) if inv.vm_deleting(e.id) && managed_by(&inv, e.id) == Some(owner) => {
                 Outcome::Terminating
             }
             _ => Outcome::Released,

@@ -17,6 +17,14 @@ use crate::types::*;
 
 /// Who owns an object: an apply set, or another manager.
 pub const MANAGED_BY: &str = "managedBy";
+/// The owner an object records (`applyset:NAME`, or another manager).
+pub fn managed_by(inv: &Inventory, id: EntityId) -> Option<&str> {
+    match inv.meta(id, MANAGED_BY) {
+        Some(Value::String(by)) => Some(by),
+        _ => None,
+    }
+}
+
 /// Hash of the object as last applied, to tell drift from edits.
 pub const APPLIED: &str = "applied";
 /// The claim that ties a `nameFrom` manifest to the name it was given.
@@ -360,9 +368,9 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     let mut owned: Vec<&Object> = Vec::new();
     for &o in &objects {
         if let Ok(id) = a.inv.id_of(o.name())
-            && let Some(Value::String(by)) = a.inv.meta(id, MANAGED_BY)
+            && let Some(by) = managed_by(a.inv, id)
             && by.starts_with("applyset:")
-            && *by != owner
+            && by != owner
             && !opts.force_conflicts
         {
             a.fail_at(
@@ -385,9 +393,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             .entities()
             .into_iter()
             .filter(|e| !declared.contains(e.name.as_str()))
-            .filter(
-                |e| matches!(a.inv.meta(e.id, MANAGED_BY), Some(Value::String(by)) if *by == owner),
-            )
+            .filter(|e| managed_by(a.inv, e.id) == Some(owner.as_str()))
             .map(|e| (e.id, e.name.clone()))
             .collect();
         for (id, name) in stale {
