@@ -28,12 +28,16 @@ pub struct Batch {
     pub deleting: Vec<Key>,
 }
 
+/// What a batch came to: each resource's outcome, and the revision it
+/// wrote (None when nothing changed).
+pub struct Applied {
+    pub outcomes: BTreeMap<Key, Outcome>,
+    pub revision: Option<i64>,
+}
+
 /// Applies `batch` as one revision (none when nothing changes) and says
 /// what became of each resource.
-pub async fn apply_batch(
-    store: &Store,
-    batch: Batch,
-) -> Result<BTreeMap<Key, Outcome>, StoreError> {
+pub async fn apply_batch(store: &Store, batch: Batch) -> Result<Applied, StoreError> {
     let opts = ApplyOptions {
         apply_set: apply_set(&batch.namespace),
         prune: false,
@@ -52,6 +56,7 @@ pub async fn apply_batch(
     let mut out = BTreeMap::new();
     let mut live = batch.live;
     let mut deleting = batch.deleting;
+    let mut revision = None;
     loop {
         let sources: Vec<Source> = live.iter().map(|(_, s)| s.clone()).collect();
         let (objects, parse_errors) = clusto_manifest::parse::parse_sources_cached(&sources, None);
@@ -87,7 +92,10 @@ pub async fn apply_batch(
             })
             .await;
         match written {
-            Ok(_) => break,
+            Ok(w) => {
+                revision = w.revision;
+                break;
+            }
             Err(Failure::Store(e)) => return Err(e),
             Err(Failure::Manifest(errors)) => {
                 set_aside(&errors, &mut live, &mut deleting, &mut out)
@@ -98,7 +106,10 @@ pub async fn apply_batch(
         }
     }
     read_outcomes(store, &owner, &live, &deleting, &mut out).await?;
-    Ok(out)
+    Ok(Applied {
+        outcomes: out,
+        revision,
+    })
 }
 
 /// Refuses the resources `errors` are about and drops them from the batch.

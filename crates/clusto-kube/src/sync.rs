@@ -297,13 +297,21 @@ async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(
             }
         }
     }
-    for batch in batches.into_values() {
-        let mut batch = batch;
+    for mut batch in batches.into_values() {
         batch.live.retain(|(k, _)| !gone.contains(k));
+        if batch.live.is_empty() && batch.deleting.is_empty() {
+            continue;
+        }
         let started = Instant::now();
-        let outcomes = apply_batch(&ctx.store, batch).await?;
+        let applied = apply_batch(&ctx.store, batch).await?;
         ctx.metrics.batch(started.elapsed());
-        write_back(ctx, state, outcomes).await;
+        // The statuses just written were read after this revision: when
+        // it is the next one, following the store need not read it again
+        // (at 10,000 resources, 70,000 rows).
+        if applied.revision == Some(state.rev + 1) {
+            state.rev += 1;
+        }
+        write_back(ctx, state, applied.outcomes).await;
     }
     Ok(())
 }
