@@ -13,6 +13,13 @@ use common::Clusto;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
+/// A path in the repository.
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
 /// The control plane, stopped (by the PIDs up.sh recorded) when dropped.
 struct ControlPlane {
     dir: PathBuf,
@@ -21,7 +28,7 @@ struct ControlPlane {
 
 impl ControlPlane {
     fn start() -> ControlPlane {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/kube");
+        let root = repo("tests/kube");
         let dir = std::env::temp_dir().join(format!("clusto-kube-test-{}", std::process::id()));
         let out = Command::new(root.join("up.sh"))
             .arg(&dir)
@@ -47,7 +54,7 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/kube");
+        let root = repo("tests/kube");
         let _ = Command::new(root.join("down.sh")).arg(&self.dir).status();
     }
 }
@@ -392,11 +399,7 @@ async fn custom_resources_sync_into_the_store_and_back() {
     // the example datacenter (VMs aside) from another store, in another
     // namespace.
     let other = Clusto::fresh("sqlite").await;
-    other.ok(&[
-        "apply",
-        "-f",
-        &format!("{}/../../manifests", env!("CARGO_MANIFEST_DIR")),
-    ]);
+    other.ok(&["apply", "-f", repo("manifests").to_str().unwrap()]);
     let exported = other.ok(&["export", "--format", "crd", "--namespace", "site2"]);
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let ns: k8s_openapi::api::core::v1::Namespace =
@@ -511,7 +514,7 @@ fn helm(args: &[&str], kubeconfig: Option<&std::path::Path>) -> String {
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(".cache/clusto-kube/bin/helm");
-    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/clusto");
+    let chart = repo("charts/clusto");
     let home = std::env::temp_dir().join(format!("clusto-helm-{}", std::process::id()));
     let mut cmd = Command::new(bin);
     cmd.args(args.iter().map(|a| {
