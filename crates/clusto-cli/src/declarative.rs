@@ -395,15 +395,20 @@ pub async fn rack_add_server(
     name_manager: Option<&str>,
 ) -> Result<()> {
     // The rack with everything in it (the layout's switch, power and
-    // console devices and their cables), the layouts, the new name.
+    // console devices and their cables), the layouts; then the slot says
+    // which name and address managers the write needs.
     let mut scope = clusto_store::Scope::write([rack])
         .with_descendants_of(rack)
         .with_kind(Kind::RackLayout);
-    if let Some(n) = name {
-        scope = scope.name(n);
-    }
-    if let Some(m) = name_manager {
-        scope = scope.with_next_name(m);
+    let (_, view) = store.load_scope(&scope, None).await?;
+    let slot =
+        layout::slot_for(&view, rack, switch, switch_port).map_err(|e| anyhow!("{rack}: {e}"))?;
+    scope = match name {
+        Some(n) => scope.name(n),
+        None => scope.with_next_name(name_manager.unwrap_or(slot.name_manager())),
+    };
+    for m in slot.address_managers() {
+        scope = scope.with_next_address(m);
     }
     let w = store
         .write_scope(

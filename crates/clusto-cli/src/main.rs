@@ -462,13 +462,11 @@ pub enum RackOp {
         #[arg(long)]
         switch: Option<String>,
         /// The server's name: a new server, or one that exists in no rack yet (of the slot's driver).
-        #[arg(
-            long,
-            conflicts_with = "name_manager",
-            required_unless_present = "name_manager"
-        )]
+        /// Without it, the next name from the NameManager (see --name-manager).
+        #[arg(long, conflicts_with = "name_manager")]
         name: Option<String>,
-        /// Name the new server from this NameManager (e.g. servernames).
+        /// Name the new server from this NameManager [default: the layout's
+        /// nameManager, else servernames].
         #[arg(long)]
         name_manager: Option<String>,
     },

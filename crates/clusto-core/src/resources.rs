@@ -698,7 +698,7 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
         Kind::Rack => &["minU", "maxU", "layout"],
         Kind::Pool => &["type", "group"],
         Kind::Driver => &["base", "rackUnits", "ports"],
-        Kind::RackLayout => &["devices", "connections", "serverSlots"],
+        Kind::RackLayout => &["devices", "connections", "serverSlots", "nameManager"],
         Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved", "names"],
         Kind::VirtualMachine => &[
             "manager",

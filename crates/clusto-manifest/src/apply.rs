@@ -243,6 +243,7 @@ fn settings(o: &Object) -> Vec<(&'static str, Option<String>)> {
             ("devices", js(&s.devices)),
             ("connections", js(&s.connections)),
             ("serverSlots", js(&s.server_slots)),
+            ("nameManager", s.name_manager.clone()),
         ],
         Spec::VmManager(s) => vec![
             (

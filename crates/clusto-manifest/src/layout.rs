@@ -38,6 +38,10 @@ pub fn stored_layout(inv: &Inventory, name: &str) -> Option<RackLayoutSpec> {
         _ => serde_json::Value::Array(vec![]),
     };
     Some(RackLayoutSpec {
+        name_manager: match inv.setting(id, "nameManager") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        },
         devices: serde_json::from_value(get("devices")).ok()?,
         connections: serde_json::from_value(get("connections")).ok()?,
         server_slots: serde_json::from_value(get("serverSlots")).ok()?,
@@ -130,13 +134,104 @@ pub fn expand(
 pub enum PlaceError {
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error("rack {rack} has no layout")]
+    NoLayout { rack: String },
+    #[error("layout {layout} has no server slot for switch port {port}")]
+    NoSlot { layout: String, port: u32 },
     #[error("{0}")]
     Layout(String),
 }
 
-/// Places a new server in `rack` exactly as its layout's slot for
-/// `switch_port` says: the slot's units, NIC 1 to the switch port, power
-/// and console cabling. `name` names it, or `name_manager` does.
+/// The NameManager a layout names its servers with when it names none.
+pub const DEFAULT_NAME_MANAGER: &str = "servernames";
+
+/// A rack's layout and the slot it has for a switch port: what placing a
+/// server there needs (its name manager, its address managers) before
+/// anything is written.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub layout_name: String,
+    pub layout: RackLayoutSpec,
+    pub slot: ServerSlot,
+    /// The switch the slot's NIC is cabled to.
+    pub switch: String,
+}
+
+impl Slot {
+    pub fn name_manager(&self) -> &str {
+        self.layout
+            .name_manager
+            .as_deref()
+            .unwrap_or(DEFAULT_NAME_MANAGER)
+    }
+
+    /// IPManagers the slot's addresses come from.
+    pub fn address_managers(&self) -> impl Iterator<Item = &str> {
+        self.slot
+            .addresses
+            .iter()
+            .filter_map(|a| a.manager.as_deref())
+    }
+}
+
+/// The slot `rack`'s layout has for `switch_port` (on `switch`, when the
+/// layout has several switches).
+pub fn slot_for(
+    inv: &Inventory,
+    rack: &str,
+    switch: Option<&str>,
+    switch_port: u32,
+) -> Result<Slot, PlaceError> {
+    let rack_id = inv.id_of(rack)?;
+    if inv.kind_of(rack_id) != Some(Kind::Rack) {
+        return Err(PlaceError::Layout(format!("{rack} is not a rack")));
+    }
+    let layout_name = match inv.setting(rack_id, "layout") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(PlaceError::NoLayout { rack: rack.into() }),
+    };
+    let layout = stored_layout(inv, &layout_name)
+        .ok_or_else(|| PlaceError::Layout(format!("RackLayout {layout_name} does not exist")))?;
+    let switches: Vec<String> = layout
+        .devices
+        .iter()
+        .filter(|d| d.kind.parse::<Kind>().ok() == Some(Kind::NetworkSwitch))
+        .map(|d| fill(&d.name, rack))
+        .collect();
+    let slot = layout
+        .server_slots
+        .iter()
+        .find(|s| {
+            s.switch_port == switch_port
+                && match (switch, &s.switch) {
+                    (Some(want), Some(t)) => fill(t, rack) == want,
+                    (Some(want), None) => switches.len() == 1 && switches[0] == want,
+                    (None, _) => true,
+                }
+        })
+        .ok_or_else(|| PlaceError::NoSlot {
+            layout: layout_name.clone(),
+            port: switch_port,
+        })?
+        .clone();
+    let switch = match &slot.switch {
+        Some(t) => fill(t, rack),
+        None if switches.len() == 1 => switches[0].clone(),
+        None => {
+            return Err(PlaceError::Layout(format!(
+                "layout {layout_name} has {} switches; its slots must name theirs",
+                switches.len()
+            )));
+        }
+    };
+    Ok(Slot {
+        layout_name,
+        layout,
+        slot,
+        switch,
+    })
+}
+
 /// A server that exists already (discovered, or created by hand before its
 /// rack was) may take a slot if it is in no rack and is the slot's model.
 fn unplaced_server(
@@ -171,6 +266,11 @@ fn unplaced_server(
     Ok(id)
 }
 
+/// Places a server in `rack` exactly as its layout's slot for
+/// `switch_port` says: the slot's units, NIC 1 to the switch port, power
+/// and console cabling, and the slot's addresses. `name` names it (an
+/// existing server not yet in a rack may be named), else `name_manager`,
+/// else the layout's NameManager does.
 pub fn place_server(
     inv: &mut Inventory,
     rack: &str,
@@ -179,79 +279,34 @@ pub fn place_server(
     name: Option<&str>,
     name_manager: Option<&str>,
 ) -> Result<EntityId, PlaceError> {
+    let slot = slot_for(inv, rack, switch, switch_port)?;
     let rack_id = inv.id_of(rack)?;
-    if inv.kind_of(rack_id) != Some(Kind::Rack) {
-        return Err(PlaceError::Layout(format!("{rack} is not a rack")));
-    }
-    let lname = match inv.setting(rack_id, "layout") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(PlaceError::Layout(format!("rack {rack} has no layout"))),
-    };
-    let layout = stored_layout(inv, &lname)
-        .ok_or_else(|| PlaceError::Layout(format!("RackLayout {lname} does not exist")))?;
-    let switches: Vec<String> = layout
-        .devices
-        .iter()
-        .filter(|d| d.kind.parse::<Kind>().ok() == Some(Kind::NetworkSwitch))
-        .map(|d| fill(&d.name, rack))
-        .collect();
-    let slot = layout
-        .server_slots
-        .iter()
-        .find(|s| {
-            s.switch_port == switch_port
-                && match (switch, &s.switch) {
-                    (Some(want), Some(t)) => fill(t, rack) == want,
-                    (Some(want), None) => switches.len() == 1 && switches[0] == want,
-                    (None, _) => true,
-                }
-        })
-        .ok_or_else(|| {
-            PlaceError::Layout(format!(
-                "layout {lname} has no server slot for switch port {switch_port}"
-            ))
-        })?
-        .clone();
-    let sw = match &slot.switch {
-        Some(t) => fill(t, rack),
-        None if switches.len() == 1 => switches[0].clone(),
-        None => {
-            return Err(PlaceError::Layout(format!(
-                "layout {lname} has {} switches; its slots must name theirs",
-                switches.len()
-            )));
-        }
-    };
-    let sw_id = inv.id_of(&sw)?;
+    let sw_id = inv.id_of(&slot.switch)?;
     let port = PortId {
         ptype: "nic-eth".into(),
         num: switch_port,
     };
     if let Some((peer, _)) = inv.port_peer(sw_id, &port) {
         return Err(PlaceError::Layout(format!(
-            "switch port {sw}:{port} already has {} on it",
+            "switch port {}:{port} already has {} on it",
+            slot.switch,
             inv.name_of(peer)
         )));
     }
-    let driver = slot.driver.as_deref();
-    let id = match (name, name_manager) {
-        (Some(n), _) if inv.id_of(n).is_ok() => unplaced_server(inv, n, driver)?,
-        (Some(n), _) => inv.create(Kind::Server, n, driver)?,
-        (None, Some(m)) => {
-            let m = inv.id_of(m)?;
+    let driver = slot.slot.driver.as_deref();
+    let id = match name {
+        Some(n) if inv.id_of(n).is_ok() => unplaced_server(inv, n, driver)?,
+        Some(n) => inv.create(Kind::Server, n, driver)?,
+        None => {
+            let m = inv.id_of(name_manager.unwrap_or(slot.name_manager()))?;
             inv.name_allocate(m, Kind::Server, driver)?
         }
-        (None, None) => {
-            return Err(PlaceError::Layout(
-                "name the server or give a NameManager".into(),
-            ));
-        }
     };
-    inv.insert(rack_id, id, Some(slot.ru.text().parse()?))?;
+    inv.insert(rack_id, id, Some(slot.slot.ru.text().parse()?))?;
     inv.connect(id, &"nic-eth:1".parse()?, sw_id, &port)?;
     for (what, mine) in [
-        (&slot.power, "pwr-nema-5:1"),
-        (&slot.console, "console-serial:1"),
+        (&slot.slot.power, "pwr-nema-5:1"),
+        (&slot.slot.console, "console-serial:1"),
     ] {
         if let Some(t) = what {
             let (peer, pp) =
@@ -260,5 +315,45 @@ pub fn place_server(
             inv.connect(id, &mine.parse()?, peer_id, &pp)?;
         }
     }
+    allocate_slot_addresses(inv, id, &slot.slot.addresses)?;
     Ok(id)
+}
+
+/// Gives a placed server its slot's addresses, unless it holds one from
+/// that manager (or that very address) already.
+fn allocate_slot_addresses(
+    inv: &mut Inventory,
+    id: EntityId,
+    items: &[AddressItem],
+) -> Result<(), PlaceError> {
+    for item in items {
+        let port = item.port.as_deref().map(str::parse::<PortId>).transpose()?;
+        let os_port = item.os_port.as_deref();
+        let fixed = match &item.address {
+            Some(a) => Some(a.parse::<std::net::IpAddr>().map_err(|_| {
+                PlaceError::Layout(format!("slot address {a:?} is not an IP address"))
+            })?),
+            None => None,
+        };
+        let manager = item.manager.as_deref().map(|m| inv.id_of(m)).transpose()?;
+        let held = inv.addresses_of(id).into_iter().any(|h| {
+            Some(h.address) == fixed
+                || (fixed.is_none() && manager.is_some() && h.manager == manager)
+        });
+        if held {
+            continue;
+        }
+        match (manager, fixed) {
+            (Some(m), ip) => inv
+                .ip_allocate(m, id, ip, os_port, port.as_ref())
+                .map(|_| ())?,
+            (None, Some(ip)) => inv.ip_bind(id, ip, os_port, port.as_ref())?,
+            (None, None) => {
+                return Err(PlaceError::Layout(
+                    "a slot address needs manager or address".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

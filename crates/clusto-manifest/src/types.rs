@@ -380,11 +380,20 @@ pub struct ServerSlot {
     pub console: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    /// Addresses a server placed in this slot gets (as a manifest's
+    /// `addresses`), so `clusto dhcpd` answers it as soon as it exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<AddressItem>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RackLayoutSpec {
+    /// The NameManager that names servers placed in this layout's slots
+    /// (by `clusto snmptrapd`, or `rack add-server` without `--name`);
+    /// `servernames` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_manager: Option<String>,
     #[serde(default)]
     pub devices: Vec<LayoutDevice>,
     /// Cables as pairs: `["{rack}-sw1:pwr-nema-5:1", "{rack}-pdu1:pwr-nema-5:24"]`.

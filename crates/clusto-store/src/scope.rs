@@ -36,7 +36,7 @@ pub struct Scope {
     descendants_of: BTreeSet<String>,
     containers: BTreeSet<String>,
     addresses: BTreeSet<String>,
-    next_address: Option<String>,
+    next_address: BTreeSet<String>,
     next_name: Option<String>,
 }
 
@@ -104,7 +104,7 @@ impl Scope {
     /// IPManager are taken (only as many as needed to find a free one).
     pub fn with_next_address(mut self, manager: &str) -> Scope {
         self.context.insert(manager.to_string());
-        self.next_address = Some(manager.to_string());
+        self.next_address.insert(manager.to_string());
         self
     }
 
@@ -408,7 +408,7 @@ pub(crate) async fn load(
     read_addresses(conn, at, scope, &tiers, &mut rows).await?;
     let (next_fact, next_entity) = next_ids(conn).await?;
     let mut inv = Inventory::from_facts(rows.facts, next_fact, next_entity);
-    if let Some(m) = &scope.next_address {
+    for m in &scope.next_address {
         probe_addresses(conn, at, &mut inv, m).await?;
     }
     if let Some(m) = &scope.next_name {
