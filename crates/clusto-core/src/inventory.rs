@@ -149,6 +149,29 @@ impl Inventory {
         std::mem::take(&mut self.changes)
     }
 
+    /// Runs `op` all or nothing within the pending write: on error, what
+    /// `op` changed is undone and the changes made before it stay, so one
+    /// failing step of a batch (one trap record, say) leaves no half state.
+    pub fn attempt<T, E>(&mut self, op: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+        let pending = std::mem::take(&mut self.changes);
+        let result = op(self);
+        let mine = std::mem::replace(&mut self.changes, pending);
+        match &result {
+            Ok(_) => {
+                for (id, f) in mine.removed {
+                    self.journal_removed(id, f);
+                }
+                self.changes.added.extend(mine.added);
+            }
+            Err(_) => {
+                let pending = std::mem::take(&mut self.changes);
+                self.revert(&mine);
+                self.changes = pending;
+            }
+        }
+        result
+    }
+
     /// Raises the first ids new rows get: a view read before other writers
     /// committed must not hand out the ids they used.
     pub fn raise_id_floors(&mut self, next_fact: i64, next_entity: i64) {

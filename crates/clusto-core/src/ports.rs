@@ -17,7 +17,8 @@ pub struct PortInfo {
 }
 
 impl Inventory {
-    fn check_port(&self, id: EntityId, port: &PortId) -> Result<(), CoreError> {
+    /// Whether `id` has `port` (its driver says so); the error names both.
+    pub fn check_port(&self, id: EntityId, port: &PortId) -> Result<(), CoreError> {
         let e = self.entity(id).ok_or(CoreError::Gone)?;
         let d = self.driver(&e.driver)?;
         if d.has_port(&port.ptype, port.num) {

@@ -701,3 +701,28 @@ fn a_host_with_vms_cannot_leave_its_manager() {
     assert!(e.contains("small still runs v1"), "{e}");
     i.remove(mgr, hosts[2]).unwrap();
 }
+
+#[test]
+fn attempt_undoes_only_the_failed_step() {
+    let mut i = inv();
+    let kept = i.create(Kind::Server, "kept", None).unwrap();
+    let r: Result<(), CoreError> = i.attempt(|i| {
+        i.create(Kind::Server, "half", None)?;
+        i.create(Kind::Server, "kept", None)?;
+        Ok(())
+    });
+    assert!(r.is_err());
+    assert!(!i.exists("half"), "the failed step left nothing");
+    assert!(i.exists("kept"));
+    let ok: Result<(), CoreError> = i.attempt(|i| {
+        i.delete(kept)?;
+        i.create(Kind::Server, "whole", None)?;
+        Ok(())
+    });
+    ok.unwrap();
+    // A row added before the step and removed inside it is simply gone.
+    let ch = i.take_changes();
+    assert_eq!(ch.removed.len(), 0);
+    assert!(ch.added.values().all(|f| !f.entities().contains(&kept)));
+    assert!(i.exists("whole") && !i.exists("kept"));
+}

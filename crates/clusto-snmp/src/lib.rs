@@ -10,3 +10,4 @@ pub mod ber;
 pub mod cmn;
 pub mod message;
 pub mod usm;
+pub mod discover;
