@@ -163,6 +163,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await?;
         }
+        Command::Snmptrapd {
+            listen,
+            metrics,
+            v3_users,
+            engine_id,
+        } => {
+            let usm = snmp_engine(v3_users.as_deref(), engine_id.as_deref())?;
+            clusto_snmp::server::run(
+                store.clone(),
+                usm,
+                clusto_snmp::server::Options {
+                    listen: *listen,
+                    metrics: *metrics,
+                },
+            )
+            .await?;
+        }
         Command::Dhcpd {
             listen,
             interface,
@@ -1373,4 +1390,36 @@ async fn fsck(store: &Store, fmt: Format, at: Option<i64>) -> Result<ExitCode> {
     }
     eprintln!("fsck: {} violation(s)", found.len());
     Ok(ExitCode::FAILURE)
+}
+
+/// The SNMPv3 engine: its ID (given, or from the host name) and its users.
+fn snmp_engine(
+    users: Option<&std::path::Path>,
+    engine_id: Option<&str>,
+) -> Result<clusto_snmp::usm::Usm> {
+    let users = match users {
+        Some(p) => clusto_snmp::usm::read_users(p)?,
+        None => vec![],
+    };
+    let id = match engine_id {
+        Some(hex) => {
+            let hex = hex.trim_start_matches("0x");
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect();
+            match bytes {
+                Some(b) if (5..=32).contains(&b.len()) => b,
+                _ => bail!("--engine-id {hex:?}: give 5 to 32 octets in hex"),
+            }
+        }
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            clusto_snmp::usm::engine_id_for(host.trim())
+        }
+    };
+    Ok(clusto_snmp::usm::Usm::new(id, users))
 }

@@ -265,6 +265,33 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         watch_window: i64,
     },
+    /// SNMP trap receiver: switches' MAC notifications become servers placed by their rack's layout.
+    #[command(
+        after_help = "A trap is acted on when its source (a v1 trap's agent-addr) is an address a device holds,
+that device's merged snmp.discovery is true, and, for v1/v2c, its merged snmp.community (when
+set) matches. Each learnt MAC on switch port N (nic-eth:N): a device cabled there gets its NIC
+mac and bootstrap.mac if missing (a different MAC is kept and noted as discovery.observed-mac);
+an empty port with a layout slot gets a new server named by the layout's nameManager (default
+servernames), placed, cabled, with the slot's addresses. One revision per trap, none when
+nothing changes. CISCO-MAC-NOTIFICATION-MIB; v1, v2c traps and INFORMs, v3 (--v3-users)."
+    )]
+    Snmptrapd {
+        /// UDP address to receive traps on.
+        #[arg(long, default_value = "0.0.0.0:162")]
+        listen: std::net::SocketAddr,
+        /// Serve HTTP here, e.g. 127.0.0.1:9469: Prometheus/OpenMetrics at
+        /// /metrics, liveness at /healthz, readiness at /readyz.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// SNMPv3 users, one per line: `NAME SHA|SHA-256 AUTHPASS [AES PRIVPASS]` (net-snmp's
+        /// createUser words). Kept out of the inventory; without it v3 traps are dropped.
+        #[arg(long)]
+        v3_users: Option<std::path::PathBuf>,
+        /// This receiver's SNMPv3 engine ID in hex (senders of v3 INFORMs discover it)
+        /// [default: derived from the host name].
+        #[arg(long)]
+        engine_id: Option<String>,
+    },
     /// DHCPv4 responder: answers only hosts whose NIC MAC the inventory binds to an address.
     #[command(
         after_help = "DHCP is enabled per host, rack, pool or datacenter with the attribute dhcp.enabled;\noptions come from merged dhcp.* attributes: lease-time, domain-name, dns-servers, ntp-servers,\ntftp_server, tftp_filename, pxelinux-configfile|pathprefix|reboottime, option-N (text, IPs or hex:…)."
@@ -610,7 +637,10 @@ pub enum PoolOp {
 fn die_quietly_on_closed_pipe(cli: &Cli) {
     if matches!(
         cli.command,
-        Command::Dhcpd { .. } | Command::Controller { .. } | Command::Serve { .. }
+        Command::Dhcpd { .. }
+            | Command::Snmptrapd { .. }
+            | Command::Controller { .. }
+            | Command::Serve { .. }
     ) {
         return;
     }

@@ -93,7 +93,11 @@ fn truthy(v: &Value) -> bool {
         Value::Bool(b) => *b,
         Value::Int(n) => *n == 1,
         other => matches!(
-            other.to_text().as_deref().map(str::to_ascii_lowercase).as_deref(),
+            other
+                .to_text()
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
             Some("true" | "1" | "yes" | "on")
         ),
     }
@@ -113,7 +117,13 @@ pub fn slot_to_fill(inv: &Inventory, switch: EntityId, rec: &MacRecord) -> Optio
         return None;
     }
     let (rack, _) = inv.rack_of(switch)?;
-    layout::slot_for(inv, inv.name_of(rack), Some(inv.name_of(switch)), rec.port as u32).ok()
+    layout::slot_for(
+        inv,
+        inv.name_of(rack),
+        Some(inv.name_of(switch)),
+        rec.port as u32,
+    )
+    .ok()
 }
 
 /// Applies one record to `inv`, all or nothing.
@@ -130,9 +140,9 @@ pub fn discover(inv: &mut Inventory, switch: EntityId, rec: &MacRecord) -> Outco
         None => inv.attempt(|inv| place(inv, switch, rec)),
     };
     done.unwrap_or_else(|e| match e {
-        PlaceError::NoLayout { .. } | PlaceError::NoSlot { .. } => Outcome::NoSlot {
-            why: e.to_string(),
-        },
+        PlaceError::NoLayout { .. } | PlaceError::NoSlot { .. } => {
+            Outcome::NoSlot { why: e.to_string() }
+        }
         e => Outcome::Failed { why: e.to_string() },
     })
 }

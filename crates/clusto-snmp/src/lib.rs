@@ -8,6 +8,7 @@
 
 pub mod ber;
 pub mod cmn;
-pub mod message;
-pub mod usm;
 pub mod discover;
+pub mod message;
+pub mod server;
+pub mod usm;

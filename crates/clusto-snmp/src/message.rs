@@ -249,7 +249,7 @@ struct Reply<'a> {
     user: &'a str,
     keys: Option<&'a Keys>,
     encrypt: bool,
-    context_name: &'a [u8],
+    context: Context<'a>,
     pdu: Vec<u8>,
 }
 
@@ -268,14 +268,14 @@ fn v3(datagram: &[u8], body: &[u8], usm: &mut Usm) -> Result<Received, Dropped> 
         // The one unauthenticated exchange: a sender learning this
         // engine's ID before it sends INFORMs.
         if hdr.is_reportable() && *sp.msg_authoritative_engine_id != usm.engine_id[..] {
-            let (ctx_name, pdu) = scoped_pdu(scoped_raw.1).ok_or(Dropped::Malformed)?;
+            let (ctx, pdu) = scoped_pdu(scoped_raw.1).ok_or(Dropped::Malformed)?;
             let req = request_id(pdu).ok_or(Dropped::Malformed)?;
             return Ok(Received::Report(report(
                 usm,
                 &hdr,
                 sp,
                 None,
-                ctx_name,
+                ctx,
                 req,
                 &UNKNOWN_ENGINE_IDS,
             )));
@@ -305,7 +305,7 @@ fn v3(datagram: &[u8], body: &[u8], usm: &mut Usm) -> Result<Received, Dropped> 
         }
         _ => return Err(Dropped::Malformed),
     };
-    let (ctx_name, pdu_raw) = scoped_pdu(scoped).ok_or(Dropped::Malformed)?;
+    let (ctx, pdu_raw) = scoped_pdu(scoped).ok_or(Dropped::Malformed)?;
     // snmp-parser reads a PDU inside a v2c message; give it one.
     let wrapped = ber::seq(&[
         &ber::int(ber::INTEGER, 1),
@@ -325,15 +325,7 @@ fn v3(datagram: &[u8], body: &[u8], usm: &mut Usm) -> Result<Received, Dropped> 
         }
         let skew = sp.msg_authoritative_engine_time as i64 - usm.time() as i64;
         if sp.msg_authoritative_engine_boots != usm.boots || skew.abs() > TIME_WINDOW {
-            let r = report(
-                usm,
-                &hdr,
-                sp,
-                Some(&keys),
-                ctx_name,
-                req,
-                &NOT_IN_TIME_WINDOWS,
-            );
+            let r = report(usm, &hdr, sp, Some(&keys), ctx, req, &NOT_IN_TIME_WINDOWS);
             return Ok(Received::Report(r));
         }
         n.ack = Some(seal(
@@ -343,7 +335,7 @@ fn v3(datagram: &[u8], body: &[u8], usm: &mut Usm) -> Result<Received, Dropped> 
                 user: &sp.msg_user_name,
                 keys: Some(&keys),
                 encrypt: hdr.is_encrypted(),
-                context_name: ctx_name,
+                context: ctx,
                 pdu: response_pdu(pdu_raw)?,
             },
         ));
@@ -376,12 +368,22 @@ fn check_digest(datagram: &[u8], got: &[u8], keys: &Keys) -> Result<(), Dropped>
     }
 }
 
-/// A scoped PDU's context name and PDU.
-fn scoped_pdu(scoped: &[u8]) -> Option<(&[u8], (u8, &[u8]))> {
+/// A scoped PDU's context (engine ID and name) and PDU.
+fn scoped_pdu(scoped: &[u8]) -> Option<(Context<'_>, (u8, &[u8]))> {
     match ber::children(scoped).as_deref() {
-        Some([(ber::OCTET_STRING, _engine), (ber::OCTET_STRING, name), pdu]) => Some((name, *pdu)),
+        Some([(ber::OCTET_STRING, engine), (ber::OCTET_STRING, name), pdu]) => {
+            Some((Context { engine, name }, *pdu))
+        }
         _ => None,
     }
+}
+
+/// contextEngineID and contextName: a reply echoes the request's (net-snmp
+/// matches them before it takes a Response as the answer).
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    engine: &'a [u8],
+    name: &'a [u8],
 }
 
 fn request_id((_, pdu): (u8, &[u8])) -> Option<Vec<u8>> {
@@ -398,7 +400,7 @@ fn report(
     hdr: &snmp_parser::HeaderData,
     sp: &UsmSecurityParameters,
     keys: Option<&Keys>,
-    context_name: &[u8],
+    context: Context,
     req: Vec<u8>,
     counter: &[u64],
 ) -> Vec<u8> {
@@ -423,7 +425,7 @@ fn report(
             user: &sp.msg_user_name,
             keys,
             encrypt: false,
-            context_name,
+            context,
             pdu,
         },
     )
@@ -432,8 +434,8 @@ fn report(
 /// Encodes a v3 message from this engine, digest and encryption included.
 fn seal(usm: &mut Usm, r: Reply) -> Vec<u8> {
     let scoped = ber::seq(&[
-        &ber::octets(&usm.engine_id),
-        &ber::octets(r.context_name),
+        &ber::octets(r.context.engine),
+        &ber::octets(r.context.name),
         &r.pdu,
     ]);
     let (boots, time) = (usm.boots, usm.time());

@@ -61,7 +61,10 @@ fn community_and_discovery_come_from_merged_attributes() {
     // A v3 user is authenticated by its keys, not by a community.
     assert_eq!(admit(&inv, r1, &Principal::User("alice".into())), Ok(()));
     // r2-sw1 sets no community (any is accepted) and discovery is off.
-    assert_eq!(admit(&inv, r2, &community("any")), Err(Refused::DiscoveryOff));
+    assert_eq!(
+        admit(&inv, r2, &community("any")),
+        Err(Refused::DiscoveryOff)
+    );
 }
 
 #[test]
@@ -82,16 +85,27 @@ fn a_learnt_mac_on_an_empty_slot_creates_a_placed_addressed_server() {
     let (rack, ru) = inv.rack_of(s).unwrap();
     assert_eq!((inv.name_of(rack), ru.to_string().as_str()), ("r1", "2"));
     assert_eq!(inv.port_peer(s, &nic(1)), Some((sw, nic(2))));
-    assert_eq!(inv.port_attr(s, &nic(1), "mac").unwrap(), "02:77:00:00:00:01");
     assert_eq!(
-        inv.attr_value(s, "bootstrap", Some("mac")).unwrap().to_text().unwrap(),
+        inv.port_attr(s, &nic(1), "mac").unwrap(),
+        "02:77:00:00:00:01"
+    );
+    assert_eq!(
+        inv.attr_value(s, "bootstrap", Some("mac"))
+            .unwrap()
+            .to_text()
+            .unwrap(),
         "02:77:00:00:00:01"
     );
     let addrs = inv.addresses_of(s);
     assert_eq!(addrs.len(), 1);
     assert_eq!(addrs[0].address.to_string(), "10.1.0.10");
     let pdu = inv.id_of("r1-pdu1").unwrap();
-    assert_eq!(inv.port_peer(s, &"pwr-nema-5:1".parse().unwrap()).unwrap().0, pdu);
+    assert_eq!(
+        inv.port_peer(s, &"pwr-nema-5:1".parse().unwrap())
+            .unwrap()
+            .0,
+        pdu
+    );
     assert_eq!(inv.port_attr(sw, &nic(2), "vlan").unwrap(), "10");
     // The same record again changes nothing.
     inv.take_changes();
@@ -114,8 +128,13 @@ fn a_cabled_device_gets_missing_macs_and_keeps_a_different_one() {
             recorded: "02:00:00:00:00:05".into()
         }
     );
-    assert_eq!(inv.port_attr(old, &nic(1), "mac").unwrap(), "02:00:00:00:00:05");
-    let seen = inv.attr_value(old, "discovery", Some("observed-mac")).unwrap();
+    assert_eq!(
+        inv.port_attr(old, &nic(1), "mac").unwrap(),
+        "02:00:00:00:00:05"
+    );
+    let seen = inv
+        .attr_value(old, "discovery", Some("observed-mac"))
+        .unwrap();
     assert_eq!(seen.to_text().unwrap(), "02:77:00:00:00:09");
     // Its own MAC: bootstrap.mac was missing, so it is recorded once.
     let own = MacRecord {

@@ -153,8 +153,24 @@ impl Store {
     ) -> Result<(i64, bool), StoreError> {
         let mut snap = self.snapshot(None).await?;
         let ch = snap.changes_since(since).await?;
+        let changed = snap.follow(inv, scope, &ch).await?;
+        Ok((ch.to, changed))
+    }
+}
+
+impl Snapshot {
+    /// Brings `inv`, loaded for `scope` as of `ch.from`, to `ch.to` (this
+    /// snapshot's revision) — see [`Store::follow`]. One read of the
+    /// changes serves any number of views this way. Returns whether
+    /// anything in the view changed.
+    pub async fn follow(
+        &mut self,
+        inv: &mut Inventory,
+        scope: &Scope,
+        ch: &Changes,
+    ) -> Result<bool, StoreError> {
         if ch.is_empty() {
-            return Ok((ch.to, false));
+            return Ok(false);
         }
         // Entities of kinds the scope loads whole join the view, with
         // their kind known from the change itself (they are not in `inv`).
@@ -178,15 +194,15 @@ impl Store {
                     Reach::Inside if retired => relevant.retired.push((*id, f.clone())),
                     Reach::Inside => relevant.added.push((*id, f.clone())),
                     Reach::Beyond => {
-                        *inv = snap.load(scope).await?;
-                        return Ok((ch.to, true));
+                        *inv = self.load(scope).await?;
+                        return Ok(true);
                     }
                 }
             }
         }
         let changed = !relevant.is_empty();
         inv.follow(&relevant.retired, &relevant.added);
-        Ok((ch.to, changed))
+        Ok(changed)
     }
 }
 

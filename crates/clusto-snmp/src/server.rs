@@ -1,0 +1,459 @@
+//! The daemon: one UDP socket, one view per switch (its rack and
+//! everything in it, the layouts) kept current from the store's change
+//! stream, and one revision per trap that changes anything. A trap that
+//! changes nothing (the steady state: known servers re-learnt) is answered
+//! from the views without a write.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clusto_core::{EntityId, Fact, Inventory, Kind};
+use clusto_http::Readiness;
+use clusto_http::prometheus_client::metrics::counter::Counter;
+use clusto_http::prometheus_client::metrics::family::Family;
+use clusto_http::prometheus_client::metrics::gauge::Gauge;
+use clusto_http::prometheus_client::metrics::histogram::Histogram;
+use clusto_http::prometheus_client::registry::Registry;
+use clusto_store::{RevisionMeta, Scope, Store, StoreError};
+use tokio::net::UdpSocket;
+
+use crate::cmn::{self, MacRecord};
+use crate::discover::{self, Outcome, Refused};
+use crate::message::{self, Dropped, Notification, Received};
+use crate::usm::Usm;
+
+#[derive(Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("socket {addr}: {source}")]
+    Socket {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What became of a whole trap; also the metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapResult {
+    /// Its records were acted on (whether or not anything changed).
+    Accepted,
+    Dropped(Dropped),
+    UnknownSource,
+    Refused(Refused),
+    /// A notification, but not a MAC notification.
+    Other,
+    /// The store refused or failed the write; an INFORM goes unanswered so
+    /// the switch sends it again.
+    StoreError,
+}
+
+impl TrapResult {
+    fn label(self) -> &'static str {
+        match self {
+            TrapResult::Accepted => "accepted",
+            TrapResult::Dropped(d) => d.label(),
+            TrapResult::UnknownSource => "unknown_source",
+            TrapResult::Refused(r) => r.label(),
+            TrapResult::Other => "not_mac_notification",
+            TrapResult::StoreError => "store_error",
+        }
+    }
+}
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// Trap-to-commit latency buckets, seconds.
+const BUCKETS: [f64; 9] = [1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0];
+
+#[derive(Clone)]
+struct Metrics {
+    traps: Family<Labels, Counter>,
+    records: Family<Labels, Counter>,
+    commit: Histogram,
+    views: Gauge,
+    revision: Gauge,
+}
+
+impl Metrics {
+    fn new(reg: &mut Registry) -> Metrics {
+        let m = Metrics {
+            traps: Family::default(),
+            records: Family::default(),
+            commit: Histogram::new(BUCKETS),
+            views: Gauge::default(),
+            revision: Gauge::default(),
+        };
+        reg.register("clusto_snmp_traps", "Datagrams by result", m.traps.clone());
+        reg.register(
+            "clusto_snmp_records",
+            "MAC notification records by outcome",
+            m.records.clone(),
+        );
+        reg.register(
+            "clusto_snmp_trap_to_commit_seconds",
+            "From a trap's arrival to its revision's commit",
+            m.commit.clone(),
+        );
+        reg.register(
+            "clusto_snmp_switch_views",
+            "Switches with a view",
+            m.views.clone(),
+        );
+        reg.register(
+            "clusto_snmp_view_revision",
+            "Store revision the views are as of",
+            m.revision.clone(),
+        );
+        m
+    }
+
+    fn record(&self, o: &Outcome) {
+        self.records.get_or_create(&[("outcome", o.label())]).inc();
+    }
+
+    fn trap(&self, r: TrapResult) {
+        self.traps.get_or_create(&[("result", r.label())]).inc();
+    }
+}
+
+/// One switch's world: the switch, its rack and everything in the rack,
+/// the layouts, and the merged-attribute chain above them.
+struct View {
+    switch: EntityId,
+    scope: Scope,
+    inv: Inventory,
+}
+
+/// The views by source address, all as of one revision.
+struct Views {
+    rev: i64,
+    by_ip: HashMap<IpAddr, View>,
+    /// Sources no device holds, and when they were last looked up.
+    unknown: HashMap<IpAddr, Instant>,
+}
+
+/// How long an unknown source stays unknown before the store is asked
+/// again (a switch added meanwhile is found by the change stream sooner).
+const UNKNOWN_TTL: Duration = Duration::from_secs(30);
+
+impl Views {
+    /// Brings every view to the head; `ip`'s view is loaded if missing.
+    async fn sync(&mut self, store: &Store, want: Option<IpAddr>) -> Result<(), StoreError> {
+        let fresh = |t: &Instant| t.elapsed() < UNKNOWN_TTL;
+        let need_load = want
+            .filter(|ip| !self.by_ip.contains_key(ip) && !self.unknown.get(ip).is_some_and(fresh));
+        let mut snap = store.snapshot(None).await?;
+        if snap.rev() != self.rev {
+            let ch = snap.changes_since(self.rev).await?;
+            for (_, f) in &ch.added {
+                // An address someone now holds may be a switch's.
+                if let Fact::Address(a) = f {
+                    self.unknown.remove(&a.address);
+                }
+            }
+            let mut gone = Vec::new();
+            for (ip, v) in self.by_ip.iter_mut() {
+                snap.follow(&mut v.inv, &v.scope, &ch).await?;
+                if discover::switch_for(&v.inv, *ip) != Some(v.switch) {
+                    gone.push(*ip);
+                }
+            }
+            for ip in gone {
+                self.by_ip.remove(&ip);
+            }
+            self.rev = snap.rev();
+        }
+        let Some(ip) = need_load else { return Ok(()) };
+        let probe = snap
+            .load(&Scope::read([] as [&str; 0]).with_address(ip))
+            .await?;
+        let Some(switch) = discover::switch_for(&probe, ip) else {
+            self.unknown.insert(ip, Instant::now());
+            return Ok(());
+        };
+        let name = probe.name_of(switch).to_string();
+        let own = snap.load(&Scope::read([&name])).await?;
+        let mut scope = Scope::read([&name]).with_kind(Kind::RackLayout);
+        if let Some((rack, _)) = own.rack_of(switch) {
+            scope = scope.with_descendants_of(own.name_of(rack));
+        }
+        let inv = snap.load(&scope).await?;
+        tracing::info!(%ip, switch = %name, entities = inv.len(), "switch view loaded");
+        self.by_ip.insert(ip, View { switch, scope, inv });
+        Ok(())
+    }
+}
+
+/// Logs an ignored trap at most once a minute per source and reason.
+#[derive(Default)]
+struct Limiter(HashMap<(IpAddr, &'static str), Instant>);
+
+impl Limiter {
+    fn allow(&mut self, ip: IpAddr, what: &'static str) -> bool {
+        let now = Instant::now();
+        match self.0.get(&(ip, what)) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                if self.0.len() > 10_000 {
+                    self.0.clear();
+                }
+                self.0.insert((ip, what), now);
+                true
+            }
+        }
+    }
+}
+
+pub struct Daemon {
+    store: Store,
+    usm: Usm,
+    views: Views,
+    metrics: Metrics,
+    limiter: Limiter,
+}
+
+/// Datagrams read per batch before the views are synced once.
+const BATCH: usize = 256;
+
+pub async fn run(store: Store, usm: Usm, opts: Options) -> Result<(), ServerError> {
+    let socket = UdpSocket::bind(opts.listen)
+        .await
+        .map_err(|source| ServerError::Socket {
+            addr: opts.listen,
+            source,
+        })?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ready = Readiness::default();
+    if let Some(addr) = opts.metrics {
+        clusto_http::serve(addr, clusto_http::routes(Arc::new(registry), ready.clone()))
+            .await
+            .map_err(|source| ServerError::Socket { addr, source })?;
+    }
+    let rev = store.head().await?;
+    let mut d = Daemon {
+        store,
+        usm,
+        views: Views {
+            rev,
+            by_ip: HashMap::new(),
+            unknown: HashMap::new(),
+        },
+        metrics,
+        limiter: Limiter::default(),
+    };
+    ready.set(true);
+    tracing::info!(listen = %socket.local_addr().map_err(|source| ServerError::Socket { addr: opts.listen, source })?, revision = rev, "snmptrapd listening");
+    let mut buf = vec![0u8; message::MAX_DATAGRAM + 1];
+    let mut batch: Vec<(Vec<u8>, SocketAddr, Instant)> = Vec::with_capacity(BATCH);
+    loop {
+        let (n, src) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed");
+                continue;
+            }
+        };
+        batch.push((buf[..n].to_vec(), src, Instant::now()));
+        while batch.len() < BATCH {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, src)) => batch.push((buf[..n].to_vec(), src, Instant::now())),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = d.views.sync(&d.store, None).await {
+            tracing::warn!(error = %e, "following the store failed; views may be stale");
+        }
+        for (bytes, src, at) in batch.drain(..) {
+            let reply = d.handle(&bytes, src, at).await;
+            if let Some(r) = reply
+                && let Err(e) = socket.send_to(&r, src).await
+            {
+                tracing::debug!(%src, error = %e, "reply not sent");
+            }
+        }
+        d.metrics.views.set(d.views.by_ip.len() as i64);
+        d.metrics.revision.set(d.views.rev);
+    }
+}
+
+impl Daemon {
+    /// One datagram: returns what to send back (an INFORM's
+    /// acknowledgement or a USM report), if anything.
+    async fn handle(&mut self, bytes: &[u8], src: SocketAddr, at: Instant) -> Option<Vec<u8>> {
+        let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            message::receive(bytes, &mut self.usm)
+        }))
+        .unwrap_or(Received::Dropped(Dropped::Malformed));
+        let n = match received {
+            Received::Notification(n) => n,
+            Received::Report(r) => return Some(r),
+            Received::Dropped(d) => {
+                self.metrics.trap(TrapResult::Dropped(d));
+                if self.limiter.allow(src.ip(), d.label()) {
+                    tracing::info!(%src, reason = d.label(), "datagram dropped");
+                }
+                return None;
+            }
+        };
+        let result = self.notification(&n, src, at).await;
+        self.metrics.trap(result);
+        match result {
+            TrapResult::Refused(Refused::CommunityMismatch) | TrapResult::StoreError => None,
+            _ => n.ack.clone(),
+        }
+    }
+
+    async fn notification(&mut self, n: &Notification, src: SocketAddr, at: Instant) -> TrapResult {
+        // A v1 trap names its agent; v2c and v3 are known by their source.
+        let ip = n.agent_addr.map(IpAddr::V4).unwrap_or(src.ip());
+        let Some(decoded) = cmn::records(n) else {
+            return TrapResult::Other;
+        };
+        if let Err(e) = self.views.sync(&self.store, Some(ip)).await {
+            tracing::warn!(error = %e, "loading the switch's view failed");
+            return TrapResult::StoreError;
+        }
+        let Some(view) = self.views.by_ip.get_mut(&ip) else {
+            if self.limiter.allow(ip, "unknown_source") {
+                tracing::warn!(%ip, "trap from an address no device holds: ignored");
+            }
+            return TrapResult::UnknownSource;
+        };
+        if let Err(r) = discover::admit(&view.inv, view.switch, &n.principal) {
+            if self.limiter.allow(ip, r.label()) {
+                tracing::warn!(%ip, switch = view.inv.name_of(view.switch), reason = r.label(), "trap ignored");
+            }
+            return TrapResult::Refused(r);
+        }
+        for _ in 0..decoded.malformed {
+            self.metrics.record(&Outcome::Failed {
+                why: "malformed record".into(),
+            });
+        }
+        let outcomes = dry_run(view, &decoded.records);
+        let needs_write = outcomes.iter().any(|o| {
+            matches!(
+                o,
+                Outcome::Created { .. }
+                    | Outcome::Recorded { .. }
+                    | Outcome::Conflict { .. }
+                    | Outcome::Failed { .. }
+            )
+        });
+        if !needs_write {
+            outcomes.iter().for_each(|o| self.metrics.record(o));
+            return TrapResult::Accepted;
+        }
+        let scope = write_scope(view, &decoded.records);
+        let (switch, name) = (view.switch, view.inv.name_of(view.switch).to_string());
+        let meta = RevisionMeta {
+            manager: "snmptrapd".into(),
+            ..RevisionMeta::new(describe(&name, &decoded.records))
+        };
+        let records = decoded.records.clone();
+        let principal = n.principal.clone();
+        let w = self
+            .store
+            .write_scope(
+                &meta,
+                &scope,
+                move |inv| -> Result<Vec<Outcome>, StoreError> {
+                    if discover::admit(inv, switch, &principal).is_err() {
+                        return Ok(vec![]);
+                    }
+                    Ok(records
+                        .iter()
+                        .map(|r| discover::discover(inv, switch, r))
+                        .collect())
+                },
+            )
+            .await;
+        match w {
+            Ok(w) => {
+                if w.revision.is_some() {
+                    self.metrics.commit.observe(at.elapsed().as_secs_f64());
+                }
+                for (o, r) in w.value.iter().zip(&decoded.records) {
+                    self.metrics.record(o);
+                    log_outcome(&name, r, o, w.revision);
+                }
+                if let Err(e) = self.views.sync(&self.store, None).await {
+                    tracing::warn!(error = %e, "following the store failed");
+                }
+                TrapResult::Accepted
+            }
+            Err(e) => {
+                tracing::warn!(switch = %name, error = %e, "recording the trap failed");
+                TrapResult::StoreError
+            }
+        }
+    }
+}
+
+/// What the records would do to the view, without keeping it.
+fn dry_run(view: &mut View, records: &[MacRecord]) -> Vec<Outcome> {
+    let out: Vec<Outcome> = records
+        .iter()
+        .map(|r| discover::discover(&mut view.inv, view.switch, r))
+        .collect();
+    let ch = view.inv.take_changes();
+    view.inv.revert(&ch);
+    out
+}
+
+/// The view's scope, widened by what placing servers needs: the slots'
+/// name and address managers.
+fn write_scope(view: &View, records: &[MacRecord]) -> Scope {
+    let mut scope = view.scope.clone();
+    for r in records {
+        if let Some(slot) = discover::slot_to_fill(&view.inv, view.switch, r) {
+            scope = scope.with_next_name(slot.name_manager());
+            for m in slot.address_managers() {
+                scope = scope.with_next_address(m);
+            }
+        }
+    }
+    scope
+}
+
+fn describe(switch: &str, records: &[MacRecord]) -> String {
+    let first = records
+        .first()
+        .map(|r| format!(" nic-eth:{} {}", r.port, r.mac_text()))
+        .unwrap_or_default();
+    let more = match records.len() {
+        0 | 1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    format!("snmptrapd: {switch}{first}{more}")
+}
+
+fn log_outcome(switch: &str, r: &MacRecord, o: &Outcome, rev: Option<i64>) {
+    let (port, mac) = (r.port, r.mac_text());
+    match o {
+        Outcome::Created { server } => {
+            tracing::info!(switch, port, %mac, %server, revision = rev, "server discovered")
+        }
+        Outcome::Recorded { device } => {
+            tracing::info!(switch, port, %mac, %device, revision = rev, "MAC recorded")
+        }
+        Outcome::Conflict { device, recorded } => tracing::warn!(
+            switch, port, %mac, %device, %recorded,
+            "a different MAC than the recorded one: kept the record, noted the observation"
+        ),
+        Outcome::Failed { why } => tracing::warn!(switch, port, %mac, why, "record not applied"),
+        Outcome::NoSlot { why } => tracing::info!(switch, port, %mac, why, "no slot: ignored"),
+        Outcome::Known { .. } | Outcome::Removed => {}
+    }
+}
