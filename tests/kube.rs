@@ -647,6 +647,10 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
             "--set",
             "dhcpd.enabled=true",
             "--set",
+            "snmptrapd.enabled=true",
+            "--set",
+            "snmptrapd.v3UsersSecret=snmp-users",
+            "--set",
             "serviceMonitor.enabled=true",
             "--set",
             "networkPolicy.enabled=true",
@@ -657,6 +661,9 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
         assert!(kinds(&all).iter().any(|x| x == k), "{k} rendered");
     }
     assert!(all.contains("hostNetwork: true") && all.contains("NET_BIND_SERVICE"));
+    assert!(all.contains("- --listen=0.0.0.0:162"), "snmptrapd rendered");
+    assert!(all.contains("- --v3-users=/etc/clusto/snmp/v3-users"));
+    assert!(all.contains("secretName: snmp-users"));
     assert!(!all.contains("NET_ADMIN"));
 
     // Installed on the real apiserver (no nodes: hooks would never run).
