@@ -147,49 +147,68 @@ struct Views {
 const UNKNOWN_TTL: Duration = Duration::from_secs(30);
 
 impl Views {
-    /// Brings every view to the head; `ip`'s view is loaded if missing.
-    async fn sync(&mut self, store: &Store, want: Option<IpAddr>) -> Result<(), StoreError> {
-        let fresh = |t: &Instant| t.elapsed() < UNKNOWN_TTL;
-        let need_load = want
-            .filter(|ip| !self.by_ip.contains_key(ip) && !self.unknown.get(ip).is_some_and(fresh));
+    /// Brings every view to the head: one read of the change stream
+    /// serves them all.
+    async fn sync(&mut self, store: &Store) -> Result<(), StoreError> {
         let mut snap = store.snapshot(None).await?;
-        if snap.rev() != self.rev {
-            let ch = snap.changes_since(self.rev).await?;
-            for (_, f) in &ch.added {
-                // An address someone now holds may be a switch's.
-                if let Fact::Address(a) = f {
-                    self.unknown.remove(&a.address);
-                }
-            }
-            let mut gone = Vec::new();
-            for (ip, v) in self.by_ip.iter_mut() {
-                snap.follow(&mut v.inv, &v.scope, &ch).await?;
-                if discover::switch_for(&v.inv, *ip) != Some(v.switch) {
-                    gone.push(*ip);
-                }
-            }
-            for ip in gone {
-                self.by_ip.remove(&ip);
-            }
-            self.rev = snap.rev();
+        self.follow(&mut snap).await
+    }
+
+    /// Makes sure `ip` has a view (or is known to be no device's), loading
+    /// it as of the head after bringing the others there too, so that all
+    /// views stay at one revision.
+    async fn ensure(&mut self, store: &Store, ip: IpAddr) -> Result<(), StoreError> {
+        if self.by_ip.contains_key(&ip)
+            || self
+                .unknown
+                .get(&ip)
+                .is_some_and(|t| t.elapsed() < UNKNOWN_TTL)
+        {
+            return Ok(());
         }
-        let Some(ip) = need_load else { return Ok(()) };
-        let probe = snap
-            .load(&Scope::read([] as [&str; 0]).with_address(ip))
-            .await?;
+        let mut snap = store.snapshot(None).await?;
+        self.follow(&mut snap).await?;
+        let probe = snap.load(&Scope::read([] as [&str; 0]).with_address(ip)).await?;
         let Some(switch) = discover::switch_for(&probe, ip) else {
             self.unknown.insert(ip, Instant::now());
             return Ok(());
         };
         let name = probe.name_of(switch).to_string();
         let own = snap.load(&Scope::read([&name])).await?;
-        let mut scope = Scope::read([&name]).with_kind(Kind::RackLayout);
+        // A write scope (every IPManager too): the same scope serves the
+        // writes a trap makes, so their rules see what they scan.
+        let mut scope = Scope::write([&name]).with_kind(Kind::RackLayout);
         if let Some((rack, _)) = own.rack_of(switch) {
             scope = scope.with_descendants_of(own.name_of(rack));
         }
         let inv = snap.load(&scope).await?;
         tracing::info!(%ip, switch = %name, entities = inv.len(), "switch view loaded");
         self.by_ip.insert(ip, View { switch, scope, inv });
+        Ok(())
+    }
+
+    async fn follow(&mut self, snap: &mut clusto_store::Snapshot) -> Result<(), StoreError> {
+        if snap.rev() == self.rev {
+            return Ok(());
+        }
+        let ch = snap.changes_since(self.rev).await?;
+        for (_, f) in &ch.added {
+            // An address someone now holds may be a switch's.
+            if let Fact::Address(a) = f {
+                self.unknown.remove(&a.address);
+            }
+        }
+        let mut gone = Vec::new();
+        for (ip, v) in self.by_ip.iter_mut() {
+            snap.follow(&mut v.inv, &v.scope, &ch).await?;
+            if discover::switch_for(&v.inv, *ip) != Some(v.switch) {
+                gone.push(*ip);
+            }
+        }
+        for ip in gone {
+            self.by_ip.remove(&ip);
+        }
+        self.rev = snap.rev();
         Ok(())
     }
 }
@@ -271,7 +290,7 @@ pub async fn run(store: Store, usm: Usm, opts: Options) -> Result<(), ServerErro
                 Err(_) => break,
             }
         }
-        if let Err(e) = d.views.sync(&d.store, None).await {
+        if let Err(e) = d.views.sync(&d.store).await {
             tracing::warn!(error = %e, "following the store failed; views may be stale");
         }
         for (bytes, src, at) in batch.drain(..) {
@@ -320,7 +339,7 @@ impl Daemon {
         let Some(decoded) = cmn::records(n) else {
             return TrapResult::Other;
         };
-        if let Err(e) = self.views.sync(&self.store, Some(ip)).await {
+        if let Err(e) = self.views.ensure(&self.store, ip).await {
             tracing::warn!(error = %e, "loading the switch's view failed");
             return TrapResult::StoreError;
         }
@@ -388,7 +407,7 @@ impl Daemon {
                     self.metrics.record(o);
                     log_outcome(&name, r, o, w.revision);
                 }
-                if let Err(e) = self.views.sync(&self.store, None).await {
+                if let Err(e) = self.views.sync(&self.store).await {
                     tracing::warn!(error = %e, "following the store failed");
                 }
                 TrapResult::Accepted
