@@ -8,8 +8,12 @@
 #    servers, each applier its own owner) on PostgreSQL: each apply all or
 #    nothing (one revision or a one-line error), no lost update (the servers
 #    all carry the owner of the last revision), `clusto fsck` clean.
-# Each trial starts from an empty store; the kill moment is uniform over
-# 1.2 × the time one full apply takes (so some trials let it finish).
+# 3. `kill -9` of `clusto snmptrapd` while it creates servers from a stream
+#    of INFORMs (40 new servers at 400/s, one empty rack per trial), on
+#    SQLite and PostgreSQL: every discovered server is whole (placed,
+#    cabled with its MAC, addressed) and `clusto fsck` is clean.
+# Each apply trial starts from an empty store; the kill moment is uniform
+# over 1.2 × the time one full apply takes (so some trials let it finish).
 # Usage: bench/faults.sh [--trials 100] [--servers 10000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +26,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/clusto-target}
-cargo build --release --locked -q -p clusto-cli --bin clusto
-C="$CARGO_TARGET_DIR/release/clusto"
+cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin snmp-load
+C="$CARGO_TARGET_DIR/release/clusto"; L="$CARGO_TARGET_DIR/release/snmp-load"
 PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=clusto_bench_faults
 work=$(mktemp -d)
@@ -104,3 +108,33 @@ for _ in $(seq "$ROUNDS"); do
   "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
 done
 echo "== postgres: 8 concurrent appliers of the same 200 servers × $ROUNDS rounds: applied $ok, refused $refused (not one clear line: $bad_err), lost updates $lost; fsck not clean $dirty"
+
+# --- kill -9 of snmptrapd mid-discovery ------------------------------------
+python3 bench/snmp_inventory.py 0 "$TRIALS" > "$work/racks.yaml"
+for backend in sqlite postgres; do
+  export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
+  "$C" apply -f "$work/racks.yaml" >/dev/null
+  dirty=0; partial=0; made=0
+  for t in $(seq 0 $((TRIALS - 1))); do
+    "$C" snmptrapd --listen 127.0.0.1:11162 2>/dev/null &
+    dp=$!
+    for _ in $(seq 100); do grep -q ':2B9A ' /proc/net/udp && break; sleep 0.02; done
+    "$L" new 127.0.0.1:11162 "$t" 40 400 100 >/dev/null 2>&1 &
+    lp=$!
+    delay_ms=$(( 100 + RANDOM % 120 ))
+    sleep "$(printf '0.%03d' "$delay_ms")"
+    kill -9 "$dp" 2>/dev/null || true; wait "$dp" 2>/dev/null || true
+    kill "$lp" 2>/dev/null || true; wait "$lp" 2>/dev/null || true
+    # Whole = in a rack, NIC cabled with its MAC, an address: as many of
+    # each as there are discovered servers.
+    read -r n racked macs addrs < <("$C" export 'name:disc-*' | awk '
+      /^kind: Server/ {n++} /^  rack:/ {r++} /^    mac: 02:cc/ {m++} /^  - address:/ {a++}
+      END {print n+0, r+0, m+0, a+0}')
+    made=$n
+    if [ "$racked" != "$n" ] || [ "$macs" != "$n" ] || [ "$addrs" != "$n" ]; then
+      partial=$((partial + 1)); echo "   partial: $n servers, $racked racked, $macs with MAC, $addrs addressed (kill at $delay_ms ms)"
+    fi
+    "$C" fsck >/dev/null 2>&1 || { dirty=$((dirty + 1)); "$C" fsck 2>&1 | head -3 | sed 's/^/   fsck: /'; }
+  done
+  echo "== $backend: kill -9 of snmptrapd mid-discovery × $TRIALS: $made servers discovered in all, half-made $partial; fsck not clean $dirty"
+done

@@ -7,9 +7,11 @@
 //!   RATE records/s for SECONDS; COUNTER is `http://…/metrics` (clusto:
 //!   the sum of `clusto_snmp_records_total`) or a log file (net-snmp's
 //!   snmptrapd: lines, × 10 records).
-//! `snmp-load new TARGET FIRST COUNT RATE` — one v2c INFORM per new server
-//!   (racks from FIRST, 40 ports each) at RATE/s; latency is send → the
-//!   Response, which clusto sends after the commit.
+//! `snmp-load new TARGET FIRST COUNT RATE [WARM_MS]` — one v2c INFORM per
+//!   new server (racks from FIRST, 40 ports each) at RATE/s, after WARM_MS
+//!   (default 2000) of records that load each rack's view and change
+//!   nothing; latency is send → the Response, which clusto sends after the
+//!   commit.
 //!
 //! Prints one JSON line.
 
@@ -188,6 +190,7 @@ async fn new_servers(args: &[String]) -> Result<()> {
     let first: u32 = args[1].parse()?;
     let count: usize = args[2].parse()?;
     let rate: f64 = args[3].parse()?;
+    let warm: u64 = args.get(4).map(|a| a.parse()).transpose()?.unwrap_or(2000);
     let racks = count.div_ceil(UNITS as usize) as u32;
     let sent: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -215,7 +218,7 @@ async fn new_servers(args: &[String]) -> Result<()> {
         s.send_to(&notification(ber::TRAP_V2, 1, &rec), target)
             .await?;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(warm)).await;
     let t = Instant::now();
     let start = Instant::now();
     let mut i = 0usize;
@@ -270,9 +273,9 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("noop") if args.len() == 6 => noop(&args[1..]).await,
-        Some("new") if args.len() == 5 => new_servers(&args[1..]).await,
+        Some("new") if (5..=6).contains(&args.len()) => new_servers(&args[1..]).await,
         _ => bail!(
-            "usage: snmp-load noop TARGET RACKS RATE SECONDS COUNTER | new TARGET FIRST COUNT RATE"
+            "usage: snmp-load noop TARGET RACKS RATE SECONDS COUNTER | new TARGET FIRST COUNT RATE [WARM_MS]"
         ),
     }
 }
