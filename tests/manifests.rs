@@ -548,6 +548,25 @@ async fn rack_layout_places_servers_by_switch_port() {
                 .contains("servernames is a NameManager, not a server"),
             "{b}"
         );
+        // Without --name, the layout's NameManager (default servernames) names it.
+        assert_eq!(
+            c.ok(&["rack", "add-server", "sv3-001", "--switch-port", "6"]),
+            "s0002\n",
+            "{b}"
+        );
+        assert!(
+            c.fail(&[
+                "rack",
+                "add-server",
+                "sv3-001",
+                "--switch-port",
+                "7",
+                "--name-manager",
+                "nosuch"
+            ])
+            .contains("nosuch"),
+            "{b}"
+        );
     }
 }
 

@@ -190,7 +190,7 @@ async fn world() -> World {
     let users = dir.join("v3-users");
     std::fs::write(
         &users,
-        "createUser alice SHA-256 alicepass1 AES alicepriv1\n",
+        "createUser alice SHA-256 alicepass1 AES alicepriv1\ncreateUser bob SHA bobpass123\n",
     )
     .unwrap();
     let trapd = spawn_in(

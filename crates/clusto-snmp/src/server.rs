@@ -168,7 +168,9 @@ impl Views {
         }
         let mut snap = store.snapshot(None).await?;
         self.follow(&mut snap).await?;
-        let probe = snap.load(&Scope::read([] as [&str; 0]).with_address(ip)).await?;
+        let probe = snap
+            .load(&Scope::read([] as [&str; 0]).with_address(ip))
+            .await?;
         let Some(switch) = discover::switch_for(&probe, ip) else {
             self.unknown.insert(ip, Instant::now());
             return Ok(());
