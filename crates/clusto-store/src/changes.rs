@@ -172,16 +172,7 @@ impl Snapshot {
         if ch.is_empty() {
             return Ok(false);
         }
-        // Entities of kinds the scope loads whole join the view, with
-        // their kind known from the change itself (they are not in `inv`).
-        let joining: BTreeMap<EntityId, Kind> = ch
-            .added
-            .iter()
-            .filter_map(|(_, f)| match f {
-                Fact::Entity(e) if scope.loads_kind(e.kind) => Some((e.id, e.kind)),
-                _ => None,
-            })
-            .collect();
+        let joining = joining(inv, scope, ch);
         let mut relevant = Changes {
             from: ch.from,
             to: ch.to,
@@ -204,6 +195,38 @@ impl Snapshot {
         inv.follow(&relevant.retired, &relevant.added);
         Ok(changed)
     }
+}
+
+/// Entities that join the view with the change, with their kind (they are
+/// not in `inv` yet): new entities of kinds the scope loads whole, and
+/// entities created in the span and put inside a container whose entrants
+/// the view holds (every row of a new entity is in the change, so it joins
+/// in place; an old entity moved in brings rows the change lacks, and
+/// reaches beyond).
+fn joining(inv: &Inventory, scope: &Scope, ch: &Changes) -> BTreeMap<EntityId, Kind> {
+    let created: BTreeMap<EntityId, Kind> = ch
+        .added
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Fact::Entity(e) => Some((e.id, e.kind)),
+            _ => None,
+        })
+        .collect();
+    let mut out: BTreeMap<EntityId, Kind> = created
+        .iter()
+        .filter(|(_, k)| scope.loads_kind(**k))
+        .map(|(e, k)| (*e, *k))
+        .collect();
+    for (_, f) in &ch.added {
+        if let Fact::Contains(c) = f
+            && let Some(k) = created.get(&c.child)
+            && inv.entity(c.parent).is_some()
+            && scope.loads_entrants_of(inv, c.parent, inv.kind_of(c.parent))
+        {
+            out.insert(c.child, *k);
+        }
+    }
+    out
 }
 
 /// Where a changed row falls for a view.
@@ -239,10 +262,12 @@ fn reach(inv: &Inventory, joining: &BTreeMap<EntityId, Kind>, scope: &Scope, f: 
             _ => inside_if(*e, &[]),
         },
         Fact::Contains(c) if held(c.child) => inside_if(c.child, &[c.parent]),
-        Fact::Contains(c) => match kind_of(c.parent) {
-            Some(k) if scope.loads_contents_of(k) => Reach::Beyond,
-            _ => Reach::Outside,
-        },
+        Fact::Contains(c)
+            if held(c.parent) && scope.loads_entrants_of(inv, c.parent, kind_of(c.parent)) =>
+        {
+            Reach::Beyond
+        }
+        Fact::Contains(_) => Reach::Outside,
         Fact::Link(l) if held(l.a) => inside_if(l.a, &[l.b]),
         Fact::Link(l) => inside_if(l.b, &[l.a]),
         Fact::Address(a) => inside_if(a.holder, a.manager.as_slice()),

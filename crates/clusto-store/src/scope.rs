@@ -149,6 +149,39 @@ impl Scope {
         self.vms == VmWorld::Always && kind == Kind::VmManager
     }
 
+    /// Whether what enters `container` (of `kind`, held in `inv` or joining
+    /// it, a view of this scope) belongs in the view: it is a VM manager the scope loads whole
+    /// with its hosts, or a container whose descendants the scope loads
+    /// (it, or something above it, was given to `with_descendants_of`).
+    pub fn loads_entrants_of(
+        &self,
+        inv: &clusto_core::Inventory,
+        container: clusto_core::EntityId,
+        kind: Option<Kind>,
+    ) -> bool {
+        if kind.is_some_and(|k| self.loads_contents_of(k)) {
+            return true;
+        }
+        if self.descendants_of.is_empty() {
+            return false;
+        }
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![container];
+        while let Some(e) = todo.pop() {
+            if !seen.insert(e) {
+                continue;
+            }
+            if inv
+                .entity(e)
+                .is_some_and(|x| self.descendants_of.contains(&x.name))
+            {
+                return true;
+            }
+            todo.extend(inv.parents_of(e));
+        }
+        false
+    }
+
     pub fn name(mut self, name: &str) -> Scope {
         self.names.insert(name.to_string());
         self

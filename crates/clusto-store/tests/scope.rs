@@ -754,3 +754,72 @@ async fn a_followed_view_matches_a_fresh_load() {
         assert!(s.changes_since(rev).await.unwrap().is_empty());
     }
 }
+
+/// A rack's view (its switch, everything inside it) follows servers that
+/// arrive: a new one, with every row in the change, joins in place; an
+/// existing one moved in brings rows the change lacks, and the view is
+/// loaded again. Either way it reads as a fresh load does.
+#[tokio::test]
+async fn a_rack_view_takes_in_what_enters_the_rack() {
+    for b in BACKENDS {
+        let s = fresh(b).await.unwrap();
+        build(&s).await;
+        let scope = Scope::write(["sw0"]).with_descendants_of("r0");
+        let (mut rev, mut view) = s.load_scope(&scope, None).await.unwrap();
+        assert!(view.id_of("s03").is_err(), "{b}: r1's servers are not loaded");
+        let steps: Vec<(&'static str, Step, bool)> = vec![
+            (
+                "a new server placed and cabled",
+                |inv| {
+                    let (r, sw, net) = (inv.id_of("r0")?, inv.id_of("sw0")?, inv.id_of("net1")?);
+                    let n = inv.create(Kind::Server, "new1", None)?;
+                    inv.insert(r, n, Some("20".parse()?))?;
+                    inv.connect(n, &"nic-eth:1".parse()?, sw, &"nic-eth:20".parse()?)?;
+                    inv.port_attr_set(n, &"nic-eth:1".parse()?, "mac", "02:00:00:00:00:20")?;
+                    inv.ip_allocate(net, n, None, Some("eth0"), None)?;
+                    Ok(())
+                },
+                true,
+            ),
+            (
+                "a server of another rack",
+                |inv| {
+                    let e = inv.id_of("s04")?;
+                    inv.attr_set(e, "owner", None, NumberSpec::None, Value::String("x".into()))?;
+                    Ok(())
+                },
+                false,
+            ),
+            (
+                "an existing server moved in",
+                |inv| {
+                    let (r1, r0, e) = (inv.id_of("r1")?, inv.id_of("r0")?, inv.id_of("s05")?);
+                    inv.remove(r1, e)?;
+                    inv.insert(r0, e, Some("30".parse()?))
+                },
+                true,
+            ),
+        ];
+        for (what, f, changes) in steps {
+            write(&s, what, f).await;
+            let (now, changed) = s.follow(&mut view, rev, &scope).await.unwrap();
+            assert_eq!(changed, changes, "{b}: {what}");
+            rev = now;
+            let (_, fresh) = s.load_scope(&scope, None).await.unwrap();
+            for e in fresh.entities() {
+                let mine = view
+                    .id_of(&e.name)
+                    .unwrap_or_else(|_| panic!("{b}: {what}: {} missing", e.name));
+                assert_eq!(
+                    view.resource(mine, true),
+                    fresh.resource(e.id, true),
+                    "{b}: {what}: {}",
+                    e.name
+                );
+            }
+        }
+        let new1 = view.id_of("new1").unwrap();
+        assert_eq!(view.rack_of(new1).unwrap().1.to_string(), "20", "{b}");
+        assert!(view.id_of("s05").is_ok(), "{b}");
+    }
+}
