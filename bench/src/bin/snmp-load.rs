@@ -156,11 +156,15 @@ async fn noop(args: &[String]) -> Result<()> {
             })
         })
         .collect();
-    // Warm up: every trap once (views loaded, anything missing recorded).
+    // Warm up: every trap once (views loaded, anything missing recorded:
+    // writes, so paced gently), and all of it handled before measuring.
     let before = handled(counter).await?;
-    paced(&socks, target, traps.len(), 2000.0, |i| traps[i].clone()).await?;
+    paced(&socks, target, traps.len(), 100.0, |i| traps[i].clone()).await?;
     let want = before + (traps.len() * PER_TRAP) as u64;
-    wait_for(counter, want, Duration::from_secs(600)).await?;
+    let (warmed, _) = wait_for(counter, want, Duration::from_secs(600)).await?;
+    if warmed < want {
+        bail!("warm-up: {} of {} records handled", warmed - before, want - before);
+    }
     let base = handled(counter).await?;
     let n = ((rate * secs) as usize / PER_TRAP).max(1);
     let t = Instant::now();

@@ -246,13 +246,50 @@ pub struct Daemon {
 /// Datagrams read per batch before the views are synced once.
 const BATCH: usize = 256;
 
+/// Room for a trap storm while a write is in progress: 8 MiB holds
+/// thousands of traps (the kernel default holds a few hundred).
+const RECV_BUFFER: usize = 8 << 20;
+
+fn socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Beyond net.core.rmem_max only with CAP_NET_ADMIN; else as much as
+    // the limit allows.
+    if force_recv_buffer(&s, RECV_BUFFER).is_err() {
+        s.set_recv_buffer_size(RECV_BUFFER)?;
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    tracing::info!(bytes = s.recv_buffer_size()?, "receive buffer");
+    UdpSocket::from_std(s.into())
+}
+
+fn force_recv_buffer(s: &socket2::Socket, bytes: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: setsockopt reads `v` (a c_int, its size given) on a socket
+    // this function borrows.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub async fn run(store: Store, usm: Usm, opts: Options) -> Result<(), ServerError> {
-    let socket = UdpSocket::bind(opts.listen)
-        .await
-        .map_err(|source| ServerError::Socket {
-            addr: opts.listen,
-            source,
-        })?;
+    let socket = socket(opts.listen).map_err(|source| ServerError::Socket {
+        addr: opts.listen,
+        source,
+    })?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let ready = Readiness::default();
