@@ -163,7 +163,11 @@ async fn noop(args: &[String]) -> Result<()> {
     let want = before + (traps.len() * PER_TRAP) as u64;
     let (warmed, _) = wait_for(counter, want, Duration::from_secs(600)).await?;
     if warmed < want {
-        bail!("warm-up: {} of {} records handled", warmed - before, want - before);
+        bail!(
+            "warm-up: {} of {} records handled",
+            warmed - before,
+            want - before
+        );
     }
     let base = handled(counter).await?;
     let n = ((rate * secs) as usize / PER_TRAP).max(1);

@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 
 use crate::cmn::{self, MacRecord};
 use crate::discover::{self, Outcome, Refused};
-use crate::message::{self, Dropped, Notification, Received};
+use crate::message::{self, Dropped, Notification, Principal, Received};
 use crate::usm::Usm;
 
 #[derive(Debug)]
@@ -332,67 +332,114 @@ pub async fn run(store: Store, usm: Usm, opts: Options) -> Result<(), ServerErro
         if let Err(e) = d.views.sync(&d.store).await {
             tracing::warn!(error = %e, "following the store failed; views may be stale");
         }
-        for (bytes, src, at) in batch.drain(..) {
-            let reply = d.handle(&bytes, src, at).await;
-            if let Some(r) = reply
-                && let Err(e) = socket.send_to(&r, src).await
-            {
-                tracing::debug!(%src, error = %e, "reply not sent");
-            }
-        }
+        d.handle_batch(&socket, &mut batch).await;
         d.metrics.views.set(d.views.by_ip.len() as i64);
         d.metrics.revision.set(d.views.rev);
     }
 }
 
+/// What one datagram comes to before any write.
+enum Step {
+    /// Done: counted, and maybe something to send back now.
+    Done(Option<Vec<u8>>),
+    /// Its records change the inventory: written with the batch's others.
+    Write(Box<Pending>),
+}
+
+/// A trap whose records change something, waiting for the batch's commit.
+struct Pending {
+    switch: EntityId,
+    switch_name: String,
+    records: Vec<MacRecord>,
+    principal: Principal,
+    scope: Scope,
+    ack: Option<Vec<u8>>,
+    src: SocketAddr,
+    at: Instant,
+}
+
 impl Daemon {
-    /// One datagram: returns what to send back (an INFORM's
-    /// acknowledgement or a USM report), if anything.
-    async fn handle(&mut self, bytes: &[u8], src: SocketAddr, at: Instant) -> Option<Vec<u8>> {
+    /// A batch of datagrams: each decoded and decided on the views, then
+    /// every trap that changes something written in one transaction (each
+    /// its own revision), then the acknowledgements those traps are owed.
+    async fn handle_batch(
+        &mut self,
+        socket: &UdpSocket,
+        batch: &mut Vec<(Vec<u8>, SocketAddr, Instant)>,
+    ) {
+        let mut pending = Vec::new();
+        for (bytes, src, at) in batch.drain(..) {
+            match self.classify(&bytes, src, at).await {
+                Step::Done(Some(reply)) => send(socket, &reply, src).await,
+                Step::Done(None) => {}
+                Step::Write(p) => pending.push(*p),
+            }
+        }
+        if !pending.is_empty() {
+            self.write(socket, pending).await;
+        }
+    }
+
+    async fn classify(&mut self, bytes: &[u8], src: SocketAddr, at: Instant) -> Step {
         let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             message::receive(bytes, &mut self.usm)
         }))
         .unwrap_or(Received::Dropped(Dropped::Malformed));
         let n = match received {
             Received::Notification(n) => n,
-            Received::Report(r) => return Some(r),
+            Received::Report(r) => return Step::Done(Some(r)),
             Received::Dropped(d) => {
                 self.metrics.trap(TrapResult::Dropped(d));
                 if self.limiter.allow(src.ip(), d.label()) {
                     tracing::info!(%src, reason = d.label(), "datagram dropped");
                 }
-                return None;
+                return Step::Done(None);
             }
         };
-        let result = self.notification(&n, src, at).await;
-        self.metrics.trap(result);
-        match result {
-            TrapResult::Refused(Refused::CommunityMismatch) | TrapResult::StoreError => None,
-            _ => n.ack.clone(),
+        match self.decide(*n, src, at).await {
+            Ok(pending) => Step::Write(pending),
+            Err((result, ack)) => {
+                self.metrics.trap(result);
+                Step::Done(match result {
+                    TrapResult::Refused(Refused::CommunityMismatch) | TrapResult::StoreError => {
+                        None
+                    }
+                    _ => ack,
+                })
+            }
         }
     }
 
-    async fn notification(&mut self, n: &Notification, src: SocketAddr, at: Instant) -> TrapResult {
+    /// Decides a notification on its switch's view: a trap that changes
+    /// nothing is finished here (Err: its result and its ack); one that
+    /// changes something is returned to be written.
+    async fn decide(
+        &mut self,
+        n: Notification,
+        src: SocketAddr,
+        at: Instant,
+    ) -> Result<Box<Pending>, (TrapResult, Option<Vec<u8>>)> {
+        let ack = n.ack.clone();
         // A v1 trap names its agent; v2c and v3 are known by their source.
         let ip = n.agent_addr.map(IpAddr::V4).unwrap_or(src.ip());
-        let Some(decoded) = cmn::records(n) else {
-            return TrapResult::Other;
+        let Some(decoded) = cmn::records(&n) else {
+            return Err((TrapResult::Other, ack));
         };
         if let Err(e) = self.views.ensure(&self.store, ip).await {
             tracing::warn!(error = %e, "loading the switch's view failed");
-            return TrapResult::StoreError;
+            return Err((TrapResult::StoreError, None));
         }
         let Some(view) = self.views.by_ip.get_mut(&ip) else {
             if self.limiter.allow(ip, "unknown_source") {
                 tracing::warn!(%ip, "trap from an address no device holds: ignored");
             }
-            return TrapResult::UnknownSource;
+            return Err((TrapResult::UnknownSource, ack));
         };
         if let Err(r) = discover::admit(&view.inv, view.switch, &n.principal) {
             if self.limiter.allow(ip, r.label()) {
                 tracing::warn!(%ip, switch = view.inv.name_of(view.switch), reason = r.label(), "trap ignored");
             }
-            return TrapResult::Refused(r);
+            return Err((TrapResult::Refused(r), ack));
         }
         for _ in 0..decoded.malformed {
             self.metrics.record(&Outcome::Failed {
@@ -411,51 +458,87 @@ impl Daemon {
         });
         if !needs_write {
             outcomes.iter().for_each(|o| self.metrics.record(o));
-            return TrapResult::Accepted;
+            return Err((TrapResult::Accepted, ack));
         }
-        let scope = write_scope(view, &decoded.records);
-        let (switch, name) = (view.switch, view.inv.name_of(view.switch).to_string());
-        let meta = RevisionMeta {
-            manager: "snmptrapd".into(),
-            ..RevisionMeta::new(describe(&name, &decoded.records))
-        };
-        let records = decoded.records.clone();
-        let principal = n.principal.clone();
-        let w = self
-            .store
-            .write_scope(
-                &meta,
-                &scope,
-                move |inv| -> Result<Vec<Outcome>, StoreError> {
-                    if discover::admit(inv, switch, &principal).is_err() {
-                        return Ok(vec![]);
-                    }
-                    Ok(records
-                        .iter()
-                        .map(|r| discover::discover(inv, switch, r))
-                        .collect())
-                },
-            )
-            .await;
-        match w {
-            Ok(w) => {
-                if w.revision.is_some() {
-                    self.metrics.commit.observe(at.elapsed().as_secs_f64());
+        Ok(Box::new(Pending {
+            switch: view.switch,
+            switch_name: view.inv.name_of(view.switch).to_string(),
+            scope: write_scope(view, &decoded.records),
+            records: decoded.records,
+            principal: n.principal,
+            ack,
+            src,
+            at,
+        }))
+    }
+
+    /// Writes the batch's traps in one transaction, one revision each.
+    async fn write(&mut self, socket: &UdpSocket, pending: Vec<Pending>) {
+        let t = Instant::now();
+        let scope = pending
+            .iter()
+            .skip(1)
+            .fold(pending[0].scope.clone(), |s, p| s.merge(&p.scope));
+        let writes = pending.iter().map(|p| {
+            let meta = RevisionMeta {
+                manager: "snmptrapd".into(),
+                ..RevisionMeta::new(describe(&p.switch_name, &p.records))
+            };
+            let (switch, records, principal) = (p.switch, &p.records, &p.principal);
+            let op = move |inv: &mut Inventory| -> Result<Vec<Outcome>, StoreError> {
+                if discover::admit(inv, switch, principal).is_err() {
+                    return Ok(vec![]);
                 }
-                for (o, r) in w.value.iter().zip(&decoded.records) {
-                    self.metrics.record(o);
-                    log_outcome(&name, r, o, w.revision);
-                }
-                if let Err(e) = self.views.sync(&self.store).await {
-                    tracing::warn!(error = %e, "following the store failed");
-                }
-                TrapResult::Accepted
-            }
+                Ok(records
+                    .iter()
+                    .map(|r| discover::discover(inv, switch, r))
+                    .collect())
+            };
+            (meta, op)
+        });
+        let results = match self.store.write_scope_each(&scope, writes).await {
+            Ok(r) => r,
             Err(e) => {
-                tracing::warn!(switch = %name, error = %e, "recording the trap failed");
-                TrapResult::StoreError
+                tracing::warn!(traps = pending.len(), error = %e, "recording traps failed");
+                pending
+                    .iter()
+                    .for_each(|_| self.metrics.trap(TrapResult::StoreError));
+                return;
+            }
+        };
+        let written = t.elapsed();
+        for (p, r) in pending.iter().zip(results) {
+            match r {
+                Ok(w) => {
+                    if w.revision.is_some() {
+                        self.metrics.commit.observe(p.at.elapsed().as_secs_f64());
+                    }
+                    for (o, rec) in w.value.iter().zip(&p.records) {
+                        self.metrics.record(o);
+                        log_outcome(&p.switch_name, rec, o, w.revision);
+                    }
+                    self.metrics.trap(TrapResult::Accepted);
+                    if let Some(ack) = &p.ack {
+                        send(socket, ack, p.src).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(switch = %p.switch_name, error = %e, "recording the trap failed");
+                    self.metrics.trap(TrapResult::StoreError);
+                }
             }
         }
+        let t_follow = Instant::now();
+        if let Err(e) = self.views.sync(&self.store).await {
+            tracing::warn!(error = %e, "following the store failed");
+        }
+        tracing::debug!(traps = pending.len(), write = ?written, follow = ?t_follow.elapsed(), "traps written");
+    }
+}
+
+async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(bytes, to).await {
+        tracing::debug!(%to, error = %e, "reply not sent");
     }
 }
 

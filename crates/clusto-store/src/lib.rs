@@ -571,6 +571,84 @@ impl Store {
         self.finish_write(tx, head, inv, meta, f, false).await
     }
 
+    /// Several point writes under one lock and one commit, each its own
+    /// revision (or none when it changes nothing): the group commit of a
+    /// daemon turning a burst of events into revisions. `scope` must cover
+    /// every write; each sees the ones before it. A write whose closure
+    /// fails, or that the database's rules refuse, leaves nothing, and the
+    /// others stand. Errors of the transaction itself fail them all.
+    pub async fn write_scope_each<T, E, F>(
+        &self,
+        scope: &Scope,
+        writes: impl IntoIterator<Item = (RevisionMeta, F)>,
+    ) -> Result<Vec<Result<Written<T>, E>>, StoreError>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut Inventory) -> Result<T, E>,
+    {
+        let early = match self.backend {
+            Backend::Postgres => Some(self.load_scope(scope, None).await?),
+            Backend::Sqlite => None,
+        };
+        let mut tx = self.begin_write().await?;
+        let head = head_of(&mut tx).await?;
+        let mut inv = match early {
+            Some((seen, inv)) => current_view(&mut tx, scope, seen, head, inv).await?,
+            None => scope::load(&mut tx, None, scope).await?,
+        };
+        let sqlite = self.backend == Backend::Sqlite;
+        let mut rev = head;
+        let mut out = Vec::new();
+        for (meta, f) in writes {
+            let value = match f(&mut inv) {
+                Ok(v) => v,
+                Err(e) => {
+                    let ch = inv.take_changes();
+                    inv.revert(&ch);
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let changes = inv.take_changes();
+            if changes.is_empty() {
+                out.push(Ok(Written {
+                    value,
+                    revision: None,
+                    changes,
+                    statements: 0,
+                }));
+                continue;
+            }
+            tx.execute("SAVEPOINT clusto_each").await?;
+            let persisted = async {
+                let n = persist(&mut tx, sqlite, rev + 1, &meta, &changes).await?;
+                guard::check(&mut tx, &changes).await?;
+                Ok::<usize, StoreError>(n)
+            }
+            .await;
+            match persisted {
+                Ok(statements) => {
+                    tx.execute("RELEASE SAVEPOINT clusto_each").await?;
+                    rev += 1;
+                    out.push(Ok(Written {
+                        value,
+                        revision: Some(rev),
+                        changes,
+                        statements,
+                    }));
+                }
+                Err(e) => {
+                    tx.execute("ROLLBACK TO SAVEPOINT clusto_each").await?;
+                    tx.execute("RELEASE SAVEPOINT clusto_each").await?;
+                    inv.revert(&changes);
+                    out.push(Err(E::from(e)));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Runs the caller's change on `inv` (as of `head`) and persists what it
     /// changed as one revision. `full` says whether `inv` is the whole
     /// inventory, which is then kept for the next write of this process.

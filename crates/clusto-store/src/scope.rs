@@ -37,12 +37,12 @@ pub struct Scope {
     containers: BTreeSet<String>,
     addresses: BTreeSet<String>,
     next_address: BTreeSet<String>,
-    next_name: Option<String>,
+    next_name: BTreeSet<String>,
 }
 
 /// When the VMs' world (every VM and VM manager, and each manager's hosts)
 /// is loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 enum VmWorld {
     #[default]
     Never,
@@ -121,7 +121,23 @@ impl Scope {
     /// Load which of the next names this NameManager would hand out are taken.
     pub fn with_next_name(mut self, manager: &str) -> Scope {
         self.context.insert(manager.to_string());
-        self.next_name = Some(manager.to_string());
+        self.next_name.insert(manager.to_string());
+        self
+    }
+
+    /// Everything `other` loads, too: one load serving several writes.
+    pub fn merge(mut self, other: &Scope) -> Scope {
+        self.names.extend(other.names.iter().cloned());
+        self.ids.extend(other.ids.iter().copied());
+        self.context.extend(other.context.iter().cloned());
+        self.kinds.extend(other.kinds.iter().copied());
+        self.vms = self.vms.max(other.vms);
+        self.descendants_of
+            .extend(other.descendants_of.iter().cloned());
+        self.containers.extend(other.containers.iter().cloned());
+        self.addresses.extend(other.addresses.iter().cloned());
+        self.next_address.extend(other.next_address.iter().cloned());
+        self.next_name.extend(other.next_name.iter().cloned());
         self
     }
 
@@ -444,7 +460,7 @@ pub(crate) async fn load(
     for m in &scope.next_address {
         probe_addresses(conn, at, &mut inv, m).await?;
     }
-    if let Some(m) = &scope.next_name {
+    for m in &scope.next_name {
         probe_names(conn, at, &mut inv, m).await?;
     }
     Ok(inv)

@@ -766,7 +766,10 @@ async fn a_rack_view_takes_in_what_enters_the_rack() {
         build(&s).await;
         let scope = Scope::write(["sw0"]).with_descendants_of("r0");
         let (mut rev, mut view) = s.load_scope(&scope, None).await.unwrap();
-        assert!(view.id_of("s03").is_err(), "{b}: r1's servers are not loaded");
+        assert!(
+            view.id_of("s03").is_err(),
+            "{b}: r1's servers are not loaded"
+        );
         let steps: Vec<(&'static str, Step, bool)> = vec![
             (
                 "a new server placed and cabled",
@@ -785,7 +788,13 @@ async fn a_rack_view_takes_in_what_enters_the_rack() {
                 "a server of another rack",
                 |inv| {
                     let e = inv.id_of("s04")?;
-                    inv.attr_set(e, "owner", None, NumberSpec::None, Value::String("x".into()))?;
+                    inv.attr_set(
+                        e,
+                        "owner",
+                        None,
+                        NumberSpec::None,
+                        Value::String("x".into()),
+                    )?;
                     Ok(())
                 },
                 false,
@@ -821,5 +830,106 @@ async fn a_rack_view_takes_in_what_enters_the_rack() {
         let new1 = view.id_of("new1").unwrap();
         assert_eq!(view.rack_of(new1).unwrap().1.to_string(), "20", "{b}");
         assert!(view.id_of("s05").is_ok(), "{b}");
+    }
+}
+
+/// Group commit: several writes under one lock and one commit, each its
+/// own revision; one that fails (its closure, or a rule only the database
+/// sees) leaves nothing, and the others stand.
+#[tokio::test]
+async fn writes_grouped_in_one_commit_stand_or_fall_alone() {
+    for b in BACKENDS {
+        let s = fresh(b).await.unwrap();
+        build(&s).await;
+        let head = s.head().await.unwrap();
+        let set = |v: &'static str| {
+            move |inv: &mut Inventory| -> Result<(), E> {
+                let e = inv.id_of("s00")?;
+                inv.attr_set(e, "note", None, NumberSpec::None, Value::String(v.into()))?;
+                Ok(())
+            }
+        };
+        type W = Box<dyn FnOnce(&mut Inventory) -> Result<(), E>>;
+        let writes: Vec<(RevisionMeta, W)> = vec![
+            (RevisionMeta::new("a"), Box::new(set("a"))),
+            // s01 exists, but this view never loaded it: the unique index
+            // refuses the second s01.
+            (
+                RevisionMeta::new("b"),
+                Box::new(|inv: &mut Inventory| {
+                    inv.create(Kind::Server, "s01", None)?;
+                    Ok(())
+                }),
+            ),
+            (
+                RevisionMeta::new("c"),
+                Box::new(|inv: &mut Inventory| {
+                    let e = inv.id_of("s00")?;
+                    inv.attr_set(e, "half", None, NumberSpec::None, Value::Int(1))?;
+                    Err(E::Core(CoreError::Gone))
+                }),
+            ),
+            (RevisionMeta::new("d"), Box::new(set("d"))),
+            (RevisionMeta::new("e"), Box::new(set("d"))),
+        ];
+        let out = s
+            .write_scope_each(
+                &Scope::write(["s00"]),
+                writes
+                    .into_iter()
+                    .map(|(m, f)| (m, move |inv: &mut Inventory| f(inv))),
+            )
+            .await
+            .unwrap();
+        let revs: Vec<Option<Option<i64>>> = out
+            .iter()
+            .map(|r| r.as_ref().ok().map(|w| w.revision))
+            .collect();
+        assert_eq!(
+            revs,
+            [
+                Some(Some(head + 1)),
+                None,
+                None,
+                Some(Some(head + 2)),
+                Some(None)
+            ],
+            "{b}"
+        );
+        assert!(
+            matches!(
+                &out[1],
+                Err(E::Store(StoreError::Refused { .. }) | E::Store(_))
+            ),
+            "{b}"
+        );
+        assert_eq!(s.head().await.unwrap(), head + 2, "{b}");
+        let msgs: Vec<String> = s
+            .revisions(Some(2))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert_eq!(msgs, ["d", "a"], "{b}");
+        let (_, inv) = s.load_scope(&Scope::read(["s00"]), None).await.unwrap();
+        let e = inv.id_of("s00").unwrap();
+        assert_eq!(
+            inv.attr_value(e, "note", None).unwrap().to_text().unwrap(),
+            "d"
+        );
+        assert!(
+            inv.attr_value(e, "half", None).is_none(),
+            "{b}: the failed write left nothing"
+        );
+        let whole = s.load(None).await.unwrap();
+        assert_eq!(
+            whole
+                .entities_of_kind(Kind::Server)
+                .iter()
+                .filter(|x| x.name == "s01")
+                .count(),
+            1
+        );
     }
 }
