@@ -169,7 +169,7 @@ impl Snapshot {
         scope: &Scope,
         ch: &Changes,
     ) -> Result<bool, StoreError> {
-        if ch.is_empty() {
+        if ch.is_empty() || !concerns(inv, scope, ch) {
             return Ok(false);
         }
         let joining = joining(inv, scope, ch);
@@ -195,6 +195,21 @@ impl Snapshot {
         inv.follow(&relevant.retired, &relevant.added);
         Ok(changed)
     }
+}
+
+/// Whether a change can matter to a view at all: it is about an entity
+/// the view holds, or it creates one of a kind the view loads whole. The
+/// common answer for a daemon holding many small views is no, and this is
+/// the cheap way to get it.
+fn concerns(inv: &Inventory, scope: &Scope, ch: &Changes) -> bool {
+    let held = |e: EntityId| inv.entity(e).is_some();
+    ch.added.iter().chain(&ch.retired).any(|(_, f)| match f {
+        Fact::Entity(e) => held(e.id) || scope.loads_kind(e.kind),
+        Fact::Attr(e, a) => held(*e) || matches!(a.value, clusto_core::Value::Ref(r) if held(r)),
+        Fact::Contains(c) => held(c.parent) || held(c.child),
+        Fact::Link(l) => held(l.a) || held(l.b),
+        Fact::Address(a) => held(a.holder) || a.manager.is_some_and(held),
+    })
 }
 
 /// Entities that join the view with the change, with their kind (they are
