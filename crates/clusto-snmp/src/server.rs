@@ -135,9 +135,17 @@ struct View {
 }
 
 /// The views by source address, all as of one revision.
+#[derive(Default)]
 struct Views {
     rev: i64,
     by_ip: HashMap<IpAddr, View>,
+    /// Which views hold each entity: a change is followed only by the
+    /// views it concerns, whatever the number of switches.
+    holders: HashMap<EntityId, Vec<IpAddr>>,
+    /// IP and name managers some view holds (as the manager of an address
+    /// it holds): their attributes move with every allocation anywhere,
+    /// and no view decides by them, so views do not follow them.
+    managers: std::collections::HashSet<EntityId>,
     /// Sources no device holds, and when they were last looked up.
     unknown: HashMap<IpAddr, Instant>,
 }
@@ -177,15 +185,15 @@ impl Views {
         };
         let name = probe.name_of(switch).to_string();
         let own = snap.load(&Scope::read([&name])).await?;
-        // A write scope (every IPManager too): the same scope serves the
-        // writes a trap makes, so their rules see what they scan.
-        let mut scope = Scope::write([&name]).with_kind(Kind::RackLayout);
+        // A read scope: IP managers (which every write loads) are left to
+        // the writes, so their allocation cursors move no view.
+        let mut scope = Scope::read([&name]).with_kind(Kind::RackLayout);
         if let Some((rack, _)) = own.rack_of(switch) {
             scope = scope.with_descendants_of(own.name_of(rack));
         }
         let inv = snap.load(&scope).await?;
         tracing::info!(%ip, switch = %name, entities = inv.len(), "switch view loaded");
-        self.by_ip.insert(ip, View { switch, scope, inv });
+        self.insert(ip, View { switch, scope, inv });
         Ok(())
     }
 
@@ -194,24 +202,82 @@ impl Views {
             return Ok(());
         }
         let ch = snap.changes_since(self.rev).await?;
-        for (_, f) in &ch.added {
-            // An address someone now holds may be a switch's.
-            if let Fact::Address(a) = f {
-                self.unknown.remove(&a.address);
+        let mut affected: std::collections::BTreeSet<IpAddr> = std::collections::BTreeSet::new();
+        for (_, f) in ch.added.iter().chain(&ch.retired) {
+            match f {
+                // An address someone now holds may be a switch's.
+                Fact::Address(a) => {
+                    self.unknown.remove(&a.address);
+                }
+                // A new layout joins every view.
+                Fact::Entity(e) if matches!(e.kind, Kind::RackLayout) => {
+                    affected.extend(self.by_ip.keys());
+                }
+                _ => {}
+            }
+            if let Fact::Attr(e, _) = f
+                && self.managers.contains(e)
+            {
+                continue;
+            }
+            for e in concerned(f) {
+                if let Some(ips) = self.holders.get(&e) {
+                    affected.extend(ips);
+                }
             }
         }
-        let mut gone = Vec::new();
-        for (ip, v) in self.by_ip.iter_mut() {
+        tracing::debug!(
+            views = affected.len(),
+            rows = ch.added.len() + ch.retired.len(),
+            "following"
+        );
+        for ip in affected {
+            let Some(mut v) = self.remove(&ip) else {
+                continue;
+            };
             snap.follow(&mut v.inv, &v.scope, &ch).await?;
-            if discover::switch_for(&v.inv, *ip) != Some(v.switch) {
-                gone.push(*ip);
+            if discover::switch_for(&v.inv, ip) == Some(v.switch) {
+                self.insert(ip, v);
             }
-        }
-        for ip in gone {
-            self.by_ip.remove(&ip);
         }
         self.rev = snap.rev();
         Ok(())
+    }
+
+    fn insert(&mut self, ip: IpAddr, v: View) {
+        for e in v.inv.entities_unsorted() {
+            self.holders.entry(e.id).or_default().push(ip);
+            if matches!(e.kind, Kind::IpManager | Kind::NameManager) {
+                self.managers.insert(e.id);
+            }
+        }
+        self.by_ip.insert(ip, v);
+    }
+
+    fn remove(&mut self, ip: &IpAddr) -> Option<View> {
+        let v = self.by_ip.remove(ip)?;
+        for e in v.inv.entities_unsorted() {
+            if let Some(ips) = self.holders.get_mut(&e.id) {
+                ips.retain(|x| x != ip);
+                if ips.is_empty() {
+                    self.holders.remove(&e.id);
+                }
+            }
+        }
+        Some(v)
+    }
+}
+
+/// The entities whose views a changed row can matter to. Not an address's
+/// manager, nor what an attribute refers to: a view's business is its
+/// rack's things, not who else holds addresses or refers to them.
+fn concerned(f: &Fact) -> Vec<EntityId> {
+    match f {
+        Fact::Entity(e) => vec![e.id],
+        Fact::Attr(e, _) => vec![*e],
+        Fact::Contains(c) => vec![c.parent, c.child],
+        Fact::Link(l) => vec![l.a, l.b],
+        Fact::Address(a) => vec![a.holder],
     }
 }
 
@@ -304,8 +370,7 @@ pub async fn run(store: Store, usm: Usm, opts: Options) -> Result<(), ServerErro
         usm,
         views: Views {
             rev,
-            by_ip: HashMap::new(),
-            unknown: HashMap::new(),
+            ..Views::default()
         },
         metrics,
         limiter: Limiter::default(),
@@ -553,10 +618,10 @@ fn dry_run(view: &mut View, records: &[MacRecord]) -> Vec<Outcome> {
     out
 }
 
-/// The view's scope, widened by what placing servers needs: the slots'
-/// name and address managers.
+/// The view's scope as a write's (with what write rules scan), widened by
+/// what placing servers needs: the slots' name and address managers.
 fn write_scope(view: &View, records: &[MacRecord]) -> Scope {
-    let mut scope = view.scope.clone();
+    let mut scope = Scope::write([view.inv.name_of(view.switch)]).merge(&view.scope);
     for r in records {
         if let Some(slot) = discover::slot_to_fill(&view.inv, view.switch, r) {
             scope = scope.with_next_name(slot.name_manager());
