@@ -577,6 +577,11 @@ impl Store {
     /// every write; each sees the ones before it. A write whose closure
     /// fails, or that the database's rules refuse, leaves nothing, and the
     /// others stand. Errors of the transaction itself fail them all.
+    ///
+    /// All revisions are first persisted together (a handful of statements
+    /// for the batch); only if the database refuses that are they redone
+    /// one at a time, each under a savepoint, to find the one it refuses —
+    /// which is why a write may run twice and is `Fn`.
     pub async fn write_scope_each<T, E, F>(
         &self,
         scope: &Scope,
@@ -584,8 +589,9 @@ impl Store {
     ) -> Result<Vec<Result<Written<T>, E>>, StoreError>
     where
         E: From<StoreError>,
-        F: FnOnce(&mut Inventory) -> Result<T, E>,
+        F: Fn(&mut Inventory) -> Result<T, E>,
     {
+        let writes: Vec<(RevisionMeta, F)> = writes.into_iter().collect();
         let early = match self.backend {
             Backend::Postgres => Some(self.load_scope(scope, None).await?),
             Backend::Sqlite => None,
@@ -597,54 +603,52 @@ impl Store {
             None => scope::load(&mut tx, None, scope).await?,
         };
         let sqlite = self.backend == Backend::Sqlite;
+        let mut out: Vec<Result<Written<T>, E>> = Vec::with_capacity(writes.len());
         let mut rev = head;
-        let mut out = Vec::new();
-        for (meta, f) in writes {
-            let value = match f(&mut inv) {
-                Ok(v) => v,
-                Err(e) => {
-                    let ch = inv.take_changes();
-                    inv.revert(&ch);
-                    out.push(Err(e));
-                    continue;
-                }
-            };
-            let changes = inv.take_changes();
-            if changes.is_empty() {
-                out.push(Ok(Written {
+        for (_, f) in &writes {
+            out.push(run_one(&mut inv, f).map(|(value, changes)| {
+                let revision = (!changes.is_empty()).then(|| {
+                    rev += 1;
+                    rev
+                });
+                Written {
                     value,
-                    revision: None,
+                    revision,
                     changes,
                     statements: 0,
-                }));
-                continue;
-            }
-            tx.execute("SAVEPOINT clusto_each").await?;
-            let persisted = async {
-                let n = persist(&mut tx, sqlite, rev + 1, &meta, &changes).await?;
-                guard::check(&mut tx, &changes).await?;
-                Ok::<usize, StoreError>(n)
-            }
-            .await;
-            match persisted {
-                Ok(statements) => {
-                    tx.execute("RELEASE SAVEPOINT clusto_each").await?;
-                    rev += 1;
-                    out.push(Ok(Written {
-                        value,
-                        revision: Some(rev),
-                        changes,
-                        statements,
-                    }));
                 }
-                Err(e) => {
-                    tx.execute("ROLLBACK TO SAVEPOINT clusto_each").await?;
-                    tx.execute("RELEASE SAVEPOINT clusto_each").await?;
-                    inv.revert(&changes);
-                    out.push(Err(E::from(e)));
-                }
-            }
+            }));
         }
+        let batch: Vec<(i64, &RevisionMeta, &ChangeSet)> = writes
+            .iter()
+            .zip(&out)
+            .filter_map(|((meta, _), r)| {
+                let w = r.as_ref().ok()?;
+                Some((w.revision?, meta, &w.changes))
+            })
+            .collect();
+        tx.execute("SAVEPOINT clusto_batch").await?;
+        let together = async {
+            let n = persist_many(&mut tx, sqlite, &batch).await?;
+            let live = live_rows(&batch);
+            guard::check(&mut tx, &live).await?;
+            Ok::<usize, StoreError>(n)
+        }
+        .await;
+        drop(batch);
+        match together {
+            Ok(_) => {
+                tx.execute("RELEASE SAVEPOINT clusto_batch").await?;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, writes = writes.len(), "batch refused; writing one at a time");
+                tx.execute("ROLLBACK TO SAVEPOINT clusto_batch").await?;
+                for w in out.iter().rev().flatten() {
+                    inv.revert(&w.changes);
+                }
+                out = one_at_a_time(&mut tx, sqlite, head, &mut inv, &writes).await?;
+            }
+        };
         tx.commit().await?;
         Ok(out)
     }
@@ -1260,28 +1264,100 @@ async fn persist(
     meta: &RevisionMeta,
     ch: &ChangeSet,
 ) -> Result<usize, StoreError> {
-    let mut statements = 2;
-    sqlx::query("INSERT INTO revisions (rev, at_ms, user_name, message, manager) VALUES ($1, $2, $3, $4, $5)")
-        .bind(rev)
-        .bind(now_ms())
-        .bind(meta.user.clone())
-        .bind(meta.message.clone())
-        .bind(meta.manager.clone())
-        .execute(&mut *tx)
-        .await?;
+    persist_many(tx, sqlite, &[(rev, meta, ch)]).await
+}
+
+/// One row to insert: its table, id, what it says, and the revisions it
+/// lives in (a row a later revision of the same batch retires is inserted
+/// retired).
+struct NewRow<'a> {
+    id: i64,
+    fact: &'a Fact,
+    from: i64,
+    to: Option<i64>,
+}
+
+/// Records consecutive revisions, each `(rev, meta, changes)`, in a
+/// handful of statements whatever their number: one insert of the
+/// revisions, per table one update retiring old rows and one insert of new
+/// ones. Returns the statements it took.
+async fn persist_many(
+    tx: &mut sqlx::AnyConnection,
+    sqlite: bool,
+    revs: &[(i64, &RevisionMeta, &ChangeSet)],
+) -> Result<usize, StoreError> {
+    let mut statements = 0;
+    for chunk in revs.chunks(1000) {
+        let mut sql =
+            String::from("INSERT INTO revisions (rev, at_ms, user_name, message, manager) VALUES ");
+        let mut n = 1;
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..5 {
+                if c > 0 {
+                    sql.push(',');
+                }
+                push_param(&mut sql, sqlite, &mut n);
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let at = now_ms();
+        for (rev, meta, _) in chunk {
+            q = q
+                .bind(*rev)
+                .bind(at)
+                .bind(meta.user.clone())
+                .bind(meta.message.clone())
+                .bind(meta.manager.clone());
+        }
+        q.execute(&mut *tx).await?;
+        statements += 1;
+    }
+    let mut retire: std::collections::BTreeMap<Table, std::collections::BTreeMap<i64, i64>> =
+        Default::default();
+    let mut rows: std::collections::BTreeMap<i64, (Table, NewRow)> = Default::default();
+    for (rev, _, ch) in revs {
+        for (id, f) in &ch.removed {
+            match rows.get_mut(&id.0) {
+                Some((_, row)) => row.to = Some(*rev),
+                None => {
+                    retire.entry(f.table()).or_default().insert(id.0, *rev);
+                }
+            }
+        }
+        for (id, f) in &ch.added {
+            let row = NewRow {
+                id: id.0,
+                fact: f,
+                from: *rev,
+                to: None,
+            };
+            rows.insert(id.0, (f.table(), row));
+        }
+    }
     // Retire first so that a re-added unique row (a renamed entity's new
     // name, a re-bound address) never meets its old self.
     for t in TABLES {
-        let ids: Vec<i64> = ch
-            .removed
-            .iter()
-            .filter(|(_, f)| f.table() == t)
-            .map(|(id, _)| id.0)
-            .collect();
+        let Some(ids) = retire.get(&t) else { continue };
+        let ids: Vec<(&i64, &i64)> = ids.iter().collect();
         for chunk in ids.chunks(500) {
-            let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+            let single = chunk.iter().all(|(_, r)| *r == chunk[0].1);
+            let rev_to = if single {
+                chunk[0].1.to_string()
+            } else {
+                let arms: Vec<String> = chunk
+                    .iter()
+                    .map(|(id, r)| format!("WHEN {id} THEN {r}"))
+                    .collect();
+                format!("CASE id {} END", arms.join(" "))
+            };
+            let list: Vec<String> = chunk.iter().map(|(i, _)| i.to_string()).collect();
             let sql = format!(
-                "UPDATE {} SET rev_to = {rev} WHERE id IN ({}) AND rev_to IS NULL",
+                "UPDATE {} SET rev_to = {rev_to} WHERE id IN ({}) AND rev_to IS NULL",
                 table_name(t),
                 list.join(",")
             );
@@ -1290,17 +1366,16 @@ async fn persist(
         }
     }
     for t in TABLES {
-        let rows: Vec<(i64, &Fact)> = ch
-            .added
-            .iter()
-            .filter(|(_, f)| f.table() == t)
-            .map(|(id, f)| (id.0, f))
+        let table_rows: Vec<&NewRow> = rows
+            .values()
+            .filter(|(rt, _)| *rt == t)
+            .map(|(_, r)| r)
             .collect();
-        let ncols = table_cols(t).split(',').count() + 2;
+        let ncols = table_cols(t).split(',').count() + 3;
         let per_chunk = (30_000 / ncols).max(1);
-        for chunk in rows.chunks(per_chunk) {
+        for chunk in table_rows.chunks(per_chunk) {
             let mut sql = format!(
-                "INSERT INTO {} (id, {}, rev_from) VALUES ",
+                "INSERT INTO {} (id, {}, rev_from, rev_to) VALUES ",
                 table_name(t),
                 table_cols(t)
             );
@@ -1314,32 +1389,128 @@ async fn persist(
                     if c > 0 {
                         sql.push(',');
                     }
-                    // SQLite looks numbered parameters up in a list, which
-                    // turns big batches quadratic; anonymous ones are free.
-                    if sqlite {
-                        sql.push('?');
-                    } else {
-                        sql.push('$');
-                        sql.push_str(&n.to_string());
-                        n += 1;
-                    }
+                    push_param(&mut sql, sqlite, &mut n);
                 }
                 sql.push(')');
             }
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (id, f) in chunk {
-                q = q.bind(*id);
-                for p in fact_params(f) {
+            for row in chunk {
+                q = q.bind(row.id);
+                for p in fact_params(row.fact) {
                     q = match p {
                         Param::I(v) => q.bind(v),
                         Param::S(v) => q.bind(v),
                     };
                 }
-                q = q.bind(rev);
+                q = q.bind(row.from).bind(row.to);
             }
             q.execute(&mut *tx).await?;
             statements += 1;
         }
     }
     Ok(statements)
+}
+
+/// A bind parameter: SQLite looks numbered parameters up in a list, which
+/// turns big batches quadratic; anonymous ones are free.
+fn push_param(sql: &mut String, sqlite: bool, n: &mut usize) {
+    if sqlite {
+        sql.push('?');
+    } else {
+        sql.push('$');
+        sql.push_str(&n.to_string());
+        *n += 1;
+    }
+}
+
+/// Runs one write of a batch on `inv`: its value and what it changed, or
+/// its error with `inv` as it was.
+fn run_one<T, E>(
+    inv: &mut Inventory,
+    f: impl Fn(&mut Inventory) -> Result<T, E>,
+) -> Result<(T, ChangeSet), E> {
+    match f(inv) {
+        Ok(v) => Ok((v, inv.take_changes())),
+        Err(e) => {
+            let ch = inv.take_changes();
+            inv.revert(&ch);
+            Err(e)
+        }
+    }
+}
+
+/// The rows a batch adds that are still live after it: what the database's
+/// write rules check (a row a later revision retired is history already).
+fn live_rows(batch: &[(i64, &RevisionMeta, &ChangeSet)]) -> ChangeSet {
+    let mut live = ChangeSet::default();
+    for (_, _, ch) in batch {
+        for id in ch.removed.keys() {
+            live.added.remove(id);
+        }
+        live.added
+            .extend(ch.added.iter().map(|(id, f)| (*id, f.clone())));
+    }
+    live
+}
+
+/// A batch the database refused as a whole, redone write by write, each
+/// under a savepoint: the refused one leaves nothing (in the database and
+/// in `inv`), the others stand and are numbered on from `head`.
+async fn one_at_a_time<T, E, F>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    sqlite: bool,
+    head: i64,
+    inv: &mut Inventory,
+    writes: &[(RevisionMeta, F)],
+) -> Result<Vec<Result<Written<T>, E>>, StoreError>
+where
+    E: From<StoreError>,
+    F: Fn(&mut Inventory) -> Result<T, E>,
+{
+    let mut rev = head;
+    let mut out = Vec::with_capacity(writes.len());
+    for (meta, f) in writes {
+        let (value, changes) = match run_one(inv, f) {
+            Ok(x) => x,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        if changes.is_empty() {
+            out.push(Ok(Written {
+                value,
+                revision: None,
+                changes,
+                statements: 0,
+            }));
+            continue;
+        }
+        tx.execute("SAVEPOINT clusto_each").await?;
+        let persisted = async {
+            let n = persist(&mut *tx, sqlite, rev + 1, meta, &changes).await?;
+            guard::check(&mut *tx, &changes).await?;
+            Ok::<usize, StoreError>(n)
+        }
+        .await;
+        match persisted {
+            Ok(statements) => {
+                tx.execute("RELEASE SAVEPOINT clusto_each").await?;
+                rev += 1;
+                out.push(Ok(Written {
+                    value,
+                    revision: Some(rev),
+                    changes,
+                    statements,
+                }));
+            }
+            Err(e) => {
+                tx.execute("ROLLBACK TO SAVEPOINT clusto_each").await?;
+                tx.execute("RELEASE SAVEPOINT clusto_each").await?;
+                inv.revert(&changes);
+                out.push(Err(E::from(e)));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -849,7 +849,32 @@ async fn writes_grouped_in_one_commit_stand_or_fall_alone() {
                 Ok(())
             }
         };
-        type W = Box<dyn FnOnce(&mut Inventory) -> Result<(), E>>;
+        type W = Box<dyn Fn(&mut Inventory) -> Result<(), E>>;
+        let note = |inv: &Inventory| {
+            inv.attr_value(inv.id_of("s00").unwrap(), "note", None)
+                .map(|v| v.to_text().unwrap())
+        };
+        // All accepted: persisted together; a row the batch's next revision
+        // retires is history at once.
+        let ok: Vec<(RevisionMeta, W)> = vec![
+            (RevisionMeta::new("x"), Box::new(set("x"))),
+            (RevisionMeta::new("y"), Box::new(set("y"))),
+            (RevisionMeta::new("y again"), Box::new(set("y"))),
+        ];
+        let out = s
+            .write_scope_each(&Scope::write(["s00"]), ok)
+            .await
+            .unwrap();
+        let revs: Vec<Option<i64>> = out.iter().map(|r| r.as_ref().unwrap().revision).collect();
+        assert_eq!(revs, [Some(head + 1), Some(head + 2), None], "{b}");
+        let (_, at1) = s
+            .load_scope(&Scope::read(["s00"]), Some(head + 1))
+            .await
+            .unwrap();
+        assert_eq!(note(&at1).as_deref(), Some("x"), "{b}");
+        let (_, now) = s.load_scope(&Scope::read(["s00"]), None).await.unwrap();
+        assert_eq!(note(&now).as_deref(), Some("y"), "{b}");
+        let head = head + 2;
         let writes: Vec<(RevisionMeta, W)> = vec![
             (RevisionMeta::new("a"), Box::new(set("a"))),
             // s01 exists, but this view never loaded it: the unique index
