@@ -5,7 +5,7 @@
 # whose layout slots discovery fills. Then `clusto snmptrapd` receives:
 #   - the no-op stream: learnt MACs of known servers (10 records per v2c
 #     trap), paced at 5,000 and at 20,000 records/s, counted by its metrics;
-#   - new servers: one v2c INFORM per server, paced at 200/s, each timed
+#   - new servers: one v2c INFORM per server, paced at 200/s and 400/s, each timed
 #     from send to the Response clusto sends after the commit;
 #   - the same no-op stream to net-snmp's own snmptrapd logging to a file,
 #     as the receive-rate reference.
@@ -31,9 +31,9 @@ work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-RACKS=$((N / 40)); EMPTY=$(( (NEW + 39) / 40 ))
+RACKS=$((N / 40)); PER=$(( (NEW + 39) / 40 )); EMPTY=$((2 * PER))
 python3 bench/snmp_inventory.py "$RACKS" "$EMPTY" > "$work/dc.yaml"
-echo "inventory: $N servers in $RACKS racks (+ $EMPTY empty racks for $NEW new servers), switches at 127.64.x.y"
+echo "inventory: $N servers in $RACKS racks (+ $EMPTY empty racks for 2 × $NEW new servers), switches at 127.64.x.y"
 for b in $BACKENDS; do
   case $b in
     sqlite) STORE="sqlite://$work/bench.db";;
@@ -51,6 +51,7 @@ for b in $BACKENDS; do
     echo "clusto noop @${rate}/s: $("$L" noop 127.0.0.1:11162 $HOT_RACKS $rate "$SECS" http://127.0.0.1:19469/metrics)"
   done
   echo "clusto new  @200/s:  $("$L" new 127.0.0.1:11162 "$RACKS" "$NEW" 200)"
+  echo "clusto new  @400/s:  $("$L" new 127.0.0.1:11162 $((RACKS + PER)) "$NEW" 400)"
   cpu1=$(awk '{print $14+$15}' /proc/$tp/stat)
   echo "clusto: RSS $(awk '/VmHWM/{print $2, $3}' /proc/$tp/status) peak, CPU $(( (cpu1 - cpu0) / $(getconf CLK_TCK) )) s over the runs"
   curl -s 127.0.0.1:19469/metrics | grep -E '^clusto_snmp_(records|traps)_total' | sed 's/^/  /'
