@@ -46,5 +46,5 @@ if [ ! -x "$BIN/helm" ]; then
     "helm.sh/helm/v3/cmd/helm@$HELM"
 fi
 "$BIN/kube-apiserver" --version
-"$BIN/etcd" --version | head -1
+"$BIN/etcd" --version | sed -n 1p   # reads everything: head would SIGPIPE etcd under pipefail
 "$BIN/helm" version --short
