@@ -141,6 +141,45 @@ mod tests {
         assert_eq!(d.records.len(), 0, "unknown operations are skipped");
     }
 
+    #[test]
+    fn records_come_from_every_history_varbind_and_only_those() {
+        use crate::message::{Notification, Value, Version};
+        let msg = |n: u64| {
+            let mut oid = HIST_MAC_CHANGED_MSG.to_vec();
+            oid.push(n);
+            oid
+        };
+        let n = Notification {
+            version: Version::V2c,
+            principal: Principal::Community("c".into()),
+            inform: false,
+            trap_oid: MAC_CHANGED.to_vec(),
+            agent_addr: None,
+            varbinds: vec![
+                (
+                    msg(1),
+                    Value::Octets(hex_bytes("01000A02770000000100050200140277000000020007")),
+                ),
+                (vec![1, 3, 6, 1, 2, 1, 1, 3, 0], Value::Unsigned(4242)),
+                (msg(2), Value::Octets(hex_bytes("01001E0277000000030009"))),
+                (msg(3), Value::Integer(7)),
+            ],
+            ack: None,
+        };
+        let d = records(&n).unwrap();
+        let ports: Vec<u16> = d.records.iter().map(|r| r.port).collect();
+        assert_eq!(ports, [5, 7, 9]);
+        assert_eq!(
+            d.malformed, 1,
+            "a history varbind that is not an octet string"
+        );
+        let other = Notification {
+            trap_oid: vec![1, 3, 6, 1, 6, 3, 1, 1, 5, 4],
+            ..n
+        };
+        assert_eq!(records(&other), None, "linkUp is not a MAC notification");
+    }
+
     fn hex_bytes(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
