@@ -19,6 +19,7 @@ pub mod query;
 pub mod relations;
 pub mod resource;
 pub mod resources;
+pub mod testing;
 pub mod time;
 pub mod value;
 pub mod vm;
