@@ -107,7 +107,7 @@ pub struct Written<T> {
     pub revision: Option<i64>,
     pub changes: ChangeSet,
     /// SQL statements the write issued: batched, so this stays small
-    /// however many rows change.
+    /// however many rows change (in a group commit, the whole batch's).
     pub statements: usize,
 }
 
@@ -637,8 +637,11 @@ impl Store {
         .await;
         drop(batch);
         match together {
-            Ok(_) => {
+            Ok(n) => {
                 tx.execute("RELEASE SAVEPOINT clusto_batch").await?;
+                for w in out.iter_mut().flatten().filter(|w| w.revision.is_some()) {
+                    w.statements = n;
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, writes = writes.len(), "batch refused; writing one at a time");

@@ -623,6 +623,24 @@ async fn url_of(s: &Store, b: &str) -> String {
     }
 }
 
+/// Asserts that every entity a fresh load of `scope` holds reads the same
+/// in the followed `view`; returns the fresh load.
+async fn reads_as_fresh(s: &Store, view: &Inventory, scope: &Scope, what: &str) -> Inventory {
+    let (_, fresh) = s.load_scope(scope, None).await.unwrap();
+    for e in fresh.entities() {
+        let mine = view
+            .id_of(&e.name)
+            .unwrap_or_else(|_| panic!("{what}: {} missing", e.name));
+        assert_eq!(
+            view.resource(mine, true),
+            fresh.resource(e.id, true),
+            "{what}: {}",
+            e.name
+        );
+    }
+    fresh
+}
+
 /// A view loaded once and then kept current from the changed rows reads
 /// the same as one loaded afresh, step after step; rows about entities it
 /// does not hold are not read into it.
@@ -721,18 +739,7 @@ async fn a_followed_view_matches_a_fresh_load() {
             assert!(now > rev, "{b}: {what}");
             assert_eq!(changed, what != "unrelated server", "{b}: {what}");
             rev = now;
-            let (_, fresh) = s.load_scope(&scope, None).await.unwrap();
-            for e in fresh.entities() {
-                let mine = view
-                    .id_of(&e.name)
-                    .unwrap_or_else(|_| panic!("{b}: {what}: {} missing", e.name));
-                assert_eq!(
-                    view.resource(mine, true),
-                    fresh.resource(e.id, true),
-                    "{b}: {what}: {}",
-                    e.name
-                );
-            }
+            let fresh = reads_as_fresh(&s, &view, &scope, &format!("{b}: {what}")).await;
             let vms = |inv: &Inventory| -> Vec<String> {
                 inv.entities_of_kind(Kind::VirtualMachine)
                     .iter()
@@ -814,18 +821,7 @@ async fn a_rack_view_takes_in_what_enters_the_rack() {
             let (now, changed) = s.follow(&mut view, rev, &scope).await.unwrap();
             assert_eq!(changed, changes, "{b}: {what}");
             rev = now;
-            let (_, fresh) = s.load_scope(&scope, None).await.unwrap();
-            for e in fresh.entities() {
-                let mine = view
-                    .id_of(&e.name)
-                    .unwrap_or_else(|_| panic!("{b}: {what}: {} missing", e.name));
-                assert_eq!(
-                    view.resource(mine, true),
-                    fresh.resource(e.id, true),
-                    "{b}: {what}: {}",
-                    e.name
-                );
-            }
+            reads_as_fresh(&s, &view, &scope, &format!("{b}: {what}")).await;
         }
         let new1 = view.id_of("new1").unwrap();
         assert_eq!(view.rack_of(new1).unwrap().1.to_string(), "20", "{b}");
