@@ -687,3 +687,40 @@ async fn fsck_reports_damage_with_the_objects_involved() {
         serde_json::json!(["xenhost1", "xenhost2"])
     );
 }
+
+/// Under cron, CI or a container `USER` is often unset: the revision names
+/// the OS account, as git does; `--user` and `CLUSTO_USER` override it, and
+/// `-m` names every write, VM commands included.
+#[tokio::test]
+async fn revisions_name_their_writer_without_user_in_the_environment() {
+    let c = Clusto::fresh("sqlite").await;
+    let account = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let bare = |args: &[&str]| {
+        let out = c
+            .cmd()
+            .env_remove("CLUSTO_USER")
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let last = || c.json(&["history", "--limit", "1"])["items"][0].clone();
+    bare(&["create", "datacenter", "dc1"]);
+    assert_eq!(last()["user"], account.as_str());
+    bare(&["create", "rack", "r1", "--user", "alice", "-m", "new row"]);
+    assert_eq!(last()["user"], "alice");
+    assert_eq!(last()["message"], "new row");
+    c.ok(&["attr", "set", "r1", "owner", "bob"]);
+    assert_eq!(last()["user"], "tester", "CLUSTO_USER names the writer");
+}

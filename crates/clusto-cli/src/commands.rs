@@ -248,6 +248,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             crate::vm::create(
                 &store,
+                &meta(format!("vm create on {manager}")),
                 fmt,
                 crate::vm::CreateArgs {
                     manager,
@@ -266,13 +267,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Vm {
             op: VmOp::Start { name },
-        } => crate::vm::power(&store, name, clusto_core::vm::Power::Running).await?,
+        } => {
+            let m = meta(format!("vm start {name}"));
+            crate::vm::power(&store, &m, name, clusto_core::vm::Power::Running).await?
+        }
         Command::Vm {
             op: VmOp::Stop { name },
-        } => crate::vm::power(&store, name, clusto_core::vm::Power::Stopped).await?,
+        } => {
+            let m = meta(format!("vm stop {name}"));
+            crate::vm::power(&store, &m, name, clusto_core::vm::Power::Stopped).await?
+        }
         Command::Vm {
             op: VmOp::Set { name, field, value },
-        } => crate::vm::set(&store, name, field, value).await?,
+        } => {
+            let m = meta(format!("vm set {name} {field}"));
+            crate::vm::set(&store, &m, name, field, value).await?
+        }
         Command::Vm {
             op:
                 VmOp::Delete {
@@ -283,6 +293,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             crate::vm::delete(
                 &store,
+                &meta(format!("vm delete {name}")),
                 name,
                 *wait,
                 std::time::Duration::from_secs(*timeout),
@@ -359,6 +370,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             declarative::rack_add_server(
                 &store,
+                &meta(format!("rack add-server {rack} port {switch_port}")),
                 rack,
                 switch.as_deref(),
                 *switch_port,

@@ -388,6 +388,7 @@ enum PlaceFailure {
 
 pub async fn rack_add_server(
     store: &Store,
+    meta: &RevisionMeta,
     rack: &str,
     switch: Option<&str>,
     switch_port: u32,
@@ -411,14 +412,10 @@ pub async fn rack_add_server(
         scope = scope.with_next_address(m);
     }
     let w = store
-        .write_scope(
-            &RevisionMeta::new(format!("rack add-server {rack} port {switch_port}")),
-            &scope,
-            |inv| -> Result<String, PlaceFailure> {
-                let id = layout::place_server(inv, rack, switch, switch_port, name, name_manager)?;
-                Ok(inv.name_of(id).to_string())
-            },
-        )
+        .write_scope(meta, &scope, |inv| -> Result<String, PlaceFailure> {
+            let id = layout::place_server(inv, rack, switch, switch_port, name, name_manager)?;
+            Ok(inv.name_of(id).to_string())
+        })
         .await
         .map_err(|e| anyhow!("{rack}: {e}"))?;
     println!("{}", w.value);

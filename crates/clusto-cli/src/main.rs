@@ -36,6 +36,10 @@ pub struct Cli {
     /// Message recorded with the revision a write makes.
     #[arg(short = 'm', long = "message", global = true)]
     message: Option<String>,
+    /// Who the revision a write makes is recorded as [default: $CLUSTO_USER, $USER, else the
+    /// OS account].
+    #[arg(long, global = true, value_name = "NAME")]
+    user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +61,7 @@ pub enum Command {
         /// Kind, case-insensitive, singular or plural (server, rack, ipmanager, …).
         kind: String,
         name: String,
+        /// Driver (a built-in like basicserver, or a user-defined Driver) [default: the kind's basic driver].
         #[arg(long)]
         driver: Option<String>,
         /// Container to insert the new entity into.
@@ -102,6 +107,7 @@ pub enum Command {
     Insert {
         container: String,
         name: String,
+        /// Rack unit(s) when the container is a rack: 12 or 12-13.
         #[arg(long)]
         ru: Option<String>,
     },
@@ -140,6 +146,7 @@ pub enum Command {
     /// What a container holds (direct, or --recursive).
     Contents {
         name: String,
+        /// All descendants, not just what it holds directly.
         #[arg(long, short)]
         recursive: bool,
         #[command(flatten)]
@@ -148,6 +155,7 @@ pub enum Command {
     /// What holds a thing (direct, or --recursive for all ancestors).
     Parents {
         name: String,
+        /// All ancestors up to the top, nearest first.
         #[arg(long, short)]
         recursive: bool,
         #[command(flatten)]
@@ -297,6 +305,7 @@ nothing changes. CISCO-MAC-NOTIFICATION-MIB; v1, v2c traps and INFORMs, v3 (--v3
         after_help = "DHCP is enabled per host, rack, pool or datacenter with the attribute dhcp.enabled;\noptions come from merged dhcp.* attributes: lease-time, domain-name, dns-servers, ntp-servers,\ntftp_server, tftp_filename, pxelinux-configfile|pathprefix|reboottime, option-N (text, IPs or hex:…)."
     )]
     Dhcpd {
+        /// UDP address to answer on (binding port 67 needs root or CAP_NET_BIND_SERVICE).
         #[arg(long, default_value = "0.0.0.0:67")]
         listen: std::net::SocketAddr,
         /// Answer only on this interface.
@@ -349,8 +358,10 @@ nothing changes. CISCO-MAC-NOTIFICATION-MIB; v1, v2c traps and INFORMs, v3 (--v3
     },
     /// Write manifests for a synthetic datacenter (for benchmarks and demos) to stdout.
     Generate {
+        /// Racks in the datacenter, each with a top-of-rack switch.
         #[arg(long, default_value_t = 10)]
         racks: usize,
+        /// Servers in each rack, cabled to the rack's switch and addressed from its network.
         #[arg(long, default_value_t = 40)]
         servers_per_rack: usize,
     },
@@ -406,8 +417,10 @@ pub enum VmOp {
     /// Record a new VM (named by the manager's NameManager unless --name) and place it.
     /// The controller creates it in the backend; this prints the name.
     Create {
+        /// The VMManager (libvirt or EC2) that runs it; its NameManager names the VM unless --name.
         #[arg(long)]
         manager: String,
+        /// The VM's name instead of the next from the manager's NameManager.
         #[arg(long)]
         name: Option<String>,
         /// MiB of memory.
@@ -416,6 +429,7 @@ pub enum VmOp {
         /// GiB of disk.
         #[arg(long, default_value_t = 10)]
         disk: u64,
+        /// Virtual CPUs.
         #[arg(long, default_value_t = 1)]
         cpus: u32,
         /// libvirt volume to clone, or EC2 AMI.
@@ -509,13 +523,16 @@ pub enum AttrOp {
     Get {
         name: String,
         key: Option<String>,
+        /// Only rows with this subkey.
         #[arg(long)]
         subkey: Option<String>,
+        /// Only rows with this number.
         #[arg(long)]
         number: Option<i64>,
         /// Include values inherited from racks, pools, datacenters (nearest first).
         #[arg(long)]
         merged: bool,
+        /// Include hidden (`_`) attributes.
         #[arg(long)]
         show_hidden: bool,
         #[command(flatten)]
@@ -527,10 +544,13 @@ pub enum AttrOp {
         key: String,
         /// Only rows with this value.
         value: Option<String>,
+        /// Only rows with this subkey.
         #[arg(long)]
         subkey: Option<String>,
+        /// Only rows with this number.
         #[arg(long)]
         number: Option<i64>,
+        /// Only rows of this type (string, int, bool, float, ip, datetime, json, ref).
         #[arg(long = "type")]
         value_type: Option<String>,
     },
@@ -541,6 +561,7 @@ pub struct AttrWrite {
     pub name: String,
     pub key: String,
     pub value: String,
+    /// Subkey of the row (also written KEY.SUBKEY).
     #[arg(long)]
     pub subkey: Option<String>,
     /// A number, or `auto` for the next unused one.
@@ -557,8 +578,10 @@ pub enum PortOp {
     /// List a device's ports.
     List {
         name: String,
+        /// Only ports with no cable.
         #[arg(long, conflicts_with = "connected")]
         free: bool,
+        /// Only cabled ports.
         #[arg(long)]
         connected: bool,
         #[command(flatten)]
@@ -585,6 +608,7 @@ pub enum IpOp {
     Allocate {
         manager: String,
         name: String,
+        /// This address instead of the next free one after the manager's cursor.
         #[arg(long)]
         address: Option<String>,
         /// OS interface the address is configured on (eth0).
@@ -612,8 +636,10 @@ pub enum NameOp {
     /// Create a new entity named by MANAGER; prints the name.
     Allocate {
         manager: String,
+        /// Kind of the new entity (server, rack, vm, …).
         #[arg(long)]
         kind: String,
+        /// Driver of the new entity [default: the kind's basic driver].
         #[arg(long)]
         driver: Option<String>,
     },
@@ -650,9 +676,110 @@ fn die_quietly_on_closed_pipe(cli: &Cli) {
     }
 }
 
+/// Commands (and `group op` pairs) that only read: `-m` and `--user` name
+/// a revision, so they mean nothing here.
+const READS: &[&str] = &[
+    "get",
+    "describe",
+    "locate",
+    "contents",
+    "parents",
+    "query",
+    "history",
+    "plan",
+    "fsck",
+    "pool",
+    "attr get",
+    "port list",
+    "ip list",
+    "rack show",
+    "rack empty",
+    "vm explain",
+    "vm list",
+    "vm console",
+];
+/// Commands that print nothing `-o` could shape.
+const NO_OUTPUT: &[&str] = &[
+    "create",
+    "delete",
+    "rename",
+    "insert",
+    "remove",
+    "connect",
+    "disconnect",
+    "export",
+];
+/// Commands that need no store at all.
+const NO_STORE: &[&str] = &["schema", "generate", "completions"];
+/// Daemons record their own revisions and print logs, not tables.
+const DAEMONS: &[&str] = &["serve", "snmptrapd", "dhcpd", "controller", "vm controller"];
+
+/// The global flags that mean nothing on a command, hidden from its help.
+/// They are still accepted there, so scripts that pass `--store` to every
+/// command keep working.
+fn meaningless(path: &str) -> Vec<&'static str> {
+    let is = |set: &[&str]| {
+        set.iter()
+            .any(|c| path == *c || path.starts_with(&format!("{c} ")))
+    };
+    let mut hide = Vec::new();
+    if is(NO_STORE) {
+        hide.extend(["store", "output", "message", "user"]);
+    } else if is(DAEMONS) {
+        hide.extend(["output", "message", "user"]);
+    } else if is(READS) {
+        hide.extend(["message", "user"]);
+    } else if is(NO_OUTPUT) {
+        hide.push("output");
+    }
+    hide
+}
+
+/// The command line, with each command's help showing only the global
+/// flags that mean something there.
+fn command() -> clap::Command {
+    // A subcommand that defines an argument with a global's id does not
+    // receive the global, so a hidden copy replaces it there.
+    fn hide_in(cmd: clap::Command, path: &str, globals: &[clap::Arg]) -> clap::Command {
+        let mut cmd = cmd;
+        if !path.is_empty() {
+            for flag in meaningless(path) {
+                if let Some(a) = globals.iter().find(|a| a.get_id() == flag) {
+                    cmd = cmd.arg(a.clone().hide(true));
+                }
+            }
+        }
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for sub in subs {
+            let sub_path = if path.is_empty() {
+                sub.clone()
+            } else {
+                format!("{path} {sub}")
+            };
+            cmd = cmd.mut_subcommand(&sub, |s| hide_in(s, &sub_path, globals));
+        }
+        cmd
+    }
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    hide_in(cmd, "", &globals)
+}
+
+fn parse() -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error; --help and --version exit 0.
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -664,13 +791,11 @@ fn main() -> ExitCode {
         }
     };
     die_quietly_on_closed_pipe(&cli);
+    if let Some(user) = &cli.user {
+        clusto_store::RevisionMeta::set_process_user(user.clone());
+    }
     if let Command::Completions { shell } = &cli.command {
-        clap_complete::generate(
-            *shell,
-            &mut Cli::command(),
-            "clusto",
-            &mut std::io::stdout(),
-        );
+        clap_complete::generate(*shell, &mut command(), "clusto", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
     if let Command::Generate {
@@ -724,5 +849,84 @@ fn main() -> ExitCode {
             eprintln!("error: {}", msg.lines().next().unwrap_or_default());
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(cmd: &clap::Command, path: String, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let is_flag = a.get_long().is_some() || a.get_short().is_some();
+            if is_flag && a.get_help().is_none() && a.get_id() != "help" && a.get_id() != "version"
+            {
+                out.push(format!("{path} --{}", a.get_id()));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            walk(s, format!("{path} {}", s.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        let mut cmd = command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "clusto".into(), &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+
+    fn visible(path: &[&str]) -> Vec<String> {
+        let mut cmd = command();
+        cmd.build();
+        let mut c = &cmd;
+        for p in path {
+            c = c.find_subcommand(p).unwrap();
+        }
+        c.get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .map(|a| a.get_id().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn global_flags_show_only_where_they_mean_something() {
+        let gen_ = visible(&["generate"]);
+        for f in ["store", "output", "message", "user"] {
+            assert!(!gen_.contains(&f.to_string()), "generate shows --{f}");
+        }
+        let get = visible(&["get"]);
+        assert!(get.contains(&"store".into()) && get.contains(&"output".into()));
+        assert!(!get.contains(&"message".into()) && !get.contains(&"user".into()));
+        let set = visible(&["attr", "set"]);
+        assert!(set.contains(&"message".into()) && set.contains(&"user".into()));
+        let create = visible(&["create"]);
+        assert!(!create.contains(&"output".into()) && create.contains(&"message".into()));
+        let dhcpd = visible(&["dhcpd"]);
+        assert!(dhcpd.contains(&"store".into()) && !dhcpd.contains(&"message".into()));
+    }
+
+    #[test]
+    fn hidden_global_flags_are_still_accepted() {
+        let m = command()
+            .try_get_matches_from([
+                "clusto",
+                "generate",
+                "--store",
+                "sqlite:///x.db",
+                "--racks",
+                "2",
+            ])
+            .unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.store.as_deref(), Some("sqlite:///x.db"));
+        let m = command()
+            .try_get_matches_from(["clusto", "get", "servers", "-o", "json", "--user", "x"])
+            .unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.output, Format::Json);
+        assert_eq!(cli.user.as_deref(), Some("x"));
     }
 }

@@ -170,7 +170,12 @@ pub struct CreateArgs<'a> {
     pub stopped: bool,
 }
 
-pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()> {
+pub async fn create(
+    store: &Store,
+    meta: &RevisionMeta,
+    fmt: Format,
+    a: CreateArgs<'_>,
+) -> Result<()> {
     let mut scope = Scope::write([a.manager]);
     if let Some(n) = a.name {
         scope = scope.name(n);
@@ -179,7 +184,7 @@ pub async fn create(store: &Store, fmt: Format, a: CreateArgs<'_>) -> Result<()>
     }
     let w = store
         .write_scope(
-            &RevisionMeta::new(format!("vm create on {}", a.manager)),
+            meta,
             &scope,
             |inv| -> Result<(String, String), WriteError> {
                 let mgr = inv.id_of(a.manager)?;
@@ -279,13 +284,10 @@ async fn names_manager(store: &Store, manager: &str) -> Result<Option<String>> {
     )
 }
 
-pub async fn power(store: &Store, name: &str, p: Power) -> Result<()> {
+pub async fn power(store: &Store, meta: &RevisionMeta, name: &str, p: Power) -> Result<()> {
     let w = store
         .write_scope(
-            &RevisionMeta::new(format!(
-                "vm {} {name}",
-                if p == Power::Running { "start" } else { "stop" }
-            )),
+            meta,
             &Scope::write([name]),
             |inv| -> Result<(), WriteError> {
                 let id = vm_id(inv, name)?;
@@ -300,10 +302,16 @@ pub async fn power(store: &Store, name: &str, p: Power) -> Result<()> {
     Ok(())
 }
 
-pub async fn set(store: &Store, name: &str, field: &str, value: &str) -> Result<()> {
+pub async fn set(
+    store: &Store,
+    meta: &RevisionMeta,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> Result<()> {
     store
         .write_scope(
-            &RevisionMeta::new(format!("vm set {name} {field}")),
+            meta,
             &Scope::write([name]),
             |inv| -> Result<(), WriteError> {
                 let id = vm_id(inv, name)?;
@@ -322,10 +330,16 @@ pub async fn set(store: &Store, name: &str, field: &str, value: &str) -> Result<
     Ok(())
 }
 
-pub async fn delete(store: &Store, name: &str, wait: bool, timeout: Duration) -> Result<()> {
+pub async fn delete(
+    store: &Store,
+    meta: &RevisionMeta,
+    name: &str,
+    wait: bool,
+    timeout: Duration,
+) -> Result<()> {
     let w = store
         .write_scope(
-            &RevisionMeta::new(format!("vm delete {name}")),
+            meta,
             &Scope::write([name]),
             |inv| -> Result<bool, WriteError> {
                 let id = vm_id(inv, name)?;

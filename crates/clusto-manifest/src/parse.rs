@@ -261,6 +261,17 @@ fn yaml_error(
         .location()
         .map(|l| (l.line() + doc_line - 1, l.column()))
         .unwrap_or((doc_line, 1));
+    if let Some(breach) = budget_breach(e) {
+        return ManifestError {
+            loc: Loc {
+                file: file.to_string(),
+                line,
+                column,
+            },
+            object,
+            rule: budget_rule(breach),
+        };
+    }
     let rendered = e.without_snippet().to_string();
     // The message carries its own "at line X column Y"; ours is in front.
     let rule = rendered
@@ -283,6 +294,52 @@ fn yaml_error(
         object,
         rule,
     }
+}
+
+/// The parser limit behind an error, through the wrappers that add a
+/// snippet or the alias's location.
+fn budget_breach(e: &serde_saphyr::Error) -> Option<&serde_saphyr::budget::BudgetBreach> {
+    match e {
+        serde_saphyr::Error::Budget { breach, .. } => Some(breach),
+        serde_saphyr::Error::WithSnippet { error, .. }
+        | serde_saphyr::Error::AliasError { error, .. } => budget_breach(error),
+        _ => None,
+    }
+}
+
+/// A parser limit, said as a sentence. The limits are the parser's defaults
+/// and deliberately not configurable: they stop alias bombs and runaway
+/// nesting from exhausting memory, and no real inventory comes near them.
+fn budget_rule(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Nodes { nodes } => format!(
+            "the document expands to more than {} YAML nodes (reached {nodes}); anchors \
+             referenced many times (`*name`) multiply, which is how an alias bomb works",
+            nodes - 1
+        ),
+        B::Aliases { aliases } => format!("it uses more than {} aliases (`*name`)", aliases - 1),
+        B::Anchors { anchors } => format!("it defines more than {} anchors (`&name`)", anchors - 1),
+        B::Depth { depth } => format!("it nests deeper than {} levels", depth - 1),
+        B::Documents { documents } => {
+            format!("it holds more than {} documents", documents - 1)
+        }
+        B::Events { events } => format!("it is longer than {} parser events", events - 1),
+        B::ScalarBytes { total_scalar_bytes } => {
+            format!("its values add up to more than {total_scalar_bytes} bytes")
+        }
+        B::MergeKeys { merge_keys } => {
+            format!("it uses more than {} merge keys (`<<`)", merge_keys - 1)
+        }
+        B::AliasAnchorRatio { aliases, anchors } => format!(
+            "it references its {anchors} anchors {aliases} times, which only an alias bomb needs"
+        ),
+        other => format!("it breaks a parser limit ({other:?})"),
+    };
+    format!(
+        "manifest too large to read safely: {what}. This limit cannot be raised; \
+         split the file, or write the repeated parts out instead of aliasing them"
+    )
 }
 
 fn typed<S: DeserializeOwned + Default>(

@@ -77,17 +77,59 @@ pub struct RevisionMeta {
     pub manager: String,
 }
 
+/// The writer named by `--user` for this process, over every other source.
+static PROCESS_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 impl RevisionMeta {
     pub fn new(message: impl Into<String>) -> RevisionMeta {
         RevisionMeta {
-            user: std::env::var("CLUSTO_USER")
-                .or_else(|_| std::env::var("USER"))
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
+            user: writer(),
             message: message.into(),
             manager: "cli".into(),
         }
     }
+
+    /// Names the writer of every revision this process makes (`--user`).
+    pub fn set_process_user(user: String) {
+        let _ = PROCESS_USER.set(user);
+    }
+}
+
+/// Who writes: `--user`, then `CLUSTO_USER`, `USER`, `LOGNAME`, then the
+/// OS account as git does, so cron jobs, CI and containers (where `USER` is
+/// often unset) still record someone.
+fn writer() -> String {
+    if let Some(u) = PROCESS_USER.get() {
+        return u.clone();
+    }
+    ["CLUSTO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(os_account)
+        .unwrap_or_else(|| format!("uid:{}", unsafe { libc::geteuid() }))
+}
+
+/// The passwd name of the effective user id.
+fn os_account() -> Option<String> {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to live memory of the stated size; on success
+    // `out` points at `pw`, whose strings live in `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    if rc != 0 || out.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
 #[derive(Clone, Debug, PartialEq)]
