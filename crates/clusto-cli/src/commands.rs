@@ -346,6 +346,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 _ => println!("{name} -> {}", p.reason),
             }
         }
+        Command::Import {
+            from:
+                crate::ImportFrom::Clusto {
+                    url,
+                    out,
+                    apply_set,
+                },
+        } => {
+            return crate::import::from_clusto(
+                &store,
+                fmt,
+                url,
+                out.as_deref(),
+                apply_set,
+                cli.message.clone(),
+            )
+            .await;
+        }
         Command::Export {
             query,
             at,

@@ -2,6 +2,7 @@
 
 mod commands;
 mod declarative;
+mod import;
 mod output;
 mod vm;
 
@@ -367,6 +368,32 @@ nothing changes. CISCO-MAC-NOTIFICATION-MIB; v1, v2c traps and INFORMs, v3 (--v3
     },
     /// Print shell completions: clusto completions bash > /etc/bash_completion.d/clusto
     Completions { shell: clap_complete::Shell },
+    /// Bring an inventory over from another tool, in one revision.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportFrom {
+    /// An original (Digg) clusto database: entities, attributes with their types, racks and
+    /// units, datacenters, the three pool kinds, IPManagers and the addresses they handed out,
+    /// NameManagers and their counters, ports and cables. Read only; deleted rows are skipped.
+    #[command(
+        after_help = "Drivers map to kinds (basicserver → Server, exclusive_pool → Pool type exclusive,\nunique_pool → Pool type unique in group unique_pool, ipmanager → IPManager,\nsimpleentitynamemanager → NameManager); other drivers become user-defined Drivers on the base\ntheir type names. What has no equivalent is listed (entity, attribute, why) and left out;\neverything else lands in one revision, or nothing does.\n\nExamples:\n  clusto import clusto sqlite:///var/lib/clusto/clusto.db\n  clusto import clusto postgres://clusto@db/clusto --out manifests/imported/"
+    )]
+    Clusto {
+        /// The original's database: sqlite://PATH or postgres://USER@HOST/DB.
+        url: String,
+        /// Write the manifests here instead (one file per top-level location, other.yaml
+        /// for the rest) to review and `clusto apply -f DIR` later.
+        #[arg(long, value_name = "DIR")]
+        out: Option<String>,
+        /// The apply set that owns the imported objects.
+        #[arg(long, default_value = "import")]
+        apply_set: String,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
