@@ -277,27 +277,64 @@ async fn ownership_prune_conflicts_drift_and_plan_files() {
         let f = write(&d, "a.yaml", OWNED);
         c.ok(&["apply", "-f", &f, "--apply-set", "team-a"]);
         c.ok(&["create", "server", "handmade"]);
-        // conflict: another apply set may not change team-a's objects
+        // Declaring what is recorded is never a conflict, and moves nothing.
+        let same = write(&d, "same.yaml", OWNED);
+        let r = c.ok(&["apply", "-f", &same, "--apply-set", "team-b"]);
+        assert_eq!(r, "No changes.\n", "{b}");
+        let s1 = || c.json(&["get", "server", "s1"]);
+        assert_eq!(s1()["metadata"]["managedBy"], "applyset:team-a");
+        // A value another apply set owns that would change is a conflict,
+        // per field, naming the owner; nothing is written.
         let g = write(&d, "b.yaml", &OWNED.replace("role: web", "role: db"));
         let r = c.run(&["apply", "-f", &g, "--apply-set", "team-b"]);
         assert_eq!(r.code, 1);
         assert!(
-            r.stderr
-                .contains("conflict: s1 is owned by applyset:team-a, not applyset:team-b"),
+            r.stderr.contains(
+                "b.yaml:5:11: Server s1: conflict: spec.attrs.role of s1 is owned by \
+                 applyset:team-a and would change from \"web\" to \"db\"; use \
+                 --force-conflicts to take over this field"
+            ),
             "{b}: {}",
             r.stderr
+        );
+        assert_eq!(c.json(&["attr", "get", "s1", "role"])[0]["value"], "web");
+        // A field nobody declared is nobody's: adding it is no conflict.
+        let more = write(
+            &d,
+            "more.yaml",
+            &OWNED.replace("role: web", "role: web, rack: r9"),
+        );
+        c.ok(&["apply", "-f", &more, "--apply-set", "team-b"]);
+        assert_eq!(c.json(&["attr", "get", "s1", "rack"])[0]["value"], "r9");
+        // Forcing takes over just that field; the object stays team-a's,
+        // and team-a changing it back is now the conflict.
+        let forced = write(
+            &d,
+            "forced.yaml",
+            &OWNED.replace("role: web", "role: db, rack: r9"),
         );
         c.ok(&[
             "apply",
             "-f",
-            &g,
+            &forced,
             "--apply-set",
             "team-b",
             "--force-conflicts",
         ]);
-        assert_eq!(
-            c.json(&["get", "server", "s1"])["metadata"]["managedBy"],
-            "applyset:team-b"
+        assert_eq!(c.json(&["attr", "get", "s1", "role"])[0]["value"], "db");
+        assert_eq!(s1()["metadata"]["managedBy"], "applyset:team-a");
+        let back = write(
+            &d,
+            "back.yaml",
+            &OWNED.replace("role: web", "role: web, rack: r9"),
+        );
+        let r = c.run(&["apply", "-f", &back, "--apply-set", "team-a"]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr
+                .contains("spec.attrs.role of s1 is owned by applyset:team-b"),
+            "{b}: {}",
+            r.stderr
         );
         c.ok(&[
             "apply",
@@ -307,6 +344,7 @@ async fn ownership_prune_conflicts_drift_and_plan_files() {
             "team-a",
             "--force-conflicts",
         ]);
+        assert_eq!(c.json(&["attr", "get", "s1", "role"])[0]["value"], "web");
         // prune: only team-a's objects that left the manifests, shown first
         let only_s1 = write(&d, "a.yaml", OWNED.split("---").next().unwrap());
         let plan = c.ok(&["plan", "-f", &only_s1, "--apply-set", "team-a", "--prune"]);
@@ -423,15 +461,10 @@ async fn export_round_trips() {
         let f = write(&d, "export.yaml", &exported);
         // applying the export to its own store changes nothing
         let h = head(&c);
-        let r = c.ok(&[
-            "apply",
-            "-f",
-            &f,
-            "--apply-set",
-            "manifests",
-            "--force-conflicts",
-        ]);
+        // whatever the apply set and file name: same values are no conflict
+        let r = c.ok(&["apply", "-f", &f, "--apply-set", "dc"]);
         assert_eq!(r, "No changes.\n", "{b}");
+        assert!(c.ok(&["plan", "-f", &f]).contains("No changes"), "{b}");
         assert_eq!(head(&c), h);
         // and to an empty store reproduces the inventory
         let fresh = Clusto::fresh(b).await;

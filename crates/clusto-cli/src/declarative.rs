@@ -27,7 +27,8 @@ pub struct ManifestArgs {
     /// Delete objects of this apply set that the manifests no longer declare.
     #[arg(long)]
     pub prune: bool,
-    /// Take over objects owned by another apply set.
+    /// Take over the fields another apply set owns that these manifests would change
+    /// (declaring the values it recorded is never a conflict).
     #[arg(long)]
     pub force_conflicts: bool,
 }

@@ -36,7 +36,7 @@ pub struct ApplyOptions {
     pub apply_set: String,
     /// Delete objects of this apply set that the manifests no longer declare.
     pub prune: bool,
-    /// Take over objects another apply set owns.
+    /// Take over the fields another apply set owns that these manifests change.
     pub force_conflicts: bool,
 }
 
@@ -364,28 +364,10 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         .collect();
     let owner = opts.owner();
     let declared: HashSet<&str> = objects.iter().map(|o| o.name()).collect();
-
-    // Ownership: refuse objects another apply set owns, unless forced.
-    let mut owned: Vec<&Object> = Vec::new();
-    for &o in &objects {
-        if let Ok(id) = a.inv.id_of(o.name())
-            && let Some(by) = managed_by(a.inv, id)
-            && by.starts_with("applyset:")
-            && by != owner
-            && !opts.force_conflicts
-        {
-            a.fail_at(
-                o,
-                o.name(),
-                format!(
-                    "conflict: {} is owned by {by}, not {owner}; use --force-conflicts to take it over",
-                    o.name()
-                ),
-            );
-            continue;
-        }
-        owned.push(o);
-    }
+    // Ownership is per field, as in server-side apply: what other apply
+    // sets own is remembered now and checked once every phase has run.
+    let guarded = guard(a.inv, &objects, &owner);
+    let owned: Vec<&Object> = objects.clone();
 
     // Prune first, so what it frees (units, ports, addresses) can be reused.
     if opts.prune {
@@ -528,12 +510,19 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
     }
     let by_name: HashMap<&str, &Object> = owned.iter().map(|o| (o.name(), *o)).collect();
-    let anchor = |name: &str| -> &Object { by_name.get(name).copied().unwrap_or(owned[0]) };
+    let anchor = |name: &str| {
+        by_name
+            .get(name)
+            .copied()
+            .or_else(|| owned.first().copied())
+    };
     // Resolve, then remove what is no longer wanted, then add what is missing.
     type Placement<'o> = (EntityId, &'o Object, Vec<(EntityId, Option<RuRange>)>);
     let mut plan: Vec<Placement> = Vec::new();
     for (name, w) in &wanted {
-        let o = anchor(name);
+        let Some(o) = anchor(name) else {
+            continue;
+        };
         let Some(id) = a.id(o, name, "member") else {
             continue;
         };
@@ -594,7 +583,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
                     let o = if reshaped.contains(a.inv.name_of(*id)) {
                         *o
                     } else {
-                        anchor(a.inv.name_of(*p))
+                        anchor(a.inv.name_of(*p)).unwrap_or(*o)
                     };
                     // Rack errors are about units; others about the container.
                     let needle = if a.inv.kind_of(*p) == Some(Kind::Rack) {
@@ -629,13 +618,10 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
     }
     for (l, o) in &links {
-        want_links.push((
-            l.0.clone(),
-            l.1.clone(),
-            l.2.clone(),
-            l.3.clone(),
-            anchor(o),
-        ));
+        let Some(o) = anchor(o) else {
+            continue;
+        };
+        want_links.push((l.0.clone(), l.1.clone(), l.2.clone(), l.3.clone(), o));
     }
     let wanted_pairs: HashSet<(String, PortId, String, PortId)> = want_links
         .iter()
@@ -764,7 +750,11 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
     }
 
-    // 9. An apply set owns what it creates or changes, and remembers the
+    // 9. Fields other apply sets own may change only when forced; forced
+    // fields become this apply set's, the object stays its owner's.
+    let foreign = check_fields(&mut a, &guarded, &owner, opts.force_conflicts);
+
+    // 10. An apply set owns what it creates or changes, and remembers the
     // state it left, so a later plan can tell edits made outside it (drift).
     // An object that already matched its manifest is left as it was (and
     // unowned if it was), so applying an export back to its store is a no-op.
@@ -773,6 +763,9 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         let Ok(id) = a.inv.id_of(o.name()) else {
             continue;
         };
+        if foreign.contains(&id) {
+            continue;
+        }
         let ours = matches!(a.inv.meta(id, MANAGED_BY), Some(Value::String(x)) if *x == owner);
         if !touched.contains(&id) && (!ours || a.inv.meta(id, APPLIED).is_some()) {
             continue;
@@ -787,6 +780,120 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     errors.sort();
     errors.dedup();
     errors
+}
+
+/// Fields of an object owned by another apply set than its own: `{path: owner}`.
+pub const FIELD_MANAGERS: &str = "fieldManagers";
+
+fn field_managers(inv: &Inventory, id: EntityId) -> BTreeMap<String, String> {
+    match inv.meta(id, FIELD_MANAGERS) {
+        Some(Value::Json(j)) => serde_json::from_value(j.clone()).unwrap_or_default(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A declared object some of whose fields another apply set owns, as it
+/// was before this apply.
+struct Guarded<'o> {
+    id: EntityId,
+    object: &'o Object,
+    /// The object's owner when it is another apply set.
+    foreign_owner: Option<String>,
+    fields: BTreeMap<String, String>,
+    before: BTreeMap<String, Json>,
+}
+
+impl Guarded<'_> {
+    /// Who owns a field: its own entry, else the object's owner for fields
+    /// the object had; a field nobody declared yet is nobody's.
+    fn owner_of(&self, path: &str) -> Option<&str> {
+        self.fields.get(path).map(String::as_str).or(self
+            .foreign_owner
+            .as_deref()
+            .filter(|_| self.before.contains_key(path)))
+    }
+}
+
+fn guard<'o>(inv: &Inventory, objects: &[&'o Object], owner: &str) -> Vec<Guarded<'o>> {
+    let mut out = Vec::new();
+    for &o in objects {
+        let Ok(id) = inv.id_of(o.name()) else {
+            continue;
+        };
+        let foreign_owner = managed_by(inv, id)
+            .filter(|by| by.starts_with("applyset:") && *by != owner)
+            .map(str::to_string);
+        let fields = field_managers(inv, id);
+        if foreign_owner.is_none() && fields.values().all(|f| f == owner) {
+            continue;
+        }
+        out.push(Guarded {
+            id,
+            object: o,
+            foreign_owner,
+            fields,
+            before: crate::plan::flatten(&inv.resource(id, false)),
+        });
+    }
+    out
+}
+
+/// Compares each guarded object with what the phases made of it: a field
+/// another apply set owns that changed is a conflict naming the field and
+/// its owner, unless forced; forced fields are recorded as this apply set's.
+/// Returns the objects another apply set owns (their owner stays).
+fn check_fields(
+    a: &mut Applier,
+    guarded: &[Guarded],
+    owner: &str,
+    force: bool,
+) -> HashSet<EntityId> {
+    let mut foreign = HashSet::new();
+    for g in guarded {
+        if g.foreign_owner.is_some() {
+            foreign.insert(g.id);
+        }
+        if a.inv.entity(g.id).is_none() {
+            continue;
+        }
+        let after = crate::plan::flatten(&a.inv.resource(g.id, false));
+        let paths: BTreeSet<&String> = g.before.keys().chain(after.keys()).collect();
+        let mut fields = g.fields.clone();
+        for path in paths {
+            if path.starts_with("metadata.") || g.before.get(path) == after.get(path) {
+                continue;
+            }
+            match g.owner_of(path) {
+                Some(by) if by != owner && !force => {
+                    let show =
+                        |v: Option<&Json>| v.map(|v| v.to_string()).unwrap_or("nothing".into());
+                    let needle = path.rsplit('.').next().unwrap_or(path);
+                    a.fail_at(
+                        g.object,
+                        needle,
+                        format!(
+                            "conflict: {path} of {} is owned by {by} and would change from {} to {}; \
+                             use --force-conflicts to take over this field",
+                            g.object.name(),
+                            show(g.before.get(path)),
+                            show(after.get(path)),
+                        ),
+                    );
+                }
+                _ if g.foreign_owner.is_some() => {
+                    fields.insert(path.clone(), owner.to_string());
+                }
+                _ => {
+                    fields.remove(path);
+                }
+            }
+        }
+        if fields != g.fields {
+            let v = (!fields.is_empty()).then(|| Value::Json(serde_json::json!(fields)));
+            a.inv.set_meta(g.id, FIELD_MANAGERS, v);
+        }
+    }
+    foreign
 }
 
 /// Gives objects that ask for a name from a NameManager the name they got
