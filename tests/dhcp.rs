@@ -98,6 +98,24 @@ async fn real_clients_get_what_the_inventory_says() {
     assert!(bound.contains("file=pxelinux.0"), "{bound}");
     assert!(bound.contains("serverid=10.77.0.1"), "{bound}");
 
+    // The original clusto's option names still work: `dhcp.domain` and
+    // `dhcp.name_server` on the host, nearer than the datacenter's
+    // `domain-name` and `dns-servers`.
+    c.ok(&["attr", "set", "dhcp-test1", "dhcp.domain", "bar.example"]);
+    c.ok(&[
+        "attr",
+        "set",
+        "dhcp-test1",
+        "dhcp.name_server",
+        "10.77.0.53",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let bound = n.dhclient().expect("dhclient got a lease");
+    assert!(bound.contains("domain=bar.example"), "{bound}");
+    assert!(bound.contains("dns=10.77.0.53"), "{bound}");
+    c.ok(&["attr", "del", "dhcp-test1", "dhcp.domain"]);
+    c.ok(&["attr", "del", "dhcp-test1", "dhcp.name_server"]);
+
     // busybox udhcpc
     let bound = n.udhcpc().expect("udhcpc got a lease");
     assert!(

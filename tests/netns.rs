@@ -105,6 +105,9 @@ impl Netns {
         )
         .unwrap();
         let log = dir.join("stderr");
+        // Without the last lease a run is a full DISCOVER (reason BOUND), not
+        // an INIT-REBOOT of the previous one.
+        let _ = std::fs::remove_file(dir.join("leases"));
         let mut child = Command::new("ip")
             .args([
                 "netns", "exec", &self.cli, "dhclient", "-d", "-1", "-v", "-cf",

@@ -196,8 +196,15 @@ impl<'a> Chain<'a> {
             .find_map(|id| self.inv.attr_value(*id, key, sub))
     }
 
+    /// `dhcp.<sub>`, or the original clusto's name for it, nearest first
+    /// whichever spelling a level uses.
     fn dhcp(&self, sub: &str) -> Option<&'a Value> {
-        self.get("dhcp", Some(sub))
+        let aliases = crate::names::aliases_of(sub);
+        self.ids.iter().find_map(|id| {
+            std::iter::once(sub)
+                .chain(aliases.iter().copied())
+                .find_map(|s| self.inv.attr_value(*id, "dhcp", Some(s)))
+        })
     }
 
     /// Every `dhcp.*` row, nearest first.
@@ -270,19 +277,27 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> R
         .unwrap_or(DEFAULT_LEASE)
         .max(60);
     let mut extra: Vec<(u8, Vec<u8>)> = Vec::new();
-    // Every dhcp.option-N, nearest first.
+    // Every dhcp.option-N and every option the original clusto named,
+    // nearest first.
     let mut seen = std::collections::HashSet::new();
     for attr in chain.dhcp_rows() {
-        if let Some(n) = attr
-            .subkey
-            .as_deref()
-            .and_then(|s| s.strip_prefix("option-"))
-            && let Ok(code) = n.parse::<u8>()
-            && code != 0
-            && code != 255
+        let Some(sub) = attr.subkey.as_deref() else {
+            continue;
+        };
+        let option = match crate::names::original(sub) {
+            Some(crate::names::Meaning::Option(code, wire)) => {
+                crate::names::encode(wire, &text(&attr.value)).map(|b| (code, b))
+            }
+            _ => sub
+                .strip_prefix("option-")
+                .and_then(|n| n.parse::<u8>().ok())
+                .filter(|c| *c != 0 && *c != 255)
+                .map(|c| (c, option_bytes(&attr.value))),
+        };
+        if let Some((code, bytes)) = option
             && seen.insert(code)
         {
-            extra.push((code, option_bytes(&attr.value)));
+            extra.push((code, bytes));
         }
     }
     // PXELINUX (RFC 5071): magic, config file, path prefix, reboot time.

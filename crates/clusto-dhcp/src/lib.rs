@@ -4,6 +4,7 @@
 
 pub mod handler;
 pub mod index;
+pub mod names;
 pub mod server;
 
 pub use handler::{Context, Destination, Ignored, Outcome, handle};

@@ -515,3 +515,76 @@ fn several_addresses_answer_from_the_asking_subnet() {
         Outcome::Ignore(Ignored::NoAddressInSubnet { .. })
     ));
 }
+
+/// The original clusto's scapy option names: aliases of this project's
+/// settings (`domain`, `name_server`, `NTP_server`, `lease_time`) merge like
+/// them, nearest level first whatever the spelling; the others become their
+/// option, typed (`router`, `renewal_time`, `NIS_domain`, `interface-mtu`).
+#[test]
+fn the_original_option_names_are_understood() {
+    let mut i = inventory();
+    let s1 = i.id_of("s1").unwrap();
+    let set = |i: &mut Inventory, sk: &str, v: &str| {
+        i.attr_set(
+            s1,
+            "dhcp",
+            Some(sk),
+            NumberSpec::None,
+            Value::String(v.into()),
+        )
+        .unwrap();
+    };
+    set(&mut i, "domain", "bar.example");
+    set(&mut i, "name_server", "10.77.0.99");
+    set(&mut i, "NTP_server", "10.77.0.123");
+    set(&mut i, "lease_time", "600");
+    set(&mut i, "router", "10.77.0.254");
+    set(&mut i, "renewal_time", "200");
+    set(&mut i, "NIS_domain", "nis.example");
+    set(&mut i, "interface-mtu", "9000");
+    set(&mut i, "default_ttl", "not-a-number");
+    let idx = DhcpIndex::build(&i, 1);
+    let (m, _) = reply(handle(&idx, &ctx(), &request(MessageType::Discover, MAC1)));
+    let o = m.opts();
+    assert_eq!(
+        o.get(OptionCode::DomainName),
+        Some(&DhcpOption::DomainName("bar.example".into())),
+        "nearer than the datacenter's domain-name"
+    );
+    assert_eq!(
+        o.get(OptionCode::DomainNameServer),
+        Some(&DhcpOption::DomainNameServer(vec![Ipv4Addr::new(
+            10, 77, 0, 99
+        )]))
+    );
+    assert_eq!(
+        o.get(OptionCode::NtpServers),
+        Some(&DhcpOption::NtpServers(vec![Ipv4Addr::new(10, 77, 0, 123)]))
+    );
+    assert_eq!(
+        o.get(OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(600))
+    );
+    // Encoded and decoded as the clients see them.
+    let mut buf = Vec::new();
+    dhcproto::Encodable::encode(&m, &mut dhcproto::Encoder::new(&mut buf)).unwrap();
+    let back = <Message as dhcproto::Decodable>::decode(&mut dhcproto::Decoder::new(&buf)).unwrap();
+    let o = back.opts();
+    assert_eq!(
+        o.get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 77, 0, 254)]))
+    );
+    assert_eq!(o.get(OptionCode::Renewal), Some(&DhcpOption::Renewal(200)));
+    assert_eq!(
+        o.get(OptionCode::NisDomain),
+        Some(&DhcpOption::NisDomain("nis.example".into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::InterfaceMtu),
+        Some(&DhcpOption::InterfaceMtu(9000))
+    );
+    assert!(
+        o.get(OptionCode::DefaultIpTtl).is_none(),
+        "a value that does not fit its option is left out"
+    );
+}
