@@ -20,6 +20,40 @@ use crate::value::Value;
 /// what the backend holds.
 pub const DELETING: &str = "deleting";
 
+/// The original clusto's attribute names that mean the same as this
+/// project's: `(original key, subkey)` → `(key, subkey)`. One table, used
+/// wherever these attributes are read.
+pub const ORIGINAL_ATTR_NAMES: &[((&str, &str), (&str, &str))] = &[
+    (("aws", "ec2_instance_type"), ("aws", "instance-type")),
+    (("aws", "ec2_ami"), ("aws", "ami")),
+    (("aws", "ec2_region"), ("aws", "region")),
+    (
+        ("aws", "ec2_allow_termination"),
+        ("aws", "allow-termination"),
+    ),
+    (("xen", "volume-group"), ("libvirt", "pool")),
+];
+
+/// This project's name for an attribute the original may have named.
+pub fn canonical_attr<'a>(key: &'a str, sub: &'a str) -> (&'a str, &'a str) {
+    ORIGINAL_ATTR_NAMES
+        .iter()
+        .find(|(orig, _)| *orig == (key, sub))
+        .map(|(_, ours)| *ours)
+        .unwrap_or((key, sub))
+}
+
+/// The original's names for this project's `key.sub`.
+pub fn original_names_of<'a>(
+    key: &'a str,
+    sub: &'a str,
+) -> impl Iterator<Item = (&'static str, &'static str)> + 'a {
+    ORIGINAL_ATTR_NAMES
+        .iter()
+        .filter(move |(_, ours)| *ours == (key, sub))
+        .map(|(orig, _)| *orig)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Libvirt,
@@ -424,7 +458,9 @@ impl Inventory {
         )
     }
 
-    /// What a VirtualMachine asks for.
+    /// What a VirtualMachine asks for. Its `libvirt.*` and `aws.*` merged
+    /// attributes travel along (the original's names become this
+    /// project's, see [`ORIGINAL_ATTR_NAMES`]).
     pub fn vm_desired(&self, id: EntityId) -> Result<Desired, CoreError> {
         if self.kind_of(id) != Some(Kind::VirtualMachine) {
             return Err(self.vm_rule(id, "not a VirtualMachine"));
@@ -441,11 +477,15 @@ impl Inventory {
         };
         let mut attrs = BTreeMap::new();
         for m in self.merged_attrs(id, None, None, false) {
-            if (m.attr.key == "libvirt" || m.attr.key == "aws")
-                && let Some(sk) = &m.attr.subkey
-            {
+            let Some(sk) = &m.attr.subkey else {
+                continue;
+            };
+            // Nearest first, whichever spelling (this project's or the
+            // original's) a level uses.
+            let (key, sk) = canonical_attr(&m.attr.key, sk);
+            if key == "libvirt" || key == "aws" {
                 attrs
-                    .entry(format!("{}.{sk}", m.attr.key))
+                    .entry(format!("{key}.{sk}"))
                     .or_insert_with(|| self.value_text(&m.attr.value));
             }
         }
@@ -459,11 +499,14 @@ impl Inventory {
             image: text(self.setting(id, "image")),
             instance_type: text(self.setting(id, "instanceType")),
             power,
-            allow_termination: matches!(
-                self.setting(id, "allowTermination"),
-                Some(Value::Bool(true))
-            ) || text(self.setting(id, "allowTermination")).as_deref()
-                == Some("true"),
+            allow_termination: match self.setting(id, "allowTermination") {
+                Some(v) => {
+                    matches!(v, Value::Bool(true)) || text(Some(v)).as_deref() == Some("true")
+                }
+                None => attrs
+                    .get("aws.allow-termination")
+                    .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True")),
+            },
             deleting: self.vm_deleting(id),
             macs: self
                 .nic_macs(id)
@@ -481,7 +524,19 @@ impl Inventory {
                 ec2: Some(e),
                 backend: BackendKind::Ec2,
                 ..
-            }) => Some(format!("ec2 region {}", e.region)),
+            }) => {
+                if let Some(r) = d.attrs.get("aws.region").filter(|r| **r != e.region) {
+                    return Err(self.vm_rule(
+                        id,
+                        format!(
+                            "aws.region asks for {r} but VMManager {} runs in {}; give the VM \
+                             a VMManager for {r}",
+                            d.manager, e.region
+                        ),
+                    ));
+                }
+                Some(format!("ec2 region {}", e.region))
+            }
             _ => d.host.clone(),
         };
         let fp = format!(
@@ -580,7 +635,9 @@ impl Inventory {
     /// The storage pool for a hypervisor's VM disks: `libvirt.pool`
     /// (merged; the original's `xen.volume-group` too), else the manager's.
     pub fn libvirt_pool(&self, mgr: EntityId, host: EntityId) -> String {
-        for (k, sk) in [("libvirt", "pool"), ("xen", "volume-group")] {
+        for (k, sk) in
+            std::iter::once(("libvirt", "pool")).chain(original_names_of("libvirt", "pool"))
+        {
             if let Some((v, _)) = self.merged_value(host, k, Some(sk)) {
                 return self.value_text(v);
             }
@@ -917,6 +974,68 @@ mod tests {
             vms.push(v);
         }
         (inv, vms)
+    }
+
+    /// The original's `aws.ec2_*` names, set on a pool the VM is in, mean
+    /// what this project's names mean; a region the manager does not run in
+    /// is refused with the rule, not ignored.
+    #[test]
+    fn the_original_aws_attribute_names_are_understood() {
+        use crate::inventory::NumberSpec;
+        let (mut inv, vms) = ec2_inventory(100.0);
+        let pool = inv.create(Kind::Pool, "web", None).unwrap();
+        inv.insert(pool, vms[0], None).unwrap();
+        let set = |inv: &mut Inventory, e, sk: &str, v: Value| {
+            inv.attr_set(e, "aws", Some(sk), NumberSpec::None, v)
+                .unwrap();
+        };
+        set(&mut inv, pool, "ec2_ami", Value::String("ami-123".into()));
+        set(
+            &mut inv,
+            pool,
+            "ec2_instance_type",
+            Value::String("m5.large".into()),
+        );
+        set(&mut inv, pool, "ec2_allow_termination", Value::Int(1));
+        set(
+            &mut inv,
+            pool,
+            "ec2_region",
+            Value::String("eu-west-1".into()),
+        );
+        let d = inv.vm_desired(vms[0]).unwrap();
+        assert_eq!(d.attrs.get("aws.ami").map(String::as_str), Some("ami-123"));
+        assert_eq!(
+            d.attrs.get("aws.instance-type").map(String::as_str),
+            Some("m5.large")
+        );
+        assert!(d.allow_termination);
+        // The VM's own (nearer) value wins whichever name either level uses.
+        set(&mut inv, vms[0], "ami", Value::String("ami-own".into()));
+        assert_eq!(inv.vm_desired(vms[0]).unwrap().attrs["aws.ami"], "ami-own");
+        set(
+            &mut inv,
+            pool,
+            "ec2_region",
+            Value::String("us-west-2".into()),
+        );
+        let e = inv.vm_desired(vms[0]).unwrap_err().to_string();
+        assert!(
+            e.contains("aws.region asks for us-west-2 but VMManager aws runs in eu-west-1"),
+            "{e}"
+        );
+        // xen.volume-group on a hypervisor is its libvirt storage pool.
+        let mgr = inv.create(Kind::VmManager, "xen", None).unwrap();
+        let host = inv.create(Kind::Server, "h1", None).unwrap();
+        inv.attr_set(
+            host,
+            "xen",
+            Some("volume-group"),
+            NumberSpec::None,
+            Value::String("vg0".into()),
+        )
+        .unwrap();
+        assert_eq!(inv.libvirt_pool(mgr, host), "vg0");
     }
 
     #[test]
