@@ -20,10 +20,13 @@ use crate::value::Value;
 /// what the backend holds.
 pub const DELETING: &str = "deleting";
 
+/// An attribute's `(key, subkey)`.
+pub type AttrName = (&'static str, &'static str);
+
 /// The original clusto's attribute names that mean the same as this
 /// project's: `(original key, subkey)` → `(key, subkey)`. One table, used
 /// wherever these attributes are read.
-pub const ORIGINAL_ATTR_NAMES: &[((&str, &str), (&str, &str))] = &[
+pub const ORIGINAL_ATTR_NAMES: &[(AttrName, AttrName)] = &[
     (("aws", "ec2_instance_type"), ("aws", "instance-type")),
     (("aws", "ec2_ami"), ("aws", "ami")),
     (("aws", "ec2_region"), ("aws", "region")),
