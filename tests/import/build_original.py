@@ -35,6 +35,7 @@ def connect(dsn):
 
 
 def build():
+    clusto.SESSION.clusto_user = 'ops-alice'
     dc = BasicDatacenter('dc1')
     dc.set_attr('dhcp', subkey='enabled', value=1)
     dc.set_attr('snmp', subkey='community', value='s3cret')
@@ -117,6 +118,9 @@ def answers():
             d['merged_dhcp'] = sorted([a.subkey, a.value] for a in
                                       e.attrs('dhcp', merge_container_attrs=True))
         out[e.name] = d
+    rows = clusto.SESSION.execute(clusto.CLUSTO_VERSIONING.select()).fetchall()
+    out['_versions'] = [[r.version, r.timestamp.strftime('%Y-%m-%dT%H:%M:%S'), r.user]
+                        for r in rows]
     return out
 
 

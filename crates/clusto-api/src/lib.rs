@@ -297,6 +297,7 @@ async fn apply(
         user: caller.user.clone(),
         message: format!("apply via API ({})", opts.apply_set),
         manager: opts.owner(),
+        at_ms: None,
     };
     let w = engine::apply_manifests(
         &api.store,

@@ -352,17 +352,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     url,
                     out,
                     apply_set,
+                    with_history,
                 },
         } => {
-            return crate::import::from_clusto(
-                &store,
-                fmt,
+            let args = crate::import::ImportArgs {
                 url,
-                out.as_deref(),
+                out: out.as_deref(),
                 apply_set,
-                cli.message.clone(),
-            )
-            .await;
+                with_history: *with_history,
+                message: cli.message.clone(),
+            };
+            return crate::import::from_clusto(&store, fmt, args).await;
         }
         Command::Export {
             query,

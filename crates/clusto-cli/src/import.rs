@@ -43,22 +43,105 @@ fn sources(files: &[(String, Vec<serde_json::Value>)]) -> Result<Vec<Source>> {
     Ok(out)
 }
 
-pub async fn from_clusto(
+/// What one apply of an original state did.
+struct Step {
+    revision: Option<i64>,
+    add: usize,
+    change: usize,
+}
+
+/// Applies one state of the original (its live rows, or those of one
+/// version) as the import apply set. Err holds the manifest errors.
+async fn apply_state(
     store: &Store,
-    fmt: Format,
-    url: &str,
-    out: Option<&str>,
-    apply_set: &str,
-    message: Option<String>,
-) -> Result<ExitCode> {
-    let original = clusto_import::read(url).await?;
-    let mapped = clusto_import::map(&original);
-    let sources = sources(&mapped.files)?;
+    state: &clusto_import::Original,
+    opts: &ApplyOptions,
+    meta: &RevisionMeta,
+) -> Result<Result<Step, Vec<clusto_manifest::ManifestError>>> {
+    let mapped = clusto_import::map(state);
+    let (parsed, errors) = parse_sources(&sources(&mapped.files)?);
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let r = engine::apply_manifests(
+        store,
+        ApplyRequest {
+            meta,
+            objects: &parsed,
+            opts,
+            expect_head: None,
+            reviewed: None,
+        },
+    )
+    .await;
+    match r {
+        Ok(w) => Ok(Ok(Step {
+            revision: w.revision,
+            add: w.value.summary.add,
+            change: w.value.summary.change,
+        })),
+        Err(ApplyFailure::Manifest(e)) => Ok(Err(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The revision a version of the original becomes: its user, time and
+/// description.
+fn version_meta(v: &clusto_import::original::Version, base: &RevisionMeta) -> RevisionMeta {
+    let at_ms = v.at.as_deref().and_then(|t| {
+        let t = t.trim().replacen(' ', "T", 1);
+        let t = if t.contains('+') || t.ends_with('Z') {
+            t
+        } else {
+            format!("{t}Z")
+        };
+        clusto_core::time::parse_rfc3339_ms(&t)
+    });
+    RevisionMeta {
+        user: v
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or(base.user.clone()),
+        message: v
+            .description
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| format!("clusto version {}", v.version)),
+        at_ms,
+        ..base.clone()
+    }
+}
+
+fn report_errors(errors: &[clusto_manifest::ManifestError], during: &str) -> ExitCode {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!(
+        "{} error(s){during}; nothing was imported (see the manifests with --out DIR)",
+        errors.len()
+    );
+    ExitCode::FAILURE
+}
+
+pub struct ImportArgs<'a> {
+    pub url: &'a str,
+    pub out: Option<&'a str>,
+    pub apply_set: &'a str,
+    pub with_history: bool,
+    pub message: Option<String>,
+}
+
+pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Result<ExitCode> {
+    let original = clusto_import::read(a.url).await?;
+    let live = original.at(None);
+    let mapped = clusto_import::map(&live);
     let objects: usize = mapped.files.iter().map(|(_, d)| d.len()).sum();
     for u in &mapped.unmapped {
         eprintln!("not imported: {u}");
     }
-    if let Some(dir) = out {
+    if let Some(dir) = a.out {
+        let sources = sources(&mapped.files)?;
         std::fs::create_dir_all(dir)?;
         for s in &sources {
             std::fs::write(format!("{dir}/{}", s.file), &s.text)?;
@@ -70,64 +153,83 @@ pub async fn from_clusto(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (parsed, errors) = parse_sources(&sources);
+    // The import apply set owns what it brought; pruning lets a later
+    // import (or a later version) remove what the original deleted.
     let opts = ApplyOptions {
-        apply_set: apply_set.to_string(),
-        prune: false,
+        apply_set: a.apply_set.to_string(),
+        prune: true,
         force_conflicts: false,
     };
-    let meta = RevisionMeta {
+    let base = RevisionMeta {
         manager: opts.owner(),
-        ..RevisionMeta::new(message.unwrap_or_else(|| format!("import clusto {}", redact(url))))
-    };
-    let result = if errors.is_empty() {
-        engine::apply_manifests(
-            store,
-            ApplyRequest {
-                meta: &meta,
-                objects: &parsed,
-                opts: &opts,
-                expect_head: None,
-                reviewed: None,
-            },
+        ..RevisionMeta::new(
+            a.message
+                .clone()
+                .unwrap_or_else(|| format!("import clusto {}", redact(a.url))),
         )
-        .await
-    } else {
-        Err(ApplyFailure::Manifest(errors))
     };
-    let w = match result {
-        Ok(w) => w,
-        Err(ApplyFailure::Manifest(errors)) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            eprintln!(
-                "{} error(s); nothing was imported (see the manifests with --out DIR)",
-                errors.len()
-            );
-            return Ok(ExitCode::FAILURE);
+    let mut revisions = 0;
+    if a.with_history {
+        // The replay writes revision by revision, so the end state is
+        // checked first: if it would be refused, nothing is written.
+        let (parsed, errors) = parse_sources(&sources(&mapped.files)?);
+        if !errors.is_empty() {
+            return Ok(report_errors(&errors, ""));
         }
-        Err(e) => return Err(e.into()),
+        let (_, inv) = store.load_head().await?;
+        if let Err(e) = engine::plan(inv, &parsed, &opts) {
+            return Ok(report_errors(&e, ""));
+        }
+        let versions = original.changing_versions();
+        for (i, v) in versions.iter().enumerate() {
+            let meta = match original.versions.iter().find(|x| x.version == *v) {
+                Some(info) => version_meta(info, &base),
+                None => RevisionMeta {
+                    message: format!("clusto version {v}"),
+                    ..base.clone()
+                },
+            };
+            // The original versions every flush, so a version can be half
+            // of one of its operations (a name manager before its digits);
+            // such a state waits and lands with the version completing it.
+            if let Ok(step) = apply_state(store, &original.at(Some(*v)), &opts, &meta).await? {
+                revisions += usize::from(step.revision.is_some());
+            }
+            if (i + 1) % 100 == 0 {
+                eprintln!("replayed {}/{} versions", i + 1, versions.len());
+            }
+        }
+    }
+    let step = match apply_state(store, &live, &opts, &base).await? {
+        Ok(step) => step,
+        Err(e) => return Ok(report_errors(&e, "")),
     };
+    revisions += usize::from(step.revision.is_some());
     let unmapped: Vec<serde_json::Value> = mapped
         .unmapped
         .iter()
         .map(|u| json!({"entity": u.entity, "attribute": u.attribute, "why": u.why}))
         .collect();
+    let head = store.head().await?;
     match fmt {
         Format::Json | Format::Yaml => emit(
             fmt,
-            &json!({"revision": w.revision, "objects": objects, "summary": w.value.summary,
+            &json!({"revisions": revisions, "head": head, "objects": objects,
                     "unmapped": unmapped}),
             &[],
             vec![],
         )?,
+        _ if a.with_history => println!(
+            "Imported {objects} objects from {} with their history: {revisions} revision(s), head {head}; {} item(s) not imported.",
+            redact(a.url),
+            unmapped.len()
+        ),
         _ => println!(
             "Imported {objects} objects from {} ({} created, {} changed; revision {}); {} item(s) not imported.",
-            redact(url),
-            w.value.summary.add,
-            w.value.summary.change,
-            w.revision
+            redact(a.url),
+            step.add,
+            step.change,
+            step.revision
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "none: nothing changed".into()),
             unmapped.len()

@@ -390,9 +390,14 @@ pub enum ImportFrom {
         /// for the rest) to review and `clusto apply -f DIR` later.
         #[arg(long, value_name = "DIR")]
         out: Option<String>,
-        /// The apply set that owns the imported objects.
+        /// The apply set that owns the imported objects (a later import prunes what the
+        /// original no longer has).
         #[arg(long, default_value = "import")]
         apply_set: String,
+        /// Replay the original's versions as revisions, each with its user, time and
+        /// description, before recording the current state.
+        #[arg(long, conflicts_with = "out")]
+        with_history: bool,
     },
 }
 

@@ -793,6 +793,7 @@ mod tests {
             name: name.into(),
             clusto_type: t.into(),
             driver: driver.into(),
+            life: Default::default(),
         }
     }
 
@@ -803,6 +804,7 @@ mod tests {
             subkey: subkey.map(Into::into),
             number,
             value,
+            life: Default::default(),
         }
     }
 
@@ -886,6 +888,7 @@ mod tests {
                 key: "next".into(),
                 value: 12,
             }],
+            versions: vec![],
         };
         let m = map(&o);
         assert_eq!(m.unmapped, vec![], "nothing left out");
@@ -951,6 +954,7 @@ mod tests {
                 a(4, "_contains", None, Some(0), Relation(3)),
             ],
             counters: vec![],
+            versions: vec![],
         };
         let m = map(&o);
         let report: Vec<std::string::String> = m.unmapped.iter().map(|u| u.to_string()).collect();

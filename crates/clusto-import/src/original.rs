@@ -1,5 +1,6 @@
-//! The original's tables, as rows. Only live rows are read: the original
-//! never deletes, it stamps `deleted_at_version`.
+//! The original's tables, as rows. The original never deletes: a row
+//! carries the version that made it and the one that deleted it, so the
+//! state at any version can be read back ([`Original::at`]).
 
 use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
@@ -12,6 +13,34 @@ pub struct Entity {
     /// The `type` column (server, rack, pool, resourcemanager, …).
     pub clusto_type: String,
     pub driver: String,
+    pub life: Life,
+}
+
+/// The versions a row lived in: from `version`, until `deleted` (exclusive).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Life {
+    pub version: i64,
+    pub deleted: Option<i64>,
+}
+
+impl Life {
+    /// Alive at version `v` (at the latest when None).
+    fn alive_at(&self, v: Option<i64>) -> bool {
+        match v {
+            None => self.deleted.is_none(),
+            Some(v) => self.version <= v && self.deleted.is_none_or(|d| d > v),
+        }
+    }
+}
+
+/// One `clustoversioning` row: who made a version, when and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Version {
+    pub version: i64,
+    /// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC), when recorded.
+    pub at: Option<String>,
+    pub user: Option<String>,
+    pub description: Option<String>,
 }
 
 /// An attribute's typed value, as its `datatype` column says.
@@ -36,6 +65,7 @@ pub struct Attr {
     pub subkey: Option<String>,
     pub number: Option<i64>,
     pub value: Value,
+    pub life: Life,
 }
 
 /// One `counters` row (a NameManager's `next`, pools' insertion numbers).
@@ -46,12 +76,52 @@ pub struct Counter {
     pub value: i64,
 }
 
-/// Everything live in an original clusto database.
+/// An original clusto database: every row, deleted ones included, and the
+/// version log.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Original {
     pub entities: Vec<Entity>,
     pub attrs: Vec<Attr>,
     pub counters: Vec<Counter>,
+    pub versions: Vec<Version>,
+}
+
+impl Original {
+    /// The rows alive at version `v`, or now when None. Counters are not
+    /// versioned in the original; every state gets their current values.
+    pub fn at(&self, v: Option<i64>) -> Original {
+        Original {
+            entities: self
+                .entities
+                .iter()
+                .filter(|e| e.life.alive_at(v))
+                .cloned()
+                .collect(),
+            attrs: self
+                .attrs
+                .iter()
+                .filter(|a| a.life.alive_at(v))
+                .cloned()
+                .collect(),
+            counters: self.counters.clone(),
+            versions: Vec::new(),
+        }
+    }
+
+    /// The versions at which some row was made or deleted, in order.
+    pub fn changing_versions(&self) -> Vec<i64> {
+        let lives = self
+            .entities
+            .iter()
+            .map(|e| e.life)
+            .chain(self.attrs.iter().map(|a| a.life));
+        let mut out: Vec<i64> = lives
+            .flat_map(|l| std::iter::once(l.version).chain(l.deleted))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,13 +147,15 @@ pub enum ReadError {
     },
 }
 
-const ENTITIES: &str = "SELECT CAST(entity_id AS BIGINT), name, type, driver FROM entities \
-     WHERE deleted_at_version IS NULL ORDER BY entity_id";
+const ENTITIES: &str = "SELECT CAST(entity_id AS BIGINT), name, type, driver, \
+     CAST(version AS BIGINT), CAST(deleted_at_version AS BIGINT) FROM entities ORDER BY entity_id";
 // Casts keep the Any driver to four portable types on every database.
 const ATTRS: &str = "SELECT CAST(attr_id AS BIGINT), CAST(entity_id AS BIGINT), key, subkey, \
      CAST(number AS BIGINT), datatype, CAST(int_value AS BIGINT), string_value, \
-     CAST(datetime_value AS TEXT), CAST(relation_id AS BIGINT) FROM entity_attrs \
-     WHERE deleted_at_version IS NULL ORDER BY attr_id";
+     CAST(datetime_value AS TEXT), CAST(relation_id AS BIGINT), CAST(version AS BIGINT), \
+     CAST(deleted_at_version AS BIGINT) FROM entity_attrs ORDER BY attr_id";
+const VERSIONS: &str = "SELECT CAST(version AS BIGINT), CAST(\"timestamp\" AS TEXT), \"user\", \
+     description FROM clustoversioning ORDER BY version";
 const COUNTERS: &str = "SELECT CAST(entity_id AS BIGINT), attr_key, CAST(value AS BIGINT) \
      FROM counters ORDER BY counter_id";
 
@@ -121,6 +193,10 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
             name: r.try_get(1).map_err(q("entities"))?,
             clusto_type: r.try_get(2).map_err(q("entities"))?,
             driver: r.try_get(3).map_err(q("entities"))?,
+            life: Life {
+                version: r.try_get(4).map_err(q("entities"))?,
+                deleted: r.try_get(5).map_err(q("entities"))?,
+            },
         });
     }
     for r in sqlx::query(ATTRS)
@@ -156,6 +232,18 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
                 .try_get::<Option<i64>, _>(2)
                 .map_err(q("counters"))?
                 .unwrap_or(0),
+        });
+    }
+    for r in sqlx::query(VERSIONS)
+        .fetch_all(&pool)
+        .await
+        .map_err(q("clustoversioning"))?
+    {
+        out.versions.push(Version {
+            version: r.try_get(0).map_err(q("clustoversioning"))?,
+            at: r.try_get(1).map_err(q("clustoversioning"))?,
+            user: r.try_get(2).map_err(q("clustoversioning"))?,
+            description: r.try_get(3).map_err(q("clustoversioning"))?,
         });
     }
     pool.close().await;
@@ -195,5 +283,9 @@ fn attr(r: &sqlx::any::AnyRow) -> Result<Attr, AttrError> {
         subkey: r.try_get(3)?,
         number: r.try_get(4)?,
         value,
+        life: Life {
+            version: r.try_get(10)?,
+            deleted: r.try_get(11)?,
+        },
     })
 }

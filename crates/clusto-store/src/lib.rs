@@ -75,6 +75,9 @@ pub struct RevisionMeta {
     pub message: String,
     /// `cli`, an apply set, `dhcpd`, `controller`, …
     pub manager: String,
+    /// When it happened, in Unix milliseconds, for revisions replayed from
+    /// another tool's history (`clusto import --with-history`); now if None.
+    pub at_ms: Option<i64>,
 }
 
 /// The writer named by `--user` for this process, over every other source.
@@ -86,6 +89,7 @@ impl RevisionMeta {
             user: writer(),
             message: message.into(),
             manager: "cli".into(),
+            at_ms: None,
         }
     }
 
@@ -1354,7 +1358,7 @@ async fn persist_many(
         for (rev, meta, _) in chunk {
             q = q
                 .bind(*rev)
-                .bind(at)
+                .bind(meta.at_ms.unwrap_or(at))
                 .bind(meta.user.clone())
                 .bind(meta.message.clone())
                 .bind(meta.manager.clone());
