@@ -181,6 +181,15 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_name() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Coming from clusto").expect("section")..];
+        for (n, _) in ORIGINAL_NAMES {
+            assert!(section.contains(&format!("`{n}`")), "README lacks {n}");
+        }
+    }
+
+    #[test]
     fn values_are_encoded_by_their_option_type() {
         assert_eq!(
             encode(Ips, "10.0.0.1, 10.0.0.2"),
