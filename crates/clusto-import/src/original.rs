@@ -147,22 +147,97 @@ pub enum ReadError {
     },
 }
 
-const ENTITIES: &str = "SELECT CAST(entity_id AS BIGINT), name, type, driver, \
-     CAST(version AS BIGINT), CAST(deleted_at_version AS BIGINT) FROM entities ORDER BY entity_id";
-// Casts keep the Any driver to four portable types on every database.
-const ATTRS: &str = "SELECT CAST(attr_id AS BIGINT), CAST(entity_id AS BIGINT), key, subkey, \
-     CAST(number AS BIGINT), datatype, CAST(int_value AS BIGINT), string_value, \
-     CAST(datetime_value AS TEXT), CAST(relation_id AS BIGINT), CAST(version AS BIGINT), \
-     CAST(deleted_at_version AS BIGINT) FROM entity_attrs ORDER BY attr_id";
-const VERSIONS: &str = "SELECT CAST(version AS BIGINT), CAST(\"timestamp\" AS TEXT), \"user\", \
-     description FROM clustoversioning ORDER BY version";
-const COUNTERS: &str = "SELECT CAST(entity_id AS BIGINT), attr_key, CAST(value AS BIGINT) \
-     FROM counters ORDER BY counter_id";
+/// The SQL spellings that differ between the databases the original ran
+/// on. Casts keep the Any driver to portable types (i64, text) everywhere.
+#[derive(Clone, Copy)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
 
-/// Reads the live rows of the original at `url` (`sqlite://PATH`,
-/// `postgres://…`), read-only.
+impl Dialect {
+    fn of(url: &str) -> Dialect {
+        if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Dialect::Mysql
+        } else if url.starts_with("postgres") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
+    fn int(self, col: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("CAST({col} AS SIGNED)"),
+            _ => format!("CAST({col} AS BIGINT)"),
+        }
+    }
+
+    fn text(self, col: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("CAST({col} AS CHAR)"),
+            _ => format!("CAST({col} AS TEXT)"),
+        }
+    }
+
+    /// A column named like a keyword (`user`, `timestamp`, `key`).
+    fn id(self, col: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("`{col}`"),
+            _ => format!("\"{col}\""),
+        }
+    }
+
+    fn entities(self) -> String {
+        format!(
+            "SELECT {}, name, {}, driver, {}, {} FROM entities ORDER BY entity_id",
+            self.int("entity_id"),
+            self.id("type"),
+            self.int("version"),
+            self.int("deleted_at_version")
+        )
+    }
+
+    fn attrs(self) -> String {
+        format!(
+            "SELECT {}, {}, {}, subkey, {}, datatype, {}, string_value, {}, {}, {}, {} \
+             FROM entity_attrs ORDER BY attr_id",
+            self.int("attr_id"),
+            self.int("entity_id"),
+            self.id("key"),
+            self.int("number"),
+            self.int("int_value"),
+            self.text("datetime_value"),
+            self.int("relation_id"),
+            self.int("version"),
+            self.int("deleted_at_version")
+        )
+    }
+
+    fn versions(self) -> String {
+        format!(
+            "SELECT {}, {}, {}, description FROM clustoversioning ORDER BY version",
+            self.int("version"),
+            self.text(&self.id("timestamp")),
+            self.id("user")
+        )
+    }
+
+    fn counters(self) -> String {
+        format!(
+            "SELECT {}, attr_key, {} FROM counters ORDER BY counter_id",
+            self.int("entity_id"),
+            self.int("value")
+        )
+    }
+}
+
+/// Reads the original at `url` (`sqlite://PATH`, `postgres://…`,
+/// `mysql://…`), read-only.
 pub async fn read(url: &str) -> Result<Original, ReadError> {
     sqlx::any::install_default_drivers();
+    let d = Dialect::of(url);
     let connect_url = match url.strip_prefix("sqlite://") {
         Some(path) if !path.contains('?') => format!("sqlite://{path}?mode=ro"),
         _ => url.to_string(),
@@ -183,7 +258,7 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
         }
     };
     let mut out = Original::default();
-    for r in sqlx::query(ENTITIES)
+    for r in sqlx::query(sqlx::AssertSqlSafe(d.entities()))
         .fetch_all(&pool)
         .await
         .map_err(q("entities"))?
@@ -199,7 +274,7 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
             },
         });
     }
-    for r in sqlx::query(ATTRS)
+    for r in sqlx::query(sqlx::AssertSqlSafe(d.attrs()))
         .fetch_all(&pool)
         .await
         .map_err(q("entity_attrs"))?
@@ -217,7 +292,7 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
             },
         })?);
     }
-    for r in sqlx::query(COUNTERS)
+    for r in sqlx::query(sqlx::AssertSqlSafe(d.counters()))
         .fetch_all(&pool)
         .await
         .map_err(q("counters"))?
@@ -234,7 +309,7 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
                 .unwrap_or(0),
         });
     }
-    for r in sqlx::query(VERSIONS)
+    for r in sqlx::query(sqlx::AssertSqlSafe(d.versions()))
         .fetch_all(&pool)
         .await
         .map_err(q("clustoversioning"))?
