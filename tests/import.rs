@@ -44,12 +44,45 @@ fn build_original(dsn: &str) -> serde_json::Map<String, Json> {
     serde_json::from_slice(&out.stdout).expect("the original's answers")
 }
 
-/// The original's DSN for one of our test URLs.
+/// The original's DSN (SQLAlchemy's) for one of our URLs.
 fn dsn(url: &str) -> String {
     match url.strip_prefix("sqlite://") {
         Some(path) => format!("sqlite:///{path}"),
-        None => url.replacen("postgres://", "postgresql://", 1),
+        None => url.replacen("postgres://", "postgresql://", 1).replacen(
+            "mysql://",
+            "mysql+pymysql://",
+            1,
+        ),
     }
+}
+
+/// An empty MariaDB database for the original: `CLUSTO_TEST_MYSQL`
+/// (default the user `.ci/deps` makes), databases named `clusto_orig_*`.
+fn fresh_mysql() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = std::env::var("CLUSTO_TEST_MYSQL")
+        .unwrap_or_else(|_| "mysql://clusto@127.0.0.1:3306".into());
+    let db = format!(
+        "clusto_orig_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let hostpart = base.trim_start_matches("mysql://");
+    let (user, host) = hostpart.split_once('@').unwrap();
+    let (host, port) = host.split_once(':').unwrap_or((host, "3306"));
+    let out = std::process::Command::new("mariadb")
+        .args(["-h", host, "-P", port, "-u", user, "-e"])
+        .arg(format!(
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+        ))
+        .output()
+        .expect("mariadb client (bash .ci/deps test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{base}/{db}")
 }
 
 fn set<T: Ord>(v: impl IntoIterator<Item = T>) -> BTreeSet<T> {
@@ -225,6 +258,11 @@ fn compare(c: &Clusto, answers: &serde_json::Map<String, Json>) {
 
 async fn imports_like_the_original(backend: &str) {
     let original_url = clusto_store::testing::fresh_url(backend).await.unwrap();
+    imports_from(&original_url, backend).await;
+}
+
+async fn imports_from(original_url: &str, backend: &str) {
+    let original_url = original_url.to_string();
     let answers = build_original(&dsn(&original_url));
     let c = Clusto::fresh(backend).await;
     let out = c.ok(&["import", "clusto", &original_url]);
@@ -284,6 +322,12 @@ async fn import_from_the_original_on_sqlite() {
 #[tokio::test]
 async fn import_from_the_original_on_postgres() {
     imports_like_the_original("postgres").await;
+}
+
+/// The original on MariaDB (its most common home), into a SQLite store.
+#[tokio::test]
+async fn import_from_the_original_on_mariadb() {
+    imports_from(&fresh_mysql(), "sqlite").await;
 }
 
 /// `--out` writes manifests that `clusto apply` records as the import would,

@@ -381,10 +381,10 @@ pub enum ImportFrom {
     /// units, datacenters, the three pool kinds, IPManagers and the addresses they handed out,
     /// NameManagers and their counters, ports and cables. Read only; deleted rows are skipped.
     #[command(
-        after_help = "Drivers map to kinds (basicserver → Server, exclusive_pool → Pool type exclusive,\nunique_pool → Pool type unique in group unique_pool, ipmanager → IPManager,\nsimpleentitynamemanager → NameManager); other drivers become user-defined Drivers on the base\ntheir type names. What has no equivalent is listed (entity, attribute, why) and left out;\neverything else lands in one revision, or nothing does.\n\nExamples:\n  clusto import clusto sqlite:///var/lib/clusto/clusto.db\n  clusto import clusto postgres://clusto@db/clusto --out manifests/imported/"
+        after_help = "Drivers map to kinds (basicserver → Server, exclusive_pool → Pool type exclusive,\nunique_pool → Pool type unique in group unique_pool, ipmanager → IPManager,\nsimpleentitynamemanager → NameManager); other drivers become user-defined Drivers on the base\ntheir type names. What has no equivalent is listed (entity, attribute, why) and left out;\neverything else lands in one revision, or nothing does.\n\nExamples:\n  clusto import clusto sqlite:///var/lib/clusto/clusto.db\n  clusto import clusto mysql://clusto@db/clusto --out manifests/imported/"
     )]
     Clusto {
-        /// The original's database: sqlite://PATH or postgres://USER@HOST/DB.
+        /// The original's database: sqlite://PATH, mysql://USER@HOST/DB or postgres://USER@HOST/DB.
         url: String,
         /// Write the manifests here instead (one file per top-level location, other.yaml
         /// for the rest) to review and `clusto apply -f DIR` later.
