@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::Filter;
 use clusto_cli::backends::Backends;
 use clusto_core::vm::Ec2Config;
 use clusto_store::Store;
@@ -153,23 +152,21 @@ spec:
 
     /// Live (not terminated) instances tagged Name=`name`: (id, state, type).
     async fn instances(&self, name: &str) -> Vec<(String, String, String)> {
-        let ec2 = self.ec2();
-        let r = ec2
-            .client()
-            .await
-            .describe_instances()
-            .filters(Filter::builder().name("tag:Name").values(name).build())
-            .send()
+        let r = self
+            .ec2()
+            .query(
+                "DescribeInstances",
+                &[("Filter.1.Name", "tag:Name"), ("Filter.1.Value.1", name)],
+            )
             .await
             .unwrap();
-        r.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
+        clusto_ec2::instances(&r)
             .map(|i| {
+                let t = |p: &[&str]| i.text_at(p).unwrap().to_string();
                 (
-                    i.instance_id().unwrap().to_string(),
-                    i.state().unwrap().name().unwrap().as_str().to_string(),
-                    i.instance_type().unwrap().as_str().to_string(),
+                    t(&["instanceId"]),
+                    t(&["instanceState", "name"]),
+                    t(&["instanceType"]),
                 )
             })
             .filter(|i| i.1 != "terminated")
@@ -216,22 +213,13 @@ async fn ec2_lifecycle_budget_guard_and_drift() {
     );
     let placed = st["conditions"].to_string();
     assert!(placed.contains("ec2 region us-east-1"), "{placed}");
-    let tags = lab
+    let answer = lab
         .ec2()
-        .client()
-        .await
-        .describe_instances()
-        .instance_ids(&app1[0].0)
-        .send()
+        .query("DescribeInstances", &[("InstanceId.1", &app1[0].0)])
         .await
         .unwrap();
-    let inst = &tags.reservations()[0].instances()[0];
-    let uid = inst
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some("clusto:uid"))
-        .and_then(|t| t.value())
-        .unwrap();
+    let inst = clusto_ec2::instances(&answer).next().unwrap();
+    let uid = clusto_ec2::observe(inst, "us-east-1").unwrap().uid.unwrap();
     let inv = lab.store.load(None).await.unwrap();
     let id = inv.id_of("app1").unwrap();
     assert_eq!(
@@ -313,11 +301,7 @@ async fn ec2_lifecycle_budget_guard_and_drift() {
     // Terminated out of band: reported as Lost, not silently replaced.
     let id3 = lab.instances("app3").await[0].0.clone();
     lab.ec2()
-        .client()
-        .await
-        .terminate_instances()
-        .instance_ids(&id3)
-        .send()
+        .query("TerminateInstances", &[("InstanceId.1", &id3)])
         .await
         .unwrap();
     ctl.resync_now();
@@ -388,33 +372,24 @@ async fn killed_controller_restarts_without_duplicates_or_leaks() {
     // No budget: it would stop this at two.
     let lab = Lab::with_budget(&vms, None).await;
     let live = || async {
-        let ec2 = lab.ec2();
-        let r = ec2
-            .client()
-            .await
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values("clusto:uid")
-                    .build(),
+        let r = lab
+            .ec2()
+            .query(
+                "DescribeInstances",
+                &[
+                    ("Filter.1.Name", "tag-key"),
+                    ("Filter.1.Value.1", "clusto:uid"),
+                ],
             )
-            .send()
             .await
             .unwrap();
         let mut by_uid: std::collections::BTreeMap<String, usize> = Default::default();
-        for i in r.reservations().iter().flat_map(|r| r.instances()) {
-            if i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("terminated") {
+        for i in clusto_ec2::instances(&r) {
+            let o = clusto_ec2::observe(i, "us-east-1").unwrap();
+            if o.state == clusto_core::vm::ObservedState::Terminated {
                 continue;
             }
-            let uid = i
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some("clusto:uid"))
-                .and_then(|t| t.value())
-                .unwrap()
-                .to_string();
-            *by_uid.entry(uid).or_default() += 1;
+            *by_uid.entry(o.uid.unwrap()).or_default() += 1;
         }
         by_uid
     };

@@ -3,10 +3,8 @@
 pub mod backends {
     //! The VMManager backends this build includes.
 
-    #[cfg(feature = "ec2")]
     use std::collections::HashMap;
     use std::sync::Arc;
-    #[cfg(feature = "ec2")]
     use std::sync::Mutex;
 
     use clusto_core::vm::{BackendKind, ManagerConfig};
@@ -15,7 +13,6 @@ pub mod backends {
     /// The backends this binary was built with.
     pub struct Backends {
         libvirt: Arc<clusto_libvirt::Libvirt>,
-        #[cfg(feature = "ec2")]
         ec2: Mutex<HashMap<String, Arc<clusto_ec2::Ec2>>>,
     }
 
@@ -29,7 +26,6 @@ pub mod backends {
         pub fn new() -> Backends {
             Backends {
                 libvirt: clusto_libvirt::shared(),
-                #[cfg(feature = "ec2")]
                 ec2: Mutex::default(),
             }
         }
@@ -37,21 +33,17 @@ pub mod backends {
 
     impl Provider for Backends {
         fn requests(&self) -> u64 {
-            #[cfg(feature = "ec2")]
             let ec2: u64 = self
                 .ec2
                 .lock()
                 .map(|g| g.values().map(|b| b.requests()).sum())
                 .unwrap_or(0);
-            #[cfg(not(feature = "ec2"))]
-            let ec2 = 0;
             self.libvirt.requests() + ec2
         }
 
         fn backend(&self, cfg: &ManagerConfig) -> Result<Arc<dyn Backend>, BackendError> {
             match cfg.backend {
                 BackendKind::Libvirt => Ok(self.libvirt.clone()),
-                #[cfg(feature = "ec2")]
                 BackendKind::Ec2 => {
                     let ec2 = cfg
                         .ec2
@@ -67,10 +59,6 @@ pub mod backends {
                         .or_insert_with(|| clusto_ec2::shared(ec2))
                         .clone())
                 }
-                #[cfg(not(feature = "ec2"))]
-                BackendKind::Ec2 => Err(BackendError::Refused(
-                    "this clusto was built without the ec2 feature".into(),
-                )),
             }
         }
     }

@@ -2,21 +2,28 @@
 //! (the object's uid), `clusto:store` and `Name`; RunInstances gets the uid
 //! as its ClientToken, so a retried create returns the same instance, and
 //! an instance found by its uid tag is adopted instead of created again.
-//! Credentials come from the environment (the SDK's usual chain) or from a
-//! shared-credentials file the manager names; never from the inventory.
+//! Credentials come from the environment, a shared-credentials file the
+//! manager names, or the instance role; never from the inventory.
+//!
+//! The EC2 Query API is called directly ([`api`]: SigV4-signed form posts,
+//! XML answers): the handful of actions below did not justify the AWS SDK,
+//! which was most of a cold build.
+
+pub mod api;
+pub mod credentials;
+mod imds;
+pub mod sigv4;
+pub mod xml;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{
-    AttributeValue, Filter, Instance, InstanceStateName, InstanceType, ResourceType, Tag,
-    TagSpecification,
-};
 use clusto_core::vm::{Desired, Ec2Config, Observed, ObservedState};
 use clusto_vm::{Backend, BackendError, BoxFut, CreateRequest, Scope};
 use tokio::sync::OnceCell;
+
+use api::{Api, ApiError};
+use xml::Node;
 
 pub const UID_TAG: &str = "clusto:uid";
 pub const STORE_TAG: &str = "clusto:store";
@@ -25,49 +32,51 @@ pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
 
 pub struct Ec2 {
     cfg: Ec2Config,
-    client: OnceCell<Client>,
+    api: OnceCell<Result<Api, String>>,
     /// EC2 API requests sent.
     calls: AtomicU64,
 }
 
-fn err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> BackendError {
-    let code = e.code().unwrap_or_default().to_string();
-    let msg = match e.message() {
-        Some(m) => format!("{code}: {m}"),
-        None => DisplayErrorContext(&e).to_string(),
-    };
-    if code.ends_with(".NotFound") {
-        BackendError::NotFound(msg)
-    } else if code.starts_with("Invalid")
-        || code.starts_with("Unsupported")
-        || code == "UnauthorizedOperation"
-        || code == "AuthFailure"
-    {
-        BackendError::Refused(msg)
-    } else {
-        BackendError::Transient(msg)
+fn err(e: ApiError) -> BackendError {
+    match e {
+        ApiError::Aws { code, message } => {
+            let msg = format!("{code}: {message}");
+            if code.ends_with(".NotFound") {
+                BackendError::NotFound(msg)
+            } else if code.starts_with("Invalid")
+                || code.starts_with("Unsupported")
+                || code == "UnauthorizedOperation"
+                || code == "AuthFailure"
+            {
+                BackendError::Refused(msg)
+            } else {
+                BackendError::Transient(msg)
+            }
+        }
+        ApiError::Credentials(m) => BackendError::Refused(format!("AWS credentials: {m}")),
+        e => BackendError::Transient(e.to_string()),
     }
 }
 
-fn observe(i: &Instance, region: &str) -> Option<Observed> {
-    let id = i.instance_id()?.to_string();
-    let tag = |k: &str| {
-        i.tags()
-            .iter()
-            .find(|t| t.key() == Some(k))
-            .and_then(|t| t.value())
-            .map(str::to_string)
-    };
-    let state = match i.state().and_then(|s| s.name()) {
-        Some(InstanceStateName::Running) => ObservedState::Running,
-        Some(InstanceStateName::Stopped) => ObservedState::Stopped,
-        Some(InstanceStateName::Terminated) => ObservedState::Terminated,
-        Some(s) => ObservedState::Transitional(s.as_str().to_string()),
+fn state(name: Option<&str>) -> ObservedState {
+    match name {
+        Some("running") => ObservedState::Running,
+        Some("stopped") => ObservedState::Stopped,
+        Some("terminated") => ObservedState::Terminated,
+        Some(s) => ObservedState::Transitional(s.to_string()),
         None => ObservedState::Transitional("unknown".into()),
+    }
+}
+
+/// An `instancesSet` item as the controller sees it.
+pub fn observe(i: &Node, region: &str) -> Option<Observed> {
+    let id = i.text_at(&["instanceId"])?.to_string();
+    let tag = |k: &str| {
+        i.items(&["tagSet"])
+            .find(|t| t.text_at(&["key"]) == Some(k))
+            .map(|t| t.text_at(&["value"]).unwrap_or_default().to_string())
     };
-    let addresses = [i.private_ip_address(), i.public_ip_address()]
+    let addresses = [i.text_at(&["privateIpAddress"]), i.text_at(&["ipAddress"])]
         .into_iter()
         .flatten()
         .map(str::to_string)
@@ -76,102 +85,92 @@ fn observe(i: &Instance, region: &str) -> Option<Observed> {
         name: tag("Name").unwrap_or_else(|| id.clone()),
         uid: tag(UID_TAG),
         backend_id: id,
-        state,
+        state: state(i.text_at(&["instanceState", "name"])),
         cpus: None,
         memory_mib: None,
-        instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+        instance_type: i.text_at(&["instanceType"]).map(str::to_string),
         host: Some(region.to_string()),
         addresses,
     })
 }
 
-fn with_state(o: &Observed, s: Option<&InstanceStateName>) -> Observed {
+/// The state a Start/StopInstances answer reports for the instance.
+fn with_state(o: &Observed, answer: &Node) -> Observed {
     let mut o = o.clone();
-    o.state = match s {
-        Some(InstanceStateName::Running) => ObservedState::Running,
-        Some(InstanceStateName::Stopped) => ObservedState::Stopped,
-        Some(InstanceStateName::Terminated) => ObservedState::Terminated,
-        Some(s) => ObservedState::Transitional(s.as_str().to_string()),
-        None => o.state,
-    };
+    if let Some(s) = answer
+        .items(&["instancesSet"])
+        .next()
+        .and_then(|i| i.text_at(&["currentState", "name"]))
+    {
+        o.state = state(Some(s));
+    }
     o
+}
+
+/// The instances of a DescribeInstances answer.
+pub fn instances(answer: &Node) -> impl Iterator<Item = &Node> {
+    answer
+        .items(&["reservationSet"])
+        .flat_map(|r| r.items(&["instancesSet"]))
+}
+
+fn p(k: impl Into<String>, v: impl Into<String>) -> (String, String) {
+    (k.into(), v.into())
 }
 
 impl Ec2 {
     pub fn new(cfg: Ec2Config) -> Ec2 {
         Ec2 {
             cfg,
-            client: OnceCell::new(),
+            api: OnceCell::new(),
             calls: AtomicU64::new(0),
         }
     }
 
-    pub async fn client(&self) -> &Client {
-        self.client
+    async fn call(&self, action: &str, params: &[(String, String)]) -> Result<Node, BackendError> {
+        let api = self
+            .api
             .get_or_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(self.cfg.region.clone()))
-                    .http_client(http);
-                if let Some(e) = &self.cfg.endpoint {
-                    loader = loader.endpoint_url(e);
-                }
-                if let Some(f) = &self.cfg.credentials_file {
-                    let files = aws_runtime::env_config::file::EnvConfigFiles::builder()
-                        .with_file(
-                            aws_runtime::env_config::file::EnvConfigFileKind::Credentials,
-                            f,
-                        )
-                        .build();
-                    loader = loader.profile_files(files);
-                }
-                if let Some(p) = &self.cfg.profile {
-                    loader = loader.profile_name(p);
-                }
-                Client::new(&loader.load().await)
+                Api::new(
+                    &self.cfg.region,
+                    self.cfg.endpoint.as_deref(),
+                    self.cfg.credentials_file.as_deref(),
+                    self.cfg.profile.as_deref(),
+                )
+                .map_err(|e| e.to_string())
             })
             .await
+            .as_ref()
+            .map_err(|e| BackendError::Refused(e.clone()))?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        api.call(action, params).await.map_err(err)
     }
 
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+    /// Any Query API action, for tools and tests acting out of band.
+    pub async fn query(&self, action: &str, params: &[(&str, &str)]) -> Result<Node, BackendError> {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| p(*k, *v)).collect();
+        self.call(action, &params).await
     }
 
     /// Every instance of this store (terminated ones included: they stay
     /// visible for a while, as on AWS).
     pub async fn list_all(&self, store_uid: &str) -> Result<Vec<Observed>, BackendError> {
-        let c = self.client().await;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            self.count();
-            let r = c
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{STORE_TAG}"))
-                        .values(store_uid)
-                        .build(),
-                )
-                .max_results(1000)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(err)?;
-            for res in r.reservations() {
-                out.extend(
-                    res.instances()
-                        .iter()
-                        .filter_map(|i| observe(i, &self.cfg.region)),
-                );
+            let mut params = vec![
+                p("Filter.1.Name", format!("tag:{STORE_TAG}")),
+                p("Filter.1.Value.1", store_uid),
+                p("MaxResults", "1000"),
+            ];
+            if let Some(t) = token.take() {
+                params.push(p("NextToken", t));
             }
-            match r.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
+            let r = self.call("DescribeInstances", &params).await?;
+            out.extend(instances(&r).filter_map(|i| observe(i, &self.cfg.region)));
+            match r.text_at(&["nextToken"]) {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
             }
         }
     }
@@ -194,38 +193,38 @@ impl Ec2 {
             .clone()
             .or_else(|| vm.attrs.get("aws.instance-type").cloned())
             .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into());
-        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-        let mut req = self
-            .client()
-            .await
-            .run_instances()
-            .image_id(image)
-            .instance_type(InstanceType::from(itype.as_str()))
-            .min_count(1)
-            .max_count(1)
+        let mut params = vec![
+            p("ImageId", image),
+            p("InstanceType", itype),
+            p("MinCount", "1"),
+            p("MaxCount", "1"),
             // ClientToken: at most 64 ASCII characters; the uid is 36.
-            .client_token(uid)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(tag("Name", &vm.name))
-                    .tags(tag(UID_TAG, uid))
-                    .tags(tag(STORE_TAG, store_uid))
-                    .build(),
-            );
+            p("ClientToken", uid),
+            p("TagSpecification.1.ResourceType", "instance"),
+        ];
+        for (n, (k, v)) in [
+            ("Name", vm.name.as_str()),
+            (UID_TAG, uid),
+            (STORE_TAG, store_uid),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            params.push(p(format!("TagSpecification.1.Tag.{}.Key", n + 1), k));
+            params.push(p(format!("TagSpecification.1.Tag.{}.Value", n + 1), v));
+        }
         if let Some(s) = vm.attrs.get("aws.subnet") {
-            req = req.subnet_id(s);
+            params.push(p("SubnetId", s));
         }
         if let Some(k) = vm.attrs.get("aws.key-name") {
-            req = req.key_name(k);
+            params.push(p("KeyName", k));
         }
         if let Some(g) = vm.attrs.get("aws.security-group") {
-            req = req.security_group_ids(g);
+            params.push(p("SecurityGroupId.1", g));
         }
-        self.count();
-        let r = req.send().await.map_err(err)?;
-        r.instances()
-            .first()
+        let r = self.call("RunInstances", &params).await?;
+        r.items(&["instancesSet"])
+            .next()
             .and_then(|i| observe(i, &self.cfg.region))
             .ok_or_else(|| BackendError::Transient("RunInstances returned no instance".into()))
     }
@@ -255,41 +254,19 @@ impl Backend for Ec2 {
 
     fn start<'a>(&'a self, _scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
         Box::pin(async move {
-            self.count();
             let r = self
-                .client()
-                .await
-                .start_instances()
-                .instance_ids(&vm.backend_id)
-                .send()
-                .await
-                .map_err(err)?;
-            let s = r
-                .starting_instances()
-                .first()
-                .and_then(|c| c.current_state())
-                .and_then(|s| s.name());
-            Ok(with_state(vm, s))
+                .call("StartInstances", &[p("InstanceId.1", &vm.backend_id)])
+                .await?;
+            Ok(with_state(vm, &r))
         })
     }
 
     fn stop<'a>(&'a self, _scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, Observed> {
         Box::pin(async move {
-            self.count();
             let r = self
-                .client()
-                .await
-                .stop_instances()
-                .instance_ids(&vm.backend_id)
-                .send()
-                .await
-                .map_err(err)?;
-            let s = r
-                .stopping_instances()
-                .first()
-                .and_then(|c| c.current_state())
-                .and_then(|s| s.name());
-            Ok(with_state(vm, s))
+                .call("StopInstances", &[p("InstanceId.1", &vm.backend_id)])
+                .await?;
+            Ok(with_state(vm, &r))
         })
     }
 
@@ -309,15 +286,11 @@ impl Backend for Ec2 {
                     vm.backend_id
                 )));
             }
-            self.count();
-            self.client()
-                .await
-                .modify_instance_attribute()
-                .instance_id(&vm.backend_id)
-                .instance_type(AttributeValue::builder().value(&t).build())
-                .send()
-                .await
-                .map_err(err)?;
+            self.call(
+                "ModifyInstanceAttribute",
+                &[p("InstanceId", &vm.backend_id), p("InstanceType.Value", &t)],
+            )
+            .await?;
             let mut o = vm.clone();
             o.instance_type = Some(t);
             Ok(o)
@@ -326,15 +299,9 @@ impl Backend for Ec2 {
 
     fn destroy<'a>(&'a self, _scope: &'a Scope, vm: &'a Observed) -> BoxFut<'a, ()> {
         Box::pin(async move {
-            self.count();
             match self
-                .client()
+                .call("TerminateInstances", &[p("InstanceId.1", &vm.backend_id)])
                 .await
-                .terminate_instances()
-                .instance_ids(&vm.backend_id)
-                .send()
-                .await
-                .map_err(err)
             {
                 Ok(_) | Err(BackendError::NotFound(_)) => Ok(()),
                 Err(e) => Err(e),

@@ -1,0 +1,102 @@
+//! An EC2 instance's role credentials through IMDSv2: a session token
+//! (PUT), the role's name, then its keys. The endpoint is
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT` or the link-local default; each
+//! request gets one second, so off EC2 the chain fails fast.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+
+use crate::sigv4::Credentials;
+
+const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+const STEP: Duration = Duration::from_secs(1);
+
+async fn fetch<C>(
+    http: &Client<C, Full<Bytes>>,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<String, String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let resp = tokio::time::timeout(STEP, http.request(req))
+        .await
+        .map_err(|_| "no answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = tokio::time::timeout(STEP, resp.into_body().collect())
+        .await
+        .map_err(|_| "answer cut off".to_string())?
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    Ok(String::from_utf8_lossy(&body).trim().to_string())
+}
+
+/// The role's credentials and when they expire (Unix seconds).
+pub async fn role_credentials<C>(
+    http: &Client<C, Full<Bytes>>,
+) -> Result<(Credentials, Option<i64>), String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let base = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
+    let base = base.trim_end_matches('/');
+    let req = |method: &str, path: &str, token: Option<&str>| {
+        let mut r = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{base}{path}"));
+        r = match token {
+            Some(t) => r.header("x-aws-ec2-metadata-token", t),
+            None => r.header("x-aws-ec2-metadata-token-ttl-seconds", "21600"),
+        };
+        r.body(Full::new(Bytes::new())).map_err(|e| e.to_string())
+    };
+    let token = fetch(http, req("PUT", "/latest/api/token", None)?).await?;
+    let path = "/latest/meta-data/iam/security-credentials/";
+    let roles = fetch(http, req("GET", path, Some(&token))?).await?;
+    let role = roles
+        .lines()
+        .next()
+        .filter(|r| !r.is_empty())
+        .ok_or("no role attached")?;
+    let text = fetch(http, req("GET", &format!("{path}{role}"), Some(&token))?).await?;
+    parse(&text)
+}
+
+/// IMDS's credentials document.
+pub fn parse(text: &str) -> Result<(Credentials, Option<i64>), String> {
+    let j: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let s = |k: &str| j[k].as_str().map(str::to_string).ok_or(format!("no {k}"));
+    let creds = Credentials {
+        access_key: s("AccessKeyId")?,
+        secret_key: s("SecretAccessKey")?,
+        session_token: s("Token").ok(),
+    };
+    let expires = j["Expiration"]
+        .as_str()
+        .and_then(clusto_core::time::parse_rfc3339_ms)
+        .map(|ms| ms / 1000);
+    Ok((creds, expires))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_credentials_document_is_read() {
+        let (c, exp) = super::parse(
+            r#"{"Code":"Success","AccessKeyId":"ASIA1","SecretAccessKey":"s","Token":"t",
+                "Expiration":"2026-12-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.access_key, "ASIA1");
+        assert_eq!(c.session_token.as_deref(), Some("t"));
+        assert_eq!(exp, Some(1_796_083_200));
+        assert!(super::parse("{}").is_err());
+    }
+}
