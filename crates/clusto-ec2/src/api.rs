@@ -122,9 +122,10 @@ impl Api {
             // On EC2 the instance's role; never when a file was named or
             // when turned off (AWS_EC2_METADATA_DISABLED, as the AWS tools).
             Err(why) if self.file.is_none() && !imds_disabled() => {
-                let (creds, expires) = crate::imds::role_credentials(&self.http)
-                    .await
-                    .map_err(|e| ApiError::Credentials(format!("{why}; instance role: {e}")))?;
+                let (creds, expires) =
+                    crate::imds::role_credentials(&self.http, &crate::imds::endpoint())
+                        .await
+                        .map_err(|e| ApiError::Credentials(format!("{why}; instance role: {e}")))?;
                 Cached { creds, expires }
             }
             Err(why) => return Err(ApiError::Credentials(why)),
