@@ -100,18 +100,6 @@ fn base_of_type(t: &str) -> Option<Kind> {
     })
 }
 
-fn is_device(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::Server
-            | Kind::VirtualServer
-            | Kind::NetworkSwitch
-            | Kind::PowerStrip
-            | Kind::ConsoleServer
-            | Kind::Appliance
-    )
-}
-
 /// One entity on its way to a manifest.
 #[derive(Default)]
 struct Doc {
@@ -301,7 +289,7 @@ impl<'a> Mapper<'a> {
                     .members
                     .insert(child_name);
             }
-            Kind::Rack if is_device(kk) && a.subkey.as_deref() == Some("ru") => {
+            Kind::Rack if kk.is_device() && a.subkey.as_deref() == Some("ru") => {
                 match (&child_doc.rack, a.number) {
                     (Some(r), _) if *r != cname => {
                         let why = format!("also in rack {r}; a device is in one rack");
@@ -315,12 +303,12 @@ impl<'a> Mapper<'a> {
                     (_, None) => self.report(container, Some(label), "rack row without a unit"),
                 }
             }
-            Kind::Rack if is_device(kk) => {
+            Kind::Rack if kk.is_device() => {
                 child_doc.rack = Some(cname);
                 child_doc.parent = Some(container);
             }
             Kind::Datacenter | Kind::Cage | Kind::Zone
-                if is_device(kk) || matches!(kk, Kind::Rack | Kind::Cage | Kind::Zone) =>
+                if kk.is_device() || matches!(kk, Kind::Rack | Kind::Cage | Kind::Zone) =>
             {
                 let field = match ck {
                     Kind::Datacenter => "datacenter",
@@ -382,7 +370,7 @@ impl<'a> Mapper<'a> {
         let Some(n) = a.number else {
             return self.report(id, Some(label), "address row without a number");
         };
-        if !self.kind(id).is_some_and(is_device) {
+        if !self.kind(id).is_some_and(Kind::is_device) {
             let why = "only devices hold addresses here";
             if a.subkey.as_deref() == Some("manager") {
                 self.report(id, Some(label), why);
@@ -429,11 +417,11 @@ impl<'a> Mapper<'a> {
         let Some(n) = a.number else {
             return self.report(id, Some(label), "port row without a port number");
         };
-        if !self.kind(id).is_some_and(is_device) {
+        if !self.kind(id).is_some_and(Kind::is_device) {
             return self.report(id, Some(label), "only devices have ports here");
         }
         let peer = match a.value {
-            Value::Relation(p) => Some((p, self.kind(p).is_some_and(is_device))),
+            Value::Relation(p) => Some((p, self.kind(p).is_some_and(Kind::is_device))),
             _ => None,
         };
         let peer_name = peer.map(|(p, _)| self.name(p).to_string());
@@ -497,7 +485,7 @@ impl<'a> Mapper<'a> {
                 .clone()
                 .unwrap_or_else(|| kind.default_driver().into());
             let (name, base_ports) = match builtins.get(&builtin_name) {
-                Some(b) if !is_device(kind) || units == 0 || units == b.rack_units => continue,
+                Some(b) if !kind.is_device() || units == 0 || units == b.rack_units => continue,
                 Some(b) => (format!("{builtin_name}-{units}u"), b.ports.clone()),
                 None => (builtin_name, BTreeMap::new()),
             };
@@ -519,7 +507,7 @@ impl<'a> Mapper<'a> {
             .into_iter()
             .map(|(name, (kind, units, ports))| {
                 let mut spec = json!({"base": kind.to_string()});
-                if is_device(kind) {
+                if kind.is_device() {
                     spec["rackUnits"] = json!(units.max(1));
                 }
                 if !ports.is_empty() {
