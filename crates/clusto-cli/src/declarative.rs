@@ -337,14 +337,13 @@ async fn export_page(
         .iter()
         .map(|n| inv.id_of(n))
         .collect::<Result<_, _>>()?;
-    let mut out = String::new();
-    for mut d in export::export(&inv, &ids) {
-        if let Some(ns) = namespace {
+    let mut docs = export::export(&inv, &ids);
+    if let Some(ns) = namespace {
+        for d in &mut docs {
             d["metadata"]["namespace"] = serde_json::json!(ns);
         }
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&d)?);
     }
+    let out = export::to_yaml(&docs)?;
     use std::io::Write;
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())

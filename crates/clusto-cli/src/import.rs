@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clusto_api::engine::{self, ApplyFailure, ApplyRequest};
-use clusto_manifest::{ApplyOptions, Source, parse_sources};
+use clusto_manifest::{ApplyOptions, ManifestError, Object, Source, parse_sources};
 use clusto_store::{RevisionMeta, Store};
 use serde_json::json;
 
@@ -28,19 +28,25 @@ fn redact(url: &str) -> String {
 
 /// The mapped documents as YAML sources, one per file.
 fn sources(files: &[(String, Vec<serde_json::Value>)]) -> Result<Vec<Source>> {
-    let mut out = Vec::new();
-    for (name, docs) in files {
-        let mut text = String::new();
-        for d in docs {
-            text.push_str("---\n");
-            text.push_str(&serde_saphyr::to_string(d)?);
-        }
-        out.push(Source {
-            file: name.clone(),
-            text,
-        });
-    }
-    Ok(out)
+    files
+        .iter()
+        .map(|(name, docs)| {
+            Ok(Source {
+                file: name.clone(),
+                text: clusto_manifest::export::to_yaml(docs)?,
+            })
+        })
+        .collect()
+}
+
+/// A mapped state as manifest objects; Err holds the manifest errors.
+fn to_objects(mapped: &clusto_import::Mapped) -> Result<Result<Vec<Object>, Vec<ManifestError>>> {
+    let (parsed, errors) = parse_sources(&sources(&mapped.files)?);
+    Ok(if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    })
 }
 
 /// What one apply of an original state did.
@@ -52,22 +58,17 @@ struct Step {
 
 /// Applies one state of the original (its live rows, or those of one
 /// version) as the import apply set. Err holds the manifest errors.
-async fn apply_state(
+async fn apply_objects(
     store: &Store,
-    state: &clusto_import::Original,
+    objects: &[Object],
     opts: &ApplyOptions,
     meta: &RevisionMeta,
-) -> Result<Result<Step, Vec<clusto_manifest::ManifestError>>> {
-    let mapped = clusto_import::map(state);
-    let (parsed, errors) = parse_sources(&sources(&mapped.files)?);
-    if !errors.is_empty() {
-        return Ok(Err(errors));
-    }
+) -> Result<Result<Step, Vec<ManifestError>>> {
     let r = engine::apply_manifests(
         store,
         ApplyRequest {
             meta,
-            objects: &parsed,
+            objects,
             opts,
             expect_head: None,
             reviewed: None,
@@ -88,15 +89,6 @@ async fn apply_state(
 /// The revision a version of the original becomes: its user, time and
 /// description.
 fn version_meta(v: &clusto_import::original::Version, base: &RevisionMeta) -> RevisionMeta {
-    let at_ms = v.at.as_deref().and_then(|t| {
-        let t = t.trim().replacen(' ', "T", 1);
-        let t = if t.contains('+') || t.ends_with('Z') {
-            t
-        } else {
-            format!("{t}Z")
-        };
-        clusto_core::time::parse_rfc3339_ms(&t)
-    });
     RevisionMeta {
         user: v
             .user
@@ -108,12 +100,12 @@ fn version_meta(v: &clusto_import::original::Version, base: &RevisionMeta) -> Re
             .clone()
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| format!("clusto version {}", v.version)),
-        at_ms,
+        at_ms: v.at_ms(),
         ..base.clone()
     }
 }
 
-fn report_errors(errors: &[clusto_manifest::ManifestError], during: &str) -> ExitCode {
+fn report_errors(errors: &[ManifestError], during: &str) -> ExitCode {
     for e in errors {
         eprintln!("error: {e}");
     }
@@ -168,16 +160,17 @@ pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Resul
                 .unwrap_or_else(|| format!("import clusto {}", redact(a.url))),
         )
     };
+    let live_objects = match to_objects(&mapped)? {
+        Ok(o) => o,
+        Err(e) => return Ok(report_errors(&e, "")),
+    };
     let mut revisions = 0;
     if a.with_history {
         // The replay writes revision by revision, so the end state is
-        // checked first: if it would be refused, nothing is written.
-        let (parsed, errors) = parse_sources(&sources(&mapped.files)?);
-        if !errors.is_empty() {
-            return Ok(report_errors(&errors, ""));
-        }
+        // planned first (a whole-store plan, as `clusto plan`): if it would
+        // be refused, nothing is written.
         let (_, inv) = store.load_head().await?;
-        if let Err(e) = engine::plan(inv, &parsed, &opts) {
+        if let Err(e) = engine::plan(inv, &live_objects, &opts) {
             return Ok(report_errors(&e, ""));
         }
         let versions = original.changing_versions();
@@ -192,7 +185,9 @@ pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Resul
             // The original versions every flush, so a version can be half
             // of one of its operations (a name manager before its digits);
             // such a state waits and lands with the version completing it.
-            if let Ok(step) = apply_state(store, &original.at(Some(*v)), &opts, &meta).await? {
+            if let Ok(objs) = to_objects(&clusto_import::map(&original.at(Some(*v))))?
+                && let Ok(step) = apply_objects(store, &objs, &opts, &meta).await?
+            {
                 revisions += usize::from(step.revision.is_some());
             }
             if (i + 1) % 100 == 0 {
@@ -200,7 +195,7 @@ pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Resul
             }
         }
     }
-    let step = match apply_state(store, &live, &opts, &base).await? {
+    let step = match apply_objects(store, &live_objects, &opts, &base).await? {
         Ok(step) => step,
         Err(e) => return Ok(report_errors(&e, "")),
     };

@@ -179,7 +179,7 @@ impl Api {
         if status.is_success() {
             return doc.map_err(ApiError::Malformed);
         }
-        match doc.ok().as_ref().and_then(|d| d.items_named_error()) {
+        match doc.ok().as_ref().and_then(aws_error) {
             Some((code, message)) => Err(ApiError::Aws { code, message }),
             None => Err(transport(format!("HTTP {status}"))),
         }
@@ -190,13 +190,11 @@ fn imds_disabled() -> bool {
     std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-impl Node {
-    /// `<Response><Errors><Error><Code>…<Message>…` → (code, message).
-    fn items_named_error(&self) -> Option<(String, String)> {
-        let e = self.at(&["Errors", "Error"])?;
-        Some((
-            e.text_at(&["Code"])?.to_string(),
-            e.text_at(&["Message"]).unwrap_or_default().to_string(),
-        ))
-    }
+/// An `<Errors>` document's first error: (code, message).
+fn aws_error(doc: &Node) -> Option<(String, String)> {
+    let e = doc.at(&["Errors", "Error"])?;
+    Some((
+        e.text_at(&["Code"])?.to_string(),
+        e.text_at(&["Message"]).unwrap_or_default().to_string(),
+    ))
 }

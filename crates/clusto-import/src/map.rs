@@ -255,7 +255,7 @@ impl<'a> Mapper<'a> {
         match &a.value {
             Value::Int(i) => Ok((json!(i), None)),
             Value::String(s) => Ok((json!(s), None)),
-            Value::DateTime(t) => Ok((json!(rfc3339(t)), Some("datetime"))),
+            Value::DateTime(t) => Ok((json!(crate::original::rfc3339(t)), Some("datetime"))),
             Value::Json(text) => serde_json::from_str::<Json>(text)
                 .map(|v| (v, Some("json")))
                 .map_err(|e| format!("JSON value does not parse: {e}")),
@@ -735,18 +735,6 @@ fn label(a: &Attr) -> String {
         s.push_str(&format!("#{n}"));
     }
     s
-}
-
-/// `2011-05-01 12:30:00.000000` (naive UTC) → `2011-05-01T12:30:00.000Z`.
-fn rfc3339(t: &str) -> String {
-    let t = t.trim().replacen(' ', "T", 1);
-    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
-    let ms: String = frac.chars().take(3).collect();
-    if ms.is_empty() {
-        format!("{whole}Z")
-    } else {
-        format!("{whole}.{ms:0<3}Z")
-    }
 }
 
 fn file_safe(name: &str) -> String {

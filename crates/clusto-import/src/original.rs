@@ -33,6 +33,19 @@ impl Life {
     }
 }
 
+/// The original's naive UTC timestamps (`2011-05-01 12:30:00.000000`) as
+/// RFC 3339 (`2011-05-01T12:30:00.000Z`).
+pub fn rfc3339(t: &str) -> String {
+    let t = t.trim().replacen(' ', "T", 1);
+    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+    let ms: String = frac.chars().take(3).collect();
+    if ms.is_empty() {
+        format!("{whole}Z")
+    } else {
+        format!("{whole}.{ms:0<3}Z")
+    }
+}
+
 /// One `clustoversioning` row: who made a version, when and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Version {
@@ -84,6 +97,13 @@ pub struct Original {
     pub attrs: Vec<Attr>,
     pub counters: Vec<Counter>,
     pub versions: Vec<Version>,
+}
+
+impl Version {
+    /// When it was recorded, in Unix milliseconds.
+    pub fn at_ms(&self) -> Option<i64> {
+        clusto_core::time::parse_rfc3339_ms(&rfc3339(self.at.as_deref()?))
+    }
 }
 
 impl Original {
@@ -250,93 +270,88 @@ pub async fn read(url: &str) -> Result<Original, ReadError> {
             url: url.into(),
             source,
         })?;
-    let q = |table: &'static str| {
-        move |source| ReadError::Query {
-            url: url.into(),
-            table,
-            source,
-        }
+    let out = Original {
+        entities: rows(&pool, url, "entities", &d.entities(), entity).await?,
+        attrs: rows(&pool, url, "entity_attrs", &d.attrs(), attr).await?,
+        counters: rows(&pool, url, "counters", &d.counters(), counter).await?,
+        versions: rows(&pool, url, "clustoversioning", &d.versions(), version).await?,
     };
-    let mut out = Original::default();
-    for r in sqlx::query(sqlx::AssertSqlSafe(d.entities()))
-        .fetch_all(&pool)
-        .await
-        .map_err(q("entities"))?
-    {
-        out.entities.push(Entity {
-            id: r.try_get(0).map_err(q("entities"))?,
-            name: r.try_get(1).map_err(q("entities"))?,
-            clusto_type: r.try_get(2).map_err(q("entities"))?,
-            driver: r.try_get(3).map_err(q("entities"))?,
-            life: Life {
-                version: r.try_get(4).map_err(q("entities"))?,
-                deleted: r.try_get(5).map_err(q("entities"))?,
-            },
-        });
-    }
-    for r in sqlx::query(sqlx::AssertSqlSafe(d.attrs()))
-        .fetch_all(&pool)
-        .await
-        .map_err(q("entity_attrs"))?
-    {
-        out.attrs.push(attr(&r).map_err(|e| match e {
-            AttrError::Sql(source) => ReadError::Query {
-                url: url.into(),
-                table: "entity_attrs",
-                source,
-            },
-            AttrError::Datatype(attr_id, datatype) => ReadError::Datatype {
-                url: url.into(),
-                attr_id,
-                datatype,
-            },
-        })?);
-    }
-    for r in sqlx::query(sqlx::AssertSqlSafe(d.counters()))
-        .fetch_all(&pool)
-        .await
-        .map_err(q("counters"))?
-    {
-        out.counters.push(Counter {
-            entity: r.try_get(0).map_err(q("counters"))?,
-            key: r
-                .try_get::<Option<String>, _>(1)
-                .map_err(q("counters"))?
-                .unwrap_or_default(),
-            value: r
-                .try_get::<Option<i64>, _>(2)
-                .map_err(q("counters"))?
-                .unwrap_or(0),
-        });
-    }
-    for r in sqlx::query(sqlx::AssertSqlSafe(d.versions()))
-        .fetch_all(&pool)
-        .await
-        .map_err(q("clustoversioning"))?
-    {
-        out.versions.push(Version {
-            version: r.try_get(0).map_err(q("clustoversioning"))?,
-            at: r.try_get(1).map_err(q("clustoversioning"))?,
-            user: r.try_get(2).map_err(q("clustoversioning"))?,
-            description: r.try_get(3).map_err(q("clustoversioning"))?,
-        });
-    }
     pool.close().await;
     Ok(out)
 }
 
-enum AttrError {
+/// Why a row could not be read.
+enum RowError {
     Sql(sqlx::Error),
     Datatype(i64, String),
 }
 
-impl From<sqlx::Error> for AttrError {
+impl From<sqlx::Error> for RowError {
     fn from(e: sqlx::Error) -> Self {
-        AttrError::Sql(e)
+        RowError::Sql(e)
     }
 }
 
-fn attr(r: &sqlx::any::AnyRow) -> Result<Attr, AttrError> {
+/// Every row `sql` returns from `table`, each decoded by `decode`.
+async fn rows<T>(
+    pool: &sqlx::AnyPool,
+    url: &str,
+    table: &'static str,
+    sql: &str,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T, RowError>,
+) -> Result<Vec<T>, ReadError> {
+    let err = |e| match e {
+        RowError::Sql(source) => ReadError::Query {
+            url: url.into(),
+            table,
+            source,
+        },
+        RowError::Datatype(attr_id, datatype) => ReadError::Datatype {
+            url: url.into(),
+            attr_id,
+            datatype,
+        },
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| err(RowError::Sql(e)))?
+        .iter()
+        .map(|r| decode(r).map_err(err))
+        .collect()
+}
+
+fn entity(r: &sqlx::any::AnyRow) -> Result<Entity, RowError> {
+    Ok(Entity {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        clusto_type: r.try_get(2)?,
+        driver: r.try_get(3)?,
+        life: Life {
+            version: r.try_get(4)?,
+            deleted: r.try_get(5)?,
+        },
+    })
+}
+
+fn counter(r: &sqlx::any::AnyRow) -> Result<Counter, RowError> {
+    Ok(Counter {
+        entity: r.try_get(0)?,
+        key: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+        value: r.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
+    })
+}
+
+fn version(r: &sqlx::any::AnyRow) -> Result<Version, RowError> {
+    Ok(Version {
+        version: r.try_get(0)?,
+        at: r.try_get(1)?,
+        user: r.try_get(2)?,
+        description: r.try_get(3)?,
+    })
+}
+
+fn attr(r: &sqlx::any::AnyRow) -> Result<Attr, RowError> {
     let attr_id: i64 = r.try_get(0)?;
     let datatype: String = r.try_get(5)?;
     let int: Option<i64> = r.try_get(6)?;
@@ -349,7 +364,7 @@ fn attr(r: &sqlx::any::AnyRow) -> Result<Attr, AttrError> {
         "datetime" => when.map(Value::DateTime),
         "json" => text.map(Value::Json),
         "relation" => rel.map(Value::Relation),
-        _ => return Err(AttrError::Datatype(attr_id, datatype)),
+        _ => return Err(RowError::Datatype(attr_id, datatype)),
     }
     .unwrap_or(Value::Null);
     Ok(Attr {

@@ -4,6 +4,17 @@
 use clusto_core::{EntityId, Inventory};
 use serde_json::{Map, Value as Json, json};
 
+/// Documents as one YAML stream (`---` before each), as `clusto export`
+/// prints them and `clusto import --out` writes them.
+pub fn to_yaml(docs: &[Json]) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(d)?);
+    }
+    Ok(out)
+}
+
 /// One manifest document per entity, in the given order.
 pub fn export(inv: &Inventory, ids: &[EntityId]) -> Vec<Json> {
     ids.iter().filter_map(|id| document(inv, *id)).collect()
