@@ -93,7 +93,7 @@ mod tests {
     use crate::usm::{Usm, engine_id_for};
 
     fn fixture() -> Vec<u8> {
-        let hex = include_str!("../tests/data/cmn-trap-v2c.hex");
+        let hex = include_str!("../../clusto-snmp/tests/data/cmn-trap-v2c.hex");
         let hex: String = hex.split_whitespace().collect();
         (0..hex.len())
             .step_by(2)

@@ -206,7 +206,7 @@ fn arcs(oid: &snmp_parser::Oid) -> Option<Vec<u64>> {
     Some(oid.iter()?.collect())
 }
 
-fn varbind(v: &SnmpVariable) -> Option<(Vec<u64>, Value)> {
+pub(crate) fn varbind(v: &SnmpVariable) -> Option<(Vec<u64>, Value)> {
     let value = match &v.val {
         VarBindValue::Value(s) => match s {
             ObjectSyntax::Number(n) => Value::Integer(*n as i64),
