@@ -38,7 +38,9 @@ impl std::fmt::Debug for Agent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no answer from {addr} after {attempts} attempt(s) of {timeout:?} (unreachable, or the community is wrong: agents drop those silently)")]
+    #[error(
+        "no answer from {addr} after {attempts} attempt(s) of {timeout:?} (unreachable, or the community is wrong: agents drop those silently)"
+    )]
     Timeout {
         addr: SocketAddr,
         attempts: u32,
@@ -179,7 +181,12 @@ impl Agent {
     }
 
     /// `Ok(None)` for a datagram that is not the answer to this request.
-    fn answer(&self, datagram: &[u8], request_id: i32, oid: &[u64]) -> Result<Option<Value>, ClientError> {
+    fn answer(
+        &self,
+        datagram: &[u8],
+        request_id: i32,
+        oid: &[u64],
+    ) -> Result<Option<Value>, ClientError> {
         let addr = self.addr;
         let Ok((_, msg)) = snmp_parser::parse_snmp_v2c(datagram) else {
             return Ok(None);
@@ -208,7 +215,11 @@ impl Agent {
             _ => None,
         };
         if let Some(what) = what {
-            return Err(ClientError::NoSuch { addr, oid: oid_s, what });
+            return Err(ClientError::NoSuch {
+                addr,
+                oid: oid_s,
+                what,
+            });
         }
         match varbind(v) {
             Some((got, value)) if got == oid => Ok(Some(value)),
@@ -253,10 +264,15 @@ mod tests {
         let bytes = agent.message(SET_REQUEST, 4242, &vb);
         let (_, msg) = snmp_parser::parse_snmp_v2c(&bytes).unwrap();
         assert_eq!(msg.community, "private");
-        let SnmpPdu::Generic(pdu) = &msg.pdu else { panic!() };
+        let SnmpPdu::Generic(pdu) = &msg.pdu else {
+            panic!()
+        };
         assert_eq!(pdu.pdu_type, PduType::SetRequest);
         assert_eq!(pdu.req_id, 4242);
-        assert_eq!(varbind(&pdu.var[0]), Some((oid.to_vec(), Value::Integer(2))));
+        assert_eq!(
+            varbind(&pdu.var[0]),
+            Some((oid.to_vec(), Value::Integer(2)))
+        );
         assert!(!format!("{agent:?}").contains("private"));
     }
 
