@@ -366,7 +366,7 @@ fn encrypt(key: &[u8; 16], msg: &[u8]) -> Vec<u8> {
 
 fn decrypt(key: &[u8; 16], payload: &[u8]) -> Option<Vec<u8>> {
     let aes = Aes128::new_from_slice(key).ok()?;
-    if payload.len() < 32 || payload.len() % 16 != 0 {
+    if payload.len() < 32 || !payload.len().is_multiple_of(16) {
         return None;
     }
     let mut out = Vec::with_capacity(payload.len() - 16);
