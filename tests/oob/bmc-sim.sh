@@ -1,10 +1,10 @@
 #!/bin/sh
-# Starts OpenIPMI's ipmi_sim as one BMC on 127.0.0.1:PORT, its chassis
+# Starts OpenIPMI's ipmi_sim as one BMC on ADDR:PORT (ADDR 127.0.0.1), its chassis
 # power kept in DIR/power (0 or 1) by chassis.sh. Users: admin/secret
 # (admin), oper/operpw (operator). exec: the caller's PID is ipmi_sim's.
-# Usage: bmc-sim.sh DIR PORT [INITIAL-POWER]
+# Usage: bmc-sim.sh DIR PORT [INITIAL-POWER [ADDR]]
 set -eu
-dir=$1 port=$2
+dir=$1 port=$2 addr=${4:-127.0.0.1}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$dir/state"
 echo "${3:-0}" > "$dir/power"
@@ -12,7 +12,7 @@ cat > "$dir/lan.conf" <<CONF
 name "bmc$port"
 set_working_mc 0x20
   startlan 1
-    addr 127.0.0.1 $port
+    addr $addr $port
     priv_limit admin
     allowed_auths_callback md5 straight
     allowed_auths_user md5 straight

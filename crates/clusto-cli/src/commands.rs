@@ -120,6 +120,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             unreachable!("handled before the store is opened")
         }
         Command::Fsck { at } => return fsck(&store, fmt, at.at).await,
+        Command::Power { op } => return crate::oob::power(&store, fmt, op).await,
+        Command::Console { name, print } => return crate::oob::console(&store, name, *print).await,
         Command::Plan {
             manifests,
             detailed_exitcode,

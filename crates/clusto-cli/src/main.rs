@@ -3,6 +3,7 @@
 mod commands;
 mod declarative;
 mod import;
+mod oob;
 mod output;
 mod vm;
 
@@ -242,6 +243,24 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         crds: Option<String>,
     },
+    /// Out-of-band power of physical servers: through the BMC (IPMI over LAN) or the PDU outlets
+    /// their power ports are cabled to (SNMP).
+    #[command(after_help = POWER_HELP)]
+    Power {
+        #[command(subcommand)]
+        op: PowerOp,
+    },
+    /// Open a server's serial console through the console server its console-serial port is cabled
+    /// to, with the command that server's driver declares (login name: --user, else $USER).
+    #[command(
+        after_help = "Built-in: opengearcm4148 runs `ssh -p {3000+port} -l {user} {address}`.\nDeclare others as a Driver of base ConsoleServer with spec.console.command.\n\nExamples:\n  clusto console s1\n  clusto console s1 --print --user admin"
+    )]
+    Console {
+        name: String,
+        /// Print the command instead of running it (always, when stdout is not a terminal).
+        #[arg(long)]
+        print: bool,
+    },
     /// Virtual machines.
     Vm {
         #[command(subcommand)]
@@ -436,6 +455,71 @@ pub struct KubeArgs {
     /// takes over this long after the leader dies).
     #[arg(long, requires = "kube", default_value_t = 15)]
     pub lease_seconds: u64,
+}
+
+const POWER_HELP: &str = "\
+Paths (from the inventory; `--via` picks one, else the BMC when the server has one):
+  bmc  the address the server holds on OS port ipmi; UDP port merged ipmi.port (623); merged
+       ipmi.credentials names where USER:PASSWORD is kept (file:PATH or env:NAME); merged
+       ipmi.interface auto|lan|lanplus (RMCP+ suites 17 then 3, or IPMI 1.5 MD5/straight)
+  pdu  every pwr-* port cabled to a power strip whose driver declares spec.power (built-in
+       powertowerxm); SNMP v2c to the strip's first address, community merged snmp.community,
+       UDP port merged snmp.port (161)
+
+Examples:
+  clusto ip allocate mgmt s1 --osport ipmi && clusto attr set s1 ipmi.credentials file:/etc/clusto/bmc
+  clusto power status s1 s2 -o json
+  clusto power cycle s1 --via pdu --wait 10";
+
+#[derive(Subcommand, Debug)]
+pub enum PowerOp {
+    /// Read the power: on, off, or mixed when outlets disagree.
+    Status {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        how: PowerHow,
+    },
+    /// Switch on (every outlet, or the chassis).
+    On {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        how: PowerHow,
+    },
+    /// Switch off (every outlet, or a hard chassis power-down).
+    Off {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        how: PowerHow,
+    },
+    /// Off, wait, on: every outlet goes off before any comes back.
+    Cycle {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        how: PowerHow,
+        /// Seconds between off and on.
+        #[arg(long, default_value_t = 5.0)]
+        wait: f64,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PowerHow {
+    /// Which path [default: the BMC when the server has one, else its PDU outlets].
+    #[arg(long, value_enum)]
+    via: Option<ViaArg>,
+    /// Seconds to wait for each answer (each request is tried three times).
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ViaArg {
+    Bmc,
+    Pdu,
 }
 
 #[derive(Subcommand, Debug)]
@@ -729,7 +813,10 @@ const READS: &[&str] = &[
     "vm explain",
     "vm list",
     "vm console",
+    "power",
 ];
+/// Commands that write nothing but act as someone (`--user`).
+const ACTS_AS_USER: &[&str] = &["console"];
 /// Commands that print nothing `-o` could shape.
 const NO_OUTPUT: &[&str] = &[
     "create",
@@ -761,6 +848,8 @@ fn meaningless(path: &str) -> Vec<&'static str> {
         hide.extend(["output", "message", "user"]);
     } else if is(READS) {
         hide.extend(["message", "user"]);
+    } else if is(ACTS_AS_USER) {
+        hide.push("message");
     } else if is(NO_OUTPUT) {
         hide.push("output");
     }

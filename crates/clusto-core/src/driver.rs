@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::kind::Kind;
+use crate::outofband::{ConsoleAccess, OutletControl, opengear_console, sentry_outlets};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Driver {
@@ -13,6 +14,10 @@ pub struct Driver {
     /// Port type → count; ports are numbered from 1.
     pub ports: BTreeMap<String, u32>,
     pub builtin: bool,
+    /// A power strip's outlet control, if it can be switched.
+    pub outlets: Option<OutletControl>,
+    /// A console server's console command.
+    pub console: Option<ConsoleAccess>,
 }
 
 impl Driver {
@@ -28,6 +33,8 @@ fn builtin(name: &str, kind: Kind, rack_units: u32, ports: &[(&str, u32)]) -> Dr
         rack_units,
         ports: ports.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
         builtin: true,
+        outlets: None,
+        console: None,
     }
 }
 
@@ -68,6 +75,26 @@ pub fn builtins() -> Vec<Driver> {
             1,
             &[("console-serial", 24), ("nic-eth", 1), ("pwr-nema-5", 1)],
         ),
+        // The original's ServerTech Sentry PowerTower XM and OpenGear
+        // CM4148, with what `clusto power` and `clusto console` need.
+        Driver {
+            outlets: Some(sentry_outlets()),
+            ..builtin(
+                "powertowerxm",
+                Kind::PowerStrip,
+                1,
+                &[("pwr-nema-5", 16), ("nic-eth", 1), ("console-serial", 1)],
+            )
+        },
+        Driver {
+            console: Some(opengear_console()),
+            ..builtin(
+                "opengearcm4148",
+                Kind::ConsoleServer,
+                1,
+                &[("console-serial", 48), ("nic-eth", 1), ("pwr-nema-5", 1)],
+            )
+        },
         builtin(
             "basicappliance",
             Kind::Appliance,

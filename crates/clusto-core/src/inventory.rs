@@ -453,6 +453,8 @@ impl Inventory {
                     rack_units,
                     ports,
                     builtin: false,
+                    outlets: self.spec_json(e.id, "power"),
+                    console: self.spec_json(e.id, "console"),
                 },
             );
         }
@@ -729,6 +731,19 @@ impl Inventory {
 
     pub(crate) fn spec(&self, id: EntityId, field: &str) -> Option<&Value> {
         self.attr_value(id, SPEC_KEY, Some(field))
+    }
+
+    /// A structured setting, typed (`None` when unset or not that shape:
+    /// `configure` checked it on the way in).
+    pub(crate) fn spec_json<T: serde::de::DeserializeOwned>(
+        &self,
+        id: EntityId,
+        field: &str,
+    ) -> Option<T> {
+        match self.spec(id, field)? {
+            Value::Json(j) => serde_json::from_value(j.clone()).ok(),
+            _ => None,
+        }
     }
 
     /// A kind-specific setting (`cidr`, `minU`, `next`, …).

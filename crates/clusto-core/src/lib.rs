@@ -13,6 +13,7 @@ pub mod kind;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod outofband;
 pub mod placement;
 pub mod ports;
 pub mod query;

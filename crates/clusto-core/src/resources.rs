@@ -601,6 +601,20 @@ impl Inventory {
                     Value::Json(serde_json::Value::Object(map)),
                 );
             }
+            (Kind::Driver, "power") => {
+                let v: crate::outofband::OutletControl =
+                    serde_json::from_str(text).map_err(|err| bad(format!("power: {err}")))?;
+                v.check().map_err(bad)?;
+                self.put_driver_data(id, "power", Kind::PowerStrip, &v)
+                    .map_err(bad)?;
+            }
+            (Kind::Driver, "console") => {
+                let v: crate::outofband::ConsoleAccess =
+                    serde_json::from_str(text).map_err(|err| bad(format!("console: {err}")))?;
+                v.check().map_err(bad)?;
+                self.put_driver_data(id, "console", Kind::ConsoleServer, &v)
+                    .map_err(bad)?;
+            }
             (Kind::VirtualMachine, f) if settings_for(e.kind).contains(&f) => {
                 let v = vm_setting(f, text).map_err(bad)?;
                 self.put_internal(id, SPEC_KEY, f, v);
@@ -620,6 +634,26 @@ impl Inventory {
                 return Err(bad(format!("{k} has no setting {f:?}{}", settings_hint(k))));
             }
         }
+        Ok(())
+    }
+
+    /// Out-of-band driver data, for drivers of the one base it describes.
+    fn put_driver_data<T: serde::Serialize>(
+        &mut self,
+        id: EntityId,
+        field: &str,
+        base: Kind,
+        v: &T,
+    ) -> Result<(), String> {
+        let has = self.spec(id, "base").and_then(Value::as_str);
+        if has != Some(base.as_str()) {
+            return Err(format!(
+                "{field} is for drivers of base {base}, and this one's base is {}",
+                has.unwrap_or("unset")
+            ));
+        }
+        let j = serde_json::to_value(v).map_err(|e| format!("{field}: {e}"))?;
+        self.put_internal(id, SPEC_KEY, field, Value::Json(j));
         Ok(())
     }
 
@@ -697,7 +731,7 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
         Kind::NameManager => &["basename", "digits", "next"],
         Kind::Rack => &["minU", "maxU", "layout"],
         Kind::Pool => &["type", "group"],
-        Kind::Driver => &["base", "rackUnits", "ports"],
+        Kind::Driver => &["base", "rackUnits", "ports", "power", "console"],
         Kind::RackLayout => &["devices", "connections", "serverSlots", "nameManager"],
         Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved", "names"],
         Kind::VirtualMachine => &[

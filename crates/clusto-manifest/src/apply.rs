@@ -238,6 +238,8 @@ fn settings(o: &Object) -> Vec<(&'static str, Option<String>)> {
                 "ports",
                 (!s.ports.is_empty()).then(|| serde_json::to_string(&s.ports).unwrap_or_default()),
             ),
+            ("power", s.power.as_ref().and_then(|v| js(v))),
+            ("console", s.console.as_ref().and_then(|v| js(v))),
         ],
         Spec::RackLayout(s) => vec![
             ("devices", js(&s.devices)),

@@ -343,6 +343,14 @@ pub struct DriverSpec {
     pub ports: BTreeMap<String, u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack_units: Option<u32>,
+    /// A power strip's outlet control over SNMP (base `PowerStrip`): what
+    /// `clusto power` sets and reads for an outlet cabled to a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<clusto_core::outofband::OutletControl>,
+    /// A console server's console command (base `ConsoleServer`), for
+    /// `clusto console`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<clusto_core::outofband::ConsoleAccess>,
     /// Defaults every thing of this driver inherits (merged last).
     #[serde(default, skip_serializing_if = "Attrs::is_empty")]
     pub attrs: Attrs,

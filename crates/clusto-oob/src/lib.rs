@@ -3,3 +3,5 @@
 //! power path of a server read from an inventory view ([`path`]).
 
 pub mod ipmi;
+pub mod path;
+pub mod power;

@@ -2,52 +2,18 @@
 //! session kinds, power on/off/status, wrong credentials, a BMC that is
 //! not there and one that never answers.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use clusto_oob::ipmi::{Bmc, Chassis, IpmiError, Prefer, Protocol};
 
-struct Sim {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
+#[path = "../../../tests/sims.rs"]
+mod sims;
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use sims::Sim;
 
 fn start() -> Sim {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("clusto-bmc-{}-{port}", std::process::id()));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/oob/bmc-sim.sh");
-    let child = Command::new("sh")
-        .arg(script)
-        .arg(&dir)
-        .arg(port.to_string())
-        .spawn()
-        .expect("ipmi_sim (Debian package openipmi) is installed by .ci/deps");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let t = Instant::now();
-    // Bound once our own bind of the port fails.
-    while UdpSocket::bind(addr).is_ok() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "ipmi_sim did not bind {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sim { child, dir, addr }
+    sims::bmc([127, 0, 0, 1].into())
 }
 
 fn bmc(sim: &Sim, user: &str, password: &str, prefer: Prefer) -> Bmc {

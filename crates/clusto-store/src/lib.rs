@@ -103,6 +103,13 @@ impl RevisionMeta {
 /// OS account as git does, so cron jobs, CI and containers (where `USER` is
 /// often unset) still record someone.
 fn writer() -> String {
+    current_user()
+}
+
+/// Who this process acts as: `--user`, then `CLUSTO_USER`, `USER`,
+/// `LOGNAME`, then the OS account (revisions record it; `clusto console`
+/// logs in as it).
+pub fn current_user() -> String {
     if let Some(u) = PROCESS_USER.get() {
         return u.clone();
     }
