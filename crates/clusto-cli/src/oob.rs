@@ -33,7 +33,7 @@ fn server(inv: &Inventory, name: &str) -> Result<EntityId> {
     let id = inv.id_of(name)?;
     match inv.kind_of(id) {
         Some(k) if k.is_device() => Ok(id),
-        Some(k) => bail!("{name} is a {k}, not a device with power"),
+        Some(k) => bail!("{name} ({k}) is not a device with power"),
         None => bail!("{name} not found"),
     }
 }
