@@ -45,13 +45,6 @@ fn via(arg: Option<ViaArg>) -> Option<Via> {
     })
 }
 
-fn via_text(v: Via) -> &'static str {
-    match v {
-        Via::Bmc => "bmc",
-        Via::Pdu => "pdu",
-    }
-}
-
 fn state_text(on: Option<bool>) -> &'static str {
     match on {
         Some(true) => "on",
@@ -72,6 +65,7 @@ pub async fn power(store: &Store, fmt: Format, op: &PowerOp) -> Result<ExitCode>
     let inv = view(store, names).await?;
     let timing = Timing {
         timeout: seconds(how.timeout, "--timeout")?,
+        ..Timing::default()
     };
     let wait = match op {
         PowerOp::Cycle { wait, .. } => seconds(*wait, "--wait")?,
@@ -82,7 +76,7 @@ pub async fn power(store: &Store, fmt: Format, op: &PowerOp) -> Result<ExitCode>
         let id = server(&inv, name)?;
         let chosen = power::choose(name, path::power_paths(&inv, id), via(how.via));
         let (via, result) = match chosen {
-            Ok(p) => (Some(p.via()), act(op, &p, wait, timing).await),
+            Ok(p) => (Some(p.via()), act(op, &p, wait, &timing).await),
             Err(e) => (None, Err(e.to_string())),
         };
         outcomes.push(Outcome {
@@ -105,7 +99,12 @@ fn seconds(s: f64, flag: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("{flag} must be a number of seconds ≥ 0, not {s}"))
 }
 
-async fn act(op: &PowerOp, p: &Path, wait: Duration, t: Timing) -> Result<Option<Reading>, String> {
+async fn act(
+    op: &PowerOp,
+    p: &Path,
+    wait: Duration,
+    t: &Timing,
+) -> Result<Option<Reading>, String> {
     let done = match op {
         PowerOp::Status { .. } => {
             return power::status(p, t)
@@ -125,11 +124,11 @@ fn report(fmt: Format, op: &PowerOp, outcomes: &[Outcome]) -> Result<()> {
     let mut rows = Vec::new();
     let mut data = Vec::new();
     for o in outcomes {
-        let via = o.via.map(via_text).unwrap_or("-");
+        let via = o.via.map(Via::as_str).unwrap_or("-");
         match &o.result {
             Err(e) => {
                 eprintln!("error: {e}");
-                data.push(json!({"name": o.name, "via": o.via.map(via_text), "error": e}));
+                data.push(json!({"name": o.name, "via": o.via.map(Via::as_str), "error": e}));
             }
             Ok(Some(r)) => {
                 let outlets: Vec<String> = r

@@ -45,10 +45,21 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         ..Options::default()
     };
     let mut c = Controller::new(store.clone(), Arc::new(Backends::new()), opts).await?;
+    let mut power = clusto_power::Controller::new(
+        store.clone(),
+        clusto_power::Options {
+            resync: a.resync,
+            rate: a.rate,
+            workers: a.workers.max(1) * 2,
+            lease_ttl: a.lease_ttl,
+            ..clusto_power::Options::default()
+        },
+    );
     let kube_metrics = clusto_kube::Metrics::default();
     if let Some(addr) = a.metrics {
         let mut registry = clusto_http::prometheus_client::registry::Registry::default();
         c.metrics.register(&mut registry);
+        power.metrics.register(&mut registry);
         if a.kube.kube {
             kube_metrics.register(&mut registry);
         }
@@ -80,6 +91,15 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
             break;
         }
         c.release().await?;
+        let reports = power
+            .converge(Duration::from_millis(1500), Duration::from_secs(600))
+            .await?;
+        power.release().await?;
+        let switched: usize = reports.iter().map(|r| r.switched).sum();
+        eprintln!(
+            "power: {switched} device(s) switched, {} not as declared",
+            power.failing()
+        );
         let inv = vm_view(store, None, None).await?;
         let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
         let vms = inv.entities_of_kind(Kind::VirtualMachine);
@@ -95,12 +115,26 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         let sync = kube_sync(store, &a.kube, kube_metrics).await?;
         tokio::try_join!(
             async { c.run(shutdown_signal()).await.map_err(anyhow::Error::from) },
+            async {
+                power
+                    .run(a.poll, shutdown_signal())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
             sync
         )?;
         tracing::info!("controller stopped");
         return Ok(ExitCode::SUCCESS);
     }
-    c.run(shutdown_signal()).await?;
+    tokio::try_join!(
+        async { c.run(shutdown_signal()).await.map_err(anyhow::Error::from) },
+        async {
+            power
+                .run(a.poll, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        },
+    )?;
     tracing::info!("controller stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,150 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::inventory::Inventory;
+use crate::model::EntityId;
+use crate::placement::STATUS_KEY;
+use crate::value::Value;
+use crate::vm::{Condition, conditions_from, conditions_json};
+
+/// A physical device's power, declared (`spec.powerState`) or observed
+/// (`status.powerState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+pub enum PowerState {
+    On,
+    Off,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::On => "On",
+            PowerState::Off => "Off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PowerState> {
+        match s {
+            "On" | "on" => Some(PowerState::On),
+            "Off" | "off" => Some(PowerState::Off),
+            _ => None,
+        }
+    }
+
+    pub fn from_on(on: bool) -> PowerState {
+        if on { PowerState::On } else { PowerState::Off }
+    }
+}
+
+/// The way to a device's power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PowerVia {
+    /// IPMI to its BMC.
+    Bmc,
+    /// SNMP to the PDU outlets it is cabled to.
+    Pdu,
+}
+
+impl PowerVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerVia::Bmc => "bmc",
+            PowerVia::Pdu => "pdu",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PowerVia> {
+        match s {
+            "bmc" => Some(PowerVia::Bmc),
+            "pdu" => Some(PowerVia::Pdu),
+            _ => None,
+        }
+    }
+}
+
+/// What the power controller last wrote under `status`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PowerStatus {
+    /// As last observed (after any switch the controller made).
+    pub power_state: Option<PowerState>,
+    pub via: Option<PowerVia>,
+    /// `PowerPath` (is there a known way to the power) and `Ready` (is it
+    /// as declared).
+    pub conditions: Vec<Condition>,
+    pub last_error: Option<String>,
+    /// The store revision the controller acted on.
+    pub observed_revision: Option<i64>,
+}
+
+impl PowerStatus {
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+}
+
+/// Device kinds whose power can be declared.
+pub fn has_power(kind: crate::kind::Kind) -> bool {
+    kind.is_device() && kind != crate::kind::Kind::VirtualServer
+}
+
+impl Inventory {
+    /// `spec.powerState`, if declared.
+    pub fn power_desired(&self, id: EntityId) -> Option<PowerState> {
+        self.spec(id, "powerState")
+            .and_then(Value::as_str)
+            .and_then(PowerState::parse)
+    }
+
+    pub fn power_status(&self, id: EntityId) -> PowerStatus {
+        let s = |k: &str| {
+            self.attr_value(id, STATUS_KEY, Some(k))
+                .and_then(Value::as_str)
+        };
+        PowerStatus {
+            power_state: s("powerState").and_then(PowerState::parse),
+            via: s("powerVia").and_then(PowerVia::parse),
+            conditions: conditions_from(
+                self.attr_value(id, STATUS_KEY, Some("conditions")),
+                &["PowerPath", "Ready"],
+            ),
+            last_error: s("lastError").map(str::to_string),
+            observed_revision: self
+                .attr_value(id, STATUS_KEY, Some("observedRevision"))
+                .and_then(Value::as_int),
+        }
+    }
+
+    /// Records a device's power status; writes only the fields that changed.
+    pub fn set_power_status(&mut self, id: EntityId, st: &PowerStatus) {
+        let text = |v: Option<&str>| v.map(|t| Value::String(t.to_string()));
+        let fields = [
+            ("powerState", text(st.power_state.map(PowerState::as_str))),
+            ("powerVia", text(st.via.map(PowerVia::as_str))),
+            (
+                "conditions",
+                Some(Value::Json(conditions_json(&st.conditions))),
+            ),
+            ("lastError", text(st.last_error.as_deref())),
+            ("observedRevision", st.observed_revision.map(Value::Int)),
+        ];
+        for (k, v) in fields {
+            match v {
+                Some(v) => self.put_internal(id, STATUS_KEY, k, v),
+                None => self.clear_internal(id, STATUS_KEY, k),
+            }
+        }
+    }
+
+    /// Devices in this view that declare their power.
+    pub fn power_declared(&self) -> Vec<EntityId> {
+        self.entities()
+            .into_iter()
+            .filter(|e| has_power(e.kind) && self.power_desired(e.id).is_some())
+            .map(|e| e.id)
+            .collect()
+    }
+}
+
 /// A power strip's outlet control over SNMP v2c. `{outlet}` in an OID
 /// stands for the outlet number (the power port's number on the strip).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -156,6 +156,11 @@ impl Inventory {
                     spec.insert(k, self.value_json(&v).0);
                 }
             }
+            k if crate::outofband::has_power(k) => {
+                if let Some(p) = self.power_desired(id) {
+                    spec.insert("powerState".into(), json!(p.as_str()));
+                }
+            }
             _ => {}
         }
         if !pools.is_empty() {

@@ -615,6 +615,11 @@ impl Inventory {
                 self.put_driver_data(id, "console", Kind::ConsoleServer, &v)
                     .map_err(bad)?;
             }
+            (k, "powerState") if crate::outofband::has_power(k) => {
+                let p = crate::outofband::PowerState::parse(text)
+                    .ok_or_else(|| bad(format!("powerState must be On or Off, not {text:?}")))?;
+                self.put_internal(id, SPEC_KEY, "powerState", Value::String(p.as_str().into()));
+            }
             (Kind::VirtualMachine, f) if settings_for(e.kind).contains(&f) => {
                 let v = vm_setting(f, text).map_err(bad)?;
                 self.put_internal(id, SPEC_KEY, f, v);
@@ -732,6 +737,11 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
         Kind::Rack => &["minU", "maxU", "layout"],
         Kind::Pool => &["type", "group"],
         Kind::Driver => &["base", "rackUnits", "ports", "power", "console"],
+        Kind::Server
+        | Kind::NetworkSwitch
+        | Kind::PowerStrip
+        | Kind::ConsoleServer
+        | Kind::Appliance => &["powerState"],
         Kind::RackLayout => &["devices", "connections", "serverSlots", "nameManager"],
         Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved", "names"],
         Kind::VirtualMachine => &[

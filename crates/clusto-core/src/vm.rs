@@ -281,18 +281,38 @@ impl VmStatus {
     pub fn condition(&self, kind: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.kind == kind)
     }
+}
 
-    fn conditions_json(&self) -> Json {
-        Json::Array(
-            self.conditions
-                .iter()
-                .map(|c| {
-                    json!({"type": c.kind, "status": if c.status {"True"} else {"False"},
-                           "reason": c.reason, "message": c.message})
-                })
-                .collect(),
-        )
-    }
+/// Conditions as stored under `status.conditions`.
+pub fn conditions_json(conditions: &[Condition]) -> Json {
+    Json::Array(
+        conditions
+            .iter()
+            .map(|c| {
+                json!({"type": c.kind, "status": if c.status {"True"} else {"False"},
+                       "reason": c.reason, "message": c.message})
+            })
+            .collect(),
+    )
+}
+
+/// Conditions read back from `status.conditions`: those of the `known`
+/// types (others are not this reader's).
+pub fn conditions_from(v: Option<&Value>, known: &[&'static str]) -> Vec<Condition> {
+    let Some(Value::Json(Json::Array(a))) = v else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter_map(|c| {
+            let kind = *known.iter().find(|k| c["type"].as_str() == Some(**k))?;
+            Some(Condition {
+                kind,
+                status: c["status"] == "True",
+                reason: c["reason"].as_str().unwrap_or_default().into(),
+                message: c["message"].as_str().unwrap_or_default().into(),
+            })
+        })
+        .collect()
 }
 
 /// Builds the status after a reconcile: `after` is what the backend holds
@@ -701,26 +721,10 @@ impl Inventory {
     /// The status the controller last wrote.
     pub fn vm_status(&self, id: EntityId) -> VmStatus {
         let s = |k: &str| text(self.attr_value(id, STATUS_KEY, Some(k)));
-        let conditions = match self.attr_value(id, STATUS_KEY, Some("conditions")) {
-            Some(Value::Json(Json::Array(a))) => a
-                .iter()
-                .filter_map(|c| {
-                    let kind = match c["type"].as_str()? {
-                        "Placed" => "Placed",
-                        "Provisioned" => "Provisioned",
-                        "Ready" => "Ready",
-                        _ => return None,
-                    };
-                    Some(Condition {
-                        kind,
-                        status: c["status"] == "True",
-                        reason: c["reason"].as_str().unwrap_or_default().into(),
-                        message: c["message"].as_str().unwrap_or_default().into(),
-                    })
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let conditions = conditions_from(
+            self.attr_value(id, STATUS_KEY, Some("conditions")),
+            &["Placed", "Provisioned", "Ready"],
+        );
         VmStatus {
             phase: s("phase").unwrap_or_default(),
             backend_id: s("backendId"),
@@ -767,7 +771,10 @@ impl Inventory {
             "observedAddresses",
             (!st.observed_addresses.is_empty()).then(|| Value::Json(json!(st.observed_addresses))),
         );
-        put("conditions", Some(Value::Json(st.conditions_json())));
+        put(
+            "conditions",
+            Some(Value::Json(conditions_json(&st.conditions))),
+        );
         put("observedRevision", st.observed_revision.map(Value::Int));
         put("observedSpec", st.observed_spec.clone().map(Value::String));
         put("lastError", st.last_error.clone().map(Value::String));

@@ -219,6 +219,7 @@ fn settings(o: &Object) -> Vec<(&'static str, Option<String>)> {
             ("layout", s.layout.clone()),
         ],
         Spec::Pool(s) => vec![("group", s.group.clone())],
+        Spec::Device(s) => vec![("powerState", s.power_state.map(|p| p.as_str().to_string()))],
         Spec::IpManager(s) => vec![
             ("cidr", Some(s.cidr.clone())),
             ("gateway", s.gateway.clone()),

@@ -274,6 +274,11 @@ pub struct DeviceSpec {
     pub ports: Vec<PortItem>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<AddressItem>,
+    /// Power to keep this device at (not on VirtualServer): the controller
+    /// switches it through its BMC, else its PDU outlets, and reports
+    /// `status.powerState`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<clusto_core::outofband::PowerState>,
     #[serde(default, skip_serializing_if = "Attrs::is_empty")]
     pub attrs: Attrs,
 }

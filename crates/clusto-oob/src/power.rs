@@ -1,6 +1,8 @@
 //! Reading and switching a server's power through the path [`crate::path`]
 //! found: its BMC, or every PDU outlet it is cabled to.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clusto_snmp_wire::client::{Agent, ClientError};
@@ -10,11 +12,7 @@ use crate::ipmi::{Bmc, Chassis, IpmiError};
 use crate::path::{BmcPath, Credentials, Missing, Outlet, PowerPaths};
 
 /// Which way to reach the power (`--via`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
-    Bmc,
-    Pdu,
-}
+pub use clusto_core::outofband::PowerVia as Via;
 
 /// The way chosen for one server.
 #[derive(Clone, Debug)]
@@ -32,7 +30,7 @@ impl Path {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{server} has no {what}: {why}")]
 pub struct NoPath {
     pub server: String,
@@ -98,17 +96,46 @@ pub struct Reading {
     pub outlets: Vec<(String, u32, bool)>,
 }
 
-/// How long to wait for each answer.
-#[derive(Clone, Copy, Debug)]
+/// How long to wait for each answer, and where reads and writes are
+/// counted.
+#[derive(Clone, Debug)]
 pub struct Timing {
     pub timeout: Duration,
+    pub tally: Arc<Tally>,
 }
 
 impl Default for Timing {
     fn default() -> Timing {
         Timing {
             timeout: Duration::from_secs(1),
+            tally: Arc::default(),
         }
+    }
+}
+
+/// Power operations made: status reads and switches (per outlet, or per
+/// BMC command), whatever their outcome.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Tally {
+    /// (reads, writes) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -136,7 +163,7 @@ pub fn read_credentials(c: &Credentials) -> Result<(String, String), PowerError>
     }
 }
 
-fn bmc(path: &BmcPath, t: Timing) -> Result<Bmc, PowerError> {
+fn bmc(path: &BmcPath, t: &Timing) -> Result<Bmc, PowerError> {
     let (user, password) = read_credentials(&path.credentials)?;
     Ok(Bmc {
         addr: path.addr,
@@ -147,7 +174,7 @@ fn bmc(path: &BmcPath, t: Timing) -> Result<Bmc, PowerError> {
     })
 }
 
-fn agent(o: &Outlet, t: Timing) -> Agent {
+fn agent(o: &Outlet, t: &Timing) -> Agent {
     Agent {
         addr: o.agent,
         community: o.community.clone(),
@@ -156,10 +183,11 @@ fn agent(o: &Outlet, t: Timing) -> Agent {
     }
 }
 
-pub async fn status(path: &Path, t: Timing) -> Result<Reading, PowerError> {
+pub async fn status(path: &Path, t: &Timing) -> Result<Reading, PowerError> {
     match path {
         Path::Bmc(b) => {
             let mut s = bmc(b, t)?.session().await?;
+            t.tally.read();
             let on = s.power_is_on().await;
             s.close().await;
             Ok(Reading {
@@ -182,7 +210,7 @@ pub async fn status(path: &Path, t: Timing) -> Result<Reading, PowerError> {
     }
 }
 
-async fn outlet_is_on(o: &Outlet, t: Timing) -> Result<bool, PowerError> {
+async fn outlet_is_on(o: &Outlet, t: &Timing) -> Result<bool, PowerError> {
     let n = o.outlet.num;
     let snmp = |source| PowerError::Snmp {
         strip: o.strip.clone(),
@@ -193,6 +221,7 @@ async fn outlet_is_on(o: &Outlet, t: Timing) -> Result<bool, PowerError> {
         strip: o.strip.clone(),
         outlet: n,
     })?;
+    t.tally.read();
     let value = agent(o, t).get(&oid).await.map_err(snmp)?;
     let reading = match value {
         SnmpValue::Integer(v) => o.control.reading(v),
@@ -206,10 +235,11 @@ async fn outlet_is_on(o: &Outlet, t: Timing) -> Result<bool, PowerError> {
 }
 
 /// Switches the power on or off (a no-op where it already is).
-pub async fn switch(path: &Path, on: bool, t: Timing) -> Result<(), PowerError> {
+pub async fn switch(path: &Path, on: bool, t: &Timing) -> Result<(), PowerError> {
     match path {
         Path::Bmc(b) => {
             let mut s = bmc(b, t)?.session().await?;
+            t.tally.wrote();
             let done = s.chassis(if on { Chassis::On } else { Chassis::Off }).await;
             s.close().await;
             Ok(done?)
@@ -223,13 +253,14 @@ pub async fn switch(path: &Path, on: bool, t: Timing) -> Result<(), PowerError> 
     }
 }
 
-async fn set_outlet(o: &Outlet, on: bool, t: Timing) -> Result<(), PowerError> {
+async fn set_outlet(o: &Outlet, on: bool, t: &Timing) -> Result<(), PowerError> {
     let n = o.outlet.num;
     let oid = o.control.control_oid(n).ok_or_else(|| PowerError::BadOid {
         strip: o.strip.clone(),
         outlet: n,
     })?;
     let value = if on { o.control.on } else { o.control.off };
+    t.tally.wrote();
     agent(o, t)
         .set_int(&oid, value)
         .await
@@ -243,8 +274,68 @@ async fn set_outlet(o: &Outlet, on: bool, t: Timing) -> Result<(), PowerError> {
 
 /// Off, `wait`, on: every outlet is off at once before any comes back, so
 /// a server with two supplies really loses power.
-pub async fn cycle(path: &Path, wait: Duration, t: Timing) -> Result<(), PowerError> {
+pub async fn cycle(path: &Path, wait: Duration, t: &Timing) -> Result<(), PowerError> {
     switch(path, false, t).await?;
     tokio::time::sleep(wait).await;
     switch(path, true, t).await
+}
+
+/// What [`ensure`] found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ensured {
+    /// The power before: `None` when outlets disagreed.
+    pub before: Option<bool>,
+    /// Whether anything was switched.
+    pub switched: bool,
+}
+
+/// Reads the power and switches only what is not `on` already: one read
+/// and at most one write per outlet, or one BMC session with one of each.
+/// What a controller's reconcile costs.
+pub async fn ensure(path: &Path, on: bool, t: &Timing) -> Result<Ensured, PowerError> {
+    match path {
+        Path::Bmc(b) => {
+            let mut s = bmc(b, t)?.session().await?;
+            let done = ensure_chassis(&mut s, on, t).await;
+            s.close().await;
+            done
+        }
+        Path::Pdu(outlets) => {
+            let mut states = Vec::with_capacity(outlets.len());
+            for o in outlets {
+                states.push(outlet_is_on(o, t).await?);
+            }
+            let mut switched = false;
+            for (o, is_on) in outlets.iter().zip(&states) {
+                if *is_on != on {
+                    set_outlet(o, on, t).await?;
+                    switched = true;
+                }
+            }
+            let first = states.first().copied();
+            let agree = states.iter().all(|s| Some(*s) == first);
+            Ok(Ensured {
+                before: if agree { first } else { None },
+                switched,
+            })
+        }
+    }
+}
+
+async fn ensure_chassis(
+    s: &mut crate::ipmi::Session,
+    on: bool,
+    t: &Timing,
+) -> Result<Ensured, PowerError> {
+    t.tally.read();
+    let before = s.power_is_on().await?;
+    if before != on {
+        t.tally.wrote();
+        s.chassis(if on { Chassis::On } else { Chassis::Off })
+            .await?;
+    }
+    Ok(Ensured {
+        before: Some(before),
+        switched: before != on,
+    })
 }

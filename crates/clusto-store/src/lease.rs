@@ -150,3 +150,73 @@ impl Lease {
         Ok(())
     }
 }
+
+/// A controller's claim on a named lease across ticks: taken when free,
+/// renewed every third of its time-to-live, noticed when lost.
+pub struct Leadership {
+    name: &'static str,
+    holder: String,
+    ttl: Duration,
+    lease: Option<Lease>,
+    renew_at: std::time::Instant,
+}
+
+/// Whether this process acts, and whether it just started to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leading {
+    No,
+    /// Just acquired: a new leader trusts nothing it saw before.
+    Acquired,
+    Yes,
+}
+
+impl Leadership {
+    pub fn new(name: &'static str, holder: String, ttl: Duration) -> Leadership {
+        Leadership {
+            name,
+            holder,
+            ttl,
+            lease: None,
+            renew_at: std::time::Instant::now(),
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Takes, keeps or notices the loss of the lease.
+    pub async fn ensure(&mut self, store: &Store) -> Result<Leading, StoreError> {
+        let now = std::time::Instant::now();
+        match self.lease.as_mut() {
+            None => {
+                self.lease = store.try_lease(self.name, &self.holder, self.ttl).await?;
+                if self.lease.is_none() {
+                    return Ok(Leading::No);
+                }
+                tracing::info!(lease = self.name, holder = %self.holder, "lease acquired; this controller acts");
+                self.renew_at = now + self.ttl / 3;
+                Ok(Leading::Acquired)
+            }
+            Some(l) if now >= self.renew_at => {
+                if l.renew().await? {
+                    self.renew_at = now + self.ttl / 3;
+                    Ok(Leading::Yes)
+                } else {
+                    tracing::warn!(lease = self.name, "lease lost; standing by");
+                    self.lease = None;
+                    Ok(Leading::No)
+                }
+            }
+            Some(_) => Ok(Leading::Yes),
+        }
+    }
+
+    /// Gives the lease up (on shutdown) so a standby takes over at once.
+    pub async fn release(&mut self) -> Result<(), StoreError> {
+        if let Some(l) = self.lease.take() {
+            l.release().await?;
+        }
+        Ok(())
+    }
+}

@@ -12,7 +12,7 @@ mod guard;
 mod history;
 pub use changes::Changes;
 mod lease;
-pub use lease::Lease;
+pub use lease::{Leadership, Leading, Lease};
 mod query;
 mod schema;
 mod scope;
