@@ -402,3 +402,176 @@ spec:
         r.stderr
     );
 }
+
+/// Declares power in the world's manifest (same file, same apply set).
+fn declare(c: &Clusto, d: &tempfile_dir::Dir, power: &[(&str, &str)]) {
+    let f = d.path.join("oob.yaml");
+    let mut text = std::fs::read_to_string(&f).unwrap();
+    for (name, state) in power {
+        let head = format!("metadata: {{name: {name}}}\nspec:\n");
+        let mut cleaned = String::new();
+        // Drop an earlier declaration of this object, then add this one.
+        let mut lines = text.split_inclusive('\n').peekable();
+        let mut inside = false;
+        while let Some(l) = lines.next() {
+            if l.starts_with("metadata:") {
+                inside = l.trim_end() == head.lines().next().unwrap();
+            }
+            if inside && l.starts_with("  powerState:") {
+                continue;
+            }
+            cleaned.push_str(l);
+        }
+        text = cleaned.replace(&head, &format!("{head}  powerState: {state}\n"));
+    }
+    std::fs::write(&f, text).unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+}
+
+fn controller_once(c: &Clusto) -> String {
+    let r = c
+        .cmd()
+        .args(["controller", "--once", "--lease-ttl", "2"])
+        .env("TEST_BMC", "oper:operpw")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(r.status.success(), "{err}");
+    err
+}
+
+fn condition(c: &Clusto, name: &str, kind: &str) -> serde_json::Value {
+    let st = c.json(&["get", "server", name])["status"].clone();
+    st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} has no {kind}: {st}"))
+}
+
+#[tokio::test]
+async fn the_controller_makes_declared_power_so_and_corrects_drift() {
+    let (c, pdu, bmc, d) = world(true, "env:TEST_BMC").await;
+    let bmc = bmc.unwrap();
+    bmc.set_state("power", "1");
+    declare(&c, &d, &[("s1", "On"), ("s2", "Off")]);
+    // s3 declares too, in another apply set, with no path at all.
+    let s3 = d.path.join("s3.yaml");
+    std::fs::write(&s3, "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s3}\nspec: {powerState: On}\n").unwrap();
+    c.ok(&["apply", "-f", s3.to_str().unwrap()]);
+
+    let err = controller_once(&c);
+    assert!(
+        err.contains("power: 2 device(s) switched, 1 not as declared"),
+        "{err}"
+    );
+    assert_eq!(
+        (pdu.state("outlet-3"), pdu.state("outlet-4")),
+        ("on".into(), "on".into())
+    );
+    assert_eq!(bmc.state("power"), "0", "s2 went off through its BMC");
+    let s1 = c.json(&["get", "server", "s1"])["status"].clone();
+    assert_eq!(
+        (s1["powerState"].as_str(), s1["powerVia"].as_str()),
+        (Some("On"), Some("pdu"))
+    );
+    assert_eq!(
+        condition(&c, "s1", "Ready")["message"],
+        "switched On (was Off)"
+    );
+    assert_eq!(
+        condition(&c, "s1", "PowerPath")["message"],
+        "through pdu1 outlet 3, pdu1 outlet 4"
+    );
+    assert_eq!(
+        condition(&c, "s2", "PowerPath")["message"],
+        format!("through the BMC at {}", bmc.addr)
+    );
+    let missing = condition(&c, "s3", "PowerPath");
+    assert_eq!(missing["status"], "False");
+    assert!(missing["message"].as_str().unwrap().contains("no address on OS port ipmi (clusto ip allocate MANAGER s3 --osport ipmi); PDU: no pwr-* port is cabled to a power strip"), "{missing}");
+
+    // A no-op pass: one read per outlet or BMC, no writes, no revision.
+    let head = c.json(&["history", "--limit", "1"])[0]["revision"].clone();
+    std::fs::remove_file(pdu.dir.join("gets")).unwrap();
+    std::fs::remove_file(pdu.dir.join("sets")).unwrap();
+    controller_once(&c);
+    assert_eq!(pdu.state("gets"), "3\n4", "one status read per outlet");
+    assert_eq!(pdu.state("sets"), "", "nothing switched");
+    assert_eq!(
+        c.json(&["history", "--limit", "1"])[0]["revision"],
+        head,
+        "no status revision"
+    );
+
+    // Someone pressed the button: the next pass reads it and switches back.
+    pdu.set_state("outlet-4", "off");
+    bmc.set_state("power", "1");
+    controller_once(&c);
+    assert_eq!(
+        (pdu.state("outlet-4"), bmc.state("power")),
+        ("on".into(), "0".into())
+    );
+    assert_eq!(
+        condition(&c, "s1", "Ready")["message"],
+        "switched On (was mixed)"
+    );
+    assert_eq!(pdu.state("sets"), "4 1", "only the outlet that drifted");
+
+    // clusto plan shows what the controller could not do; CI needs no BMC.
+    let f = d.path.join("oob.yaml");
+    let plan = c.ok(&["plan", "-f", s3.to_str().unwrap()]);
+    assert!(
+        plan.contains("! Server s3: powerState On, observed unknown (MissingPath"),
+        "{plan}"
+    );
+    let plan = c.ok(&["plan", "-f", f.to_str().unwrap()]);
+    assert!(
+        !plan.contains("Not as declared"),
+        "s1 and s2 are as declared: {plan}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_bmc_is_reported_and_a_running_controller_follows_changes() {
+    let (c, pdu, bmc, d) = world(true, "env:TEST_BMC").await;
+    let port = bmc.as_ref().unwrap().addr.port();
+    drop(bmc);
+    declare(&c, &d, &[("s1", "On"), ("s2", "On")]);
+    let err = controller_once(&c);
+    assert!(err.contains("1 not as declared"), "{err}");
+    let ready = condition(&c, "s2", "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("Unreachable"))
+    );
+    let last = c.json(&["get", "server", "s2"])["status"]["lastError"].clone();
+    assert!(
+        last.as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.12:{port}")),
+        "{last}"
+    );
+
+    // A running controller sees a new declaration without restarting.
+    let mut daemon = c
+        .cmd()
+        .args(["controller", "--poll-ms", "100", "--lease-ttl", "2"])
+        .env("TEST_BMC", "oper:operpw")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    declare(&c, &d, &[("s1", "Off")]);
+    let t = std::time::Instant::now();
+    while pdu.state("outlet-3") != "off" || pdu.state("outlet-4") != "off" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the running controller did not switch s1 off"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

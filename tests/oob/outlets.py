@@ -3,7 +3,8 @@
 
 Outlet N's state lives in STATE/outlet-N ("on" or "off", missing = off);
 a file STATE/refuse-N makes sets of outlet N fail with genErr; every
-accepted set is appended to STATE/sets as "N VALUE".
+accepted set is appended to STATE/sets as "N VALUE", every get of an
+outlet to STATE/gets as "N".
 
 - ServerTech Sentry PowerTower XM (the built-in powertowerxm driver):
   outletStatus .1.3.6.1.4.1.1718.3.2.3.1.10.1.1.N (5 on, 4 off) and
@@ -83,7 +84,11 @@ def handle(cmd, read):
         return "PONG"
     if cmd == "get":
         hit = parse(read())
-        return answer(*hit) if hit else "NONE"
+        if not hit:
+            return "NONE"
+        with open(os.path.join(state, "gets"), "a") as f:
+            f.write("%d\n" % hit[1])
+        return answer(*hit)
     if cmd == "getnext":
         want = key(read())
         for t, n in every_oid():

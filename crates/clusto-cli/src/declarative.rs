@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clusto_api::engine::{self, ApplyFailure, ApplyRequest};
 use clusto_core::{EntityId, Kind};
-use clusto_manifest::plan::Plan;
+use clusto_manifest::plan::{OutOfSync, Plan, out_of_sync, render_out_of_sync};
 use clusto_manifest::{
     ApplyOptions, ManifestError, Object, Source, export, layout, parse_sources, read_sources,
     schema,
@@ -95,16 +95,20 @@ fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
     }
 }
 
-fn print_plan(plan: &Plan, base: i64, fmt: Format) -> Result<()> {
+fn print_plan(plan: &Plan, oos: &[OutOfSync], base: i64, fmt: Format) -> Result<()> {
+    let data = || {
+        let mut d = json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary});
+        if !oos.is_empty() {
+            d["outOfSync"] = json!(oos);
+        }
+        d
+    };
     match fmt {
-        Format::Json => print_json(
-            &json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary}),
-        ),
-        Format::Yaml => print_yaml(
-            &json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary}),
-        ),
+        Format::Json => print_json(&data()),
+        Format::Yaml => print_yaml(&data()),
         _ => {
             print!("{}", plan.render(&paint));
+            print!("{}", render_out_of_sync(oos, &paint));
             Ok(())
         }
     }
@@ -140,12 +144,14 @@ pub async fn plan(
     };
     let (head, inv) = loaded?;
     let t = std::time::Instant::now();
+    let declared = objects.iter().filter_map(|o| inv.id_of(o.name()).ok());
+    let oos = out_of_sync(&inv, declared);
     let plan = match engine::plan(inv, &objects, &opts) {
         Ok(p) => p,
         Err(e) => return Ok(report(&e)),
     };
     tracing::info!(elapsed = ?t.elapsed(), "plan computed");
-    print_plan(&plan, head, fmt)?;
+    print_plan(&plan, &oos, head, fmt)?;
     if let Some(path) = out {
         let file = PlanFile {
             api_version: clusto_manifest::types::API_VERSION.into(),
@@ -216,7 +222,7 @@ pub async fn apply_cmd(
         let (head, inv) = store.load_head().await?;
         return match engine::plan(inv, &objects, &opts) {
             Ok(p) => {
-                print_plan(&p, head, fmt)?;
+                print_plan(&p, &[], head, fmt)?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(report(&e)),

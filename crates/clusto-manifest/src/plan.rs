@@ -336,3 +336,67 @@ pub fn diff_snapshots(before: &BTreeMap<EntityId, Snap>, after: &BTreeMap<Entity
     });
     plan
 }
+
+/// A device whose declared power the controller could not make so, as its
+/// last status says. Not a change to apply: `clusto controller` acts on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutOfSync {
+    pub kind: String,
+    pub name: String,
+    pub declared: String,
+    /// The power last observed (`None`: never read, or unreadable).
+    pub observed: Option<String>,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The devices among `ids` whose recorded status says their power is not
+/// as declared (read from the inventory: a plan in CI needs no BMC).
+pub fn out_of_sync(inv: &Inventory, ids: impl IntoIterator<Item = EntityId>) -> Vec<OutOfSync> {
+    let mut out = Vec::new();
+    for id in ids {
+        let (Some(e), Some(want)) = (inv.entity(id), inv.power_desired(id)) else {
+            continue;
+        };
+        let st = inv.power_status(id);
+        let Some(ready) = st.condition("Ready") else {
+            continue;
+        };
+        if ready.status && st.power_state == Some(want) {
+            continue;
+        }
+        out.push(OutOfSync {
+            kind: e.kind.to_string(),
+            name: e.name.clone(),
+            declared: want.as_str().into(),
+            observed: st.power_state.map(|p| p.as_str().to_string()),
+            reason: ready.reason.clone(),
+            message: ready.message.clone(),
+        });
+    }
+    out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    out
+}
+
+/// Text for [`out_of_sync`]'s findings; empty when there are none.
+pub fn render_out_of_sync(items: &[OutOfSync], paint: &dyn Fn(&str, &str) -> String) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut s =
+        String::from("\nNot as declared (the controller acts on these; nothing to apply):\n");
+    for o in items {
+        s.push_str(&format!(
+            "  {} {} {}: powerState {}, observed {} ({}: {})\n",
+            paint("35", "!"),
+            o.kind,
+            o.name,
+            o.declared,
+            o.observed.as_deref().unwrap_or("unknown"),
+            o.reason,
+            o.message
+        ));
+    }
+    s
+}
