@@ -411,9 +411,8 @@ fn declare(c: &Clusto, d: &tempfile_dir::Dir, power: &[(&str, &str)]) {
         let head = format!("metadata: {{name: {name}}}\nspec:\n");
         let mut cleaned = String::new();
         // Drop an earlier declaration of this object, then add this one.
-        let mut lines = text.split_inclusive('\n').peekable();
         let mut inside = false;
-        while let Some(l) = lines.next() {
+        for l in text.split_inclusive('\n') {
             if l.starts_with("metadata:") {
                 inside = l.trim_end() == head.lines().next().unwrap();
             }
