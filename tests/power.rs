@@ -212,6 +212,16 @@ async fn bmc_first_with_credentials_from_a_file_or_the_environment() {
         (pdu.state("outlet-5"), bmc.state("power")),
         ("on".into(), "0".into())
     );
+    // No console cable: serial over LAN through the BMC, password never printed.
+    let r = c.run(&["console", "s2", "--print"]);
+    assert_eq!(
+        r.stdout.trim(),
+        format!(
+            "ipmitool -I lanplus -H 127.0.0.12 -p {} -U oper -E sol activate",
+            bmc.addr.port()
+        )
+    );
+    assert!(!r.stdout.contains("operpw") && !r.stderr.contains("operpw"));
     // The environment instead of a file; then a wrong password.
     c.ok(&["attr", "set", "s2", "ipmi.credentials", "env:TEST_BMC"]);
     let r = c
@@ -325,7 +335,7 @@ async fn console_prints_the_drivers_command_and_it_reaches_the_computed_port() {
     let e = c.fail(&["console", "s2"]);
     assert_eq!(
         e,
-        "s2 has no console path: no console-serial port is cabled to a console server"
+        "s2 has no console path: no console-serial port is cabled to a console server; and no BMC for serial over LAN: merged attribute ipmi.credentials is not set (file:PATH or env:NAME)"
     );
 }
 

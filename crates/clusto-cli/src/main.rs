@@ -251,7 +251,8 @@ pub enum Command {
         op: PowerOp,
     },
     /// Open a server's serial console through the console server its console-serial port is cabled
-    /// to, with the command that server's driver declares (login name: --user, else $USER).
+    /// to, with the command that server's driver declares (login name: --user, else $USER); with
+    /// no console cable, serial over LAN through its BMC (ipmitool sol activate).
     #[command(
         after_help = "Built-in: opengearcm4148 runs `ssh -p {3000+port} -l {user} {address}`.\nDeclare others as a Driver of base ConsoleServer with spec.console.command.\n\nExamples:\n  clusto console s1\n  clusto console s1 --print --user admin"
     )]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use clusto_core::{EntityId, Inventory};
-use clusto_oob::path::{self, ConsolePath};
+use clusto_oob::ipmi::Prefer;
+use clusto_oob::path::{self, BmcPath, Console, ConsolePath};
 use clusto_oob::power::{self, Path, Reading, Timing, Via};
 use clusto_store::{Scope, Store};
 use serde_json::{Value as Json, json};
@@ -191,32 +192,72 @@ impl PowerOp {
 pub async fn console(store: &Store, name: &str, print: bool) -> Result<ExitCode> {
     let inv = view(store, std::slice::from_ref(&name.to_string())).await?;
     let id = server(&inv, name)?;
-    let cp: ConsolePath =
-        path::console_path(&inv, id).map_err(|m| anyhow!("{name} has no console path: {m}"))?;
+    let console =
+        path::console(&inv, id).map_err(|m| anyhow!("{name} has no console path: {m}"))?;
+    let (argv, secret) = match console {
+        Console::Serial(cp) => (serial_argv(&cp, name)?, None),
+        Console::Sol(b) => {
+            let (user, password) = power::read_credentials(&b.credentials)?;
+            (sol_argv(&b, &user), Some(password))
+        }
+    };
+    use std::io::IsTerminal;
+    if print || !std::io::stdout().is_terminal() {
+        println!("{}", shell_words(&argv));
+        if secret.is_some() {
+            eprintln!("(ipmitool -E reads the password from IPMI_PASSWORD)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some(p) = secret {
+        cmd.env("IPMI_PASSWORD", p);
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+        Ok(_) => Ok(ExitCode::FAILURE),
+        Err(e) => bail!("cannot run {}: {e}", argv[0]),
+    }
+}
+
+/// The console server driver's command for this port.
+fn serial_argv(cp: &ConsolePath, name: &str) -> Result<Vec<String>> {
     let user = clusto_store::current_user();
     let address = cp.address.to_string();
-    let argv = cp
-        .access
+    cp.access
         .argv(&clusto_core::outofband::ConsoleTarget {
             address: &address,
             port: cp.port,
             user: &user,
             server: name,
         })
-        .map_err(|e| anyhow!("{}'s driver: {e}", cp.device))?;
-    use std::io::IsTerminal;
-    if print || !std::io::stdout().is_terminal() {
-        println!("{}", shell_words(&argv));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let status = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .status();
-    match status {
-        Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
-        Ok(_) => Ok(ExitCode::FAILURE),
-        Err(e) => bail!("cannot run {}: {e}", argv[0]),
-    }
+        .map_err(|e| anyhow!("{}'s driver: {e}", cp.device))
+}
+
+/// ipmitool's SOL client, the password passed in its environment (`-E`)
+/// so it never shows in a process list or a printed command.
+fn sol_argv(b: &BmcPath, user: &str) -> Vec<String> {
+    let interface = match b.prefer {
+        Prefer::Lan => "lan",
+        _ => "lanplus",
+    };
+    [
+        "ipmitool",
+        "-I",
+        interface,
+        "-H",
+        &b.addr.ip().to_string(),
+        "-p",
+        &b.addr.port().to_string(),
+        "-U",
+        user,
+        "-E",
+        "sol",
+        "activate",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Words quoted for a POSIX shell where they need it, so a printed

@@ -163,7 +163,7 @@ fn udp_port(
     }
 }
 
-fn bmc_path(inv: &Inventory, id: EntityId) -> Result<BmcPath, Missing> {
+pub fn bmc_path(inv: &Inventory, id: EntityId) -> Result<BmcPath, Missing> {
     let server = inv.name_of(id).to_string();
     let ip = inv
         .addresses_of(id)
@@ -281,6 +281,29 @@ pub fn console_path(inv: &Inventory, id: EntityId) -> Result<ConsolePath, Missin
         address,
         access,
     })
+}
+
+/// How to reach a server's console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// Through the console server its console-serial port is cabled to.
+    Serial(ConsolePath),
+    /// Serial over LAN through its BMC (when no console cable is known).
+    Sol(BmcPath),
+}
+
+/// The console server when the cable is known, else the BMC's SOL.
+pub fn console(inv: &Inventory, id: EntityId) -> Result<Console, String> {
+    match console_path(inv, id) {
+        Ok(p) => Ok(Console::Serial(p)),
+        Err(Missing::ConsoleCable) => bmc_path(inv, id).map(Console::Sol).map_err(|m| {
+            format!(
+                "{}; and no BMC for serial over LAN: {m}",
+                Missing::ConsoleCable
+            )
+        }),
+        Err(m) => Err(m.to_string()),
+    }
 }
 
 #[cfg(test)]
