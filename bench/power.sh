@@ -3,19 +3,22 @@
 # snmpd processes, 16 outlets each, at 127.0.2.N) and BMCS servers with a
 # BMC each (OpenIPMI ipmi_sim processes at 127.0.3.N), all declared Off and
 # then On; `clusto controller --once` converges each state. Figures: time to
-# converge, power reads and writes per server (counted by the simulators),
-# and a no-op pass. The reference is what an operator would script without
+# converge (wall, and the controller's passes without its 1.5 s quiet wait),
+# power reads and writes per device (clusto's count; the simulators' count of
+# switches beside it), and a no-op pass. The reference is what an operator would script without
 # clusto: net-snmp's snmpget + snmpset per outlet and ipmitool's status +
 # on per BMC, 32 at a time (xargs -P 32), from the same run.
-# Usage: bench/power.sh [--servers 1000] [--bmcs 100]
+# --rate is the controller's --rate (default 200 reconciles/s, its own default).
+# Usage: bench/power.sh [--servers 1000] [--bmcs 100] [--rate 200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=1000; B=100
+N=1000; B=100; RATE=200
 while [ $# -gt 0 ]; do
   case "$1" in
     --servers) N=$2; shift 2;;
     --bmcs) B=$2; shift 2;;
-    *) echo "usage: $0 [--servers N] [--bmcs N]"; exit 2;;
+    --rate) RATE=$2; shift 2;;
+    *) echo "usage: $0 [--servers N] [--bmcs N] [--rate RECONCILES_PER_S]"; exit 2;;
   esac
 done
 for t in snmpd snmpget ipmi_sim ipmitool; do
@@ -39,19 +42,19 @@ bound() { ss -Hlun "sport = :$1" | wc -l; }
 for _ in $(seq 1 200); do
   [ "$(bound $SNMP_PORT)" -ge "$PDUS" ] && [ "$(bound $IPMI_PORT)" -ge "$B" ] && break; sleep 0.1
 done
-echo "simulators: $PDUS snmpd PDUs ($N outlets) and $B ipmi_sim BMCs on loopback"
+echo "simulators: $PDUS snmpd PDUs ($N outlets) and $B ipmi_sim BMCs on loopback; controller --rate $RATE"
 export CLUSTO_STORE="sqlite://$work/bench.db" BENCH_BMC=oper:operpw
-count() { cat "$work"/pdu*/"$1" 2>/dev/null | wc -l; }
-bmc_count() { cat "$work"/bmc*/power.ops 2>/dev/null | grep -c "^$1" || true; }
-pass() {  # label: runs the controller once and prints time, reads and writes per server
-  local r0 w0 br0 bw0 t0 t1
-  r0=$(count gets); w0=$(count sets); br0=$(bmc_count get); bw0=$(bmc_count set)
-  t0=$(date +%s.%N); "$C" controller --once --lease-ttl 2 2>"$work/ctl.log"; t1=$(date +%s.%N)
-  printf "%-38s %8.2f s   PDU: %.2f reads %.2f writes/server   BMC: %.2f reads %.2f writes/server   (%s)\n" "$1" \
-    "$(echo "$t1 - $t0" | bc)" \
-    "$(echo "($(count gets) - $r0) / $N" | bc -l)" "$(echo "($(count sets) - $w0) / $N" | bc -l)" \
-    "$(echo "($(bmc_count get) - $br0) / $B" | bc -l)" "$(echo "($(bmc_count set) - $bw0) / $B" | bc -l)" \
-    "$(grep '^power:' "$work/ctl.log")"
+count() { { cat "$work"/pdu*/"$1" 2>/dev/null || true; } | wc -l; }
+bmc_count() { { cat "$work"/bmc*/power.ops 2>/dev/null || true; } | { grep -c "^$1" || true; }; }
+pass() {  # label: runs the controller once; prints its figures and what the simulators saw
+  local w0 bw0 t0 t1 line
+  w0=$(count sets); bw0=$(bmc_count set)
+  t0=$(date +%s.%N); "$C" controller --once --lease-ttl 2 --rate "$RATE" 2>"$work/ctl.log"; t1=$(date +%s.%N)
+  line=$(grep '^power:' "$work/ctl.log")
+  read -r reads writes busy < <(echo "$line" | sed -E 's/.*; ([0-9]+) reads, ([0-9]+) writes in ([0-9.]+) s.*/\1 \2 \3/')
+  printf "%-34s %6.2f s wall %6.2f s passes  %.2f reads + %.2f writes per device  (simulators: %d outlet sets, %d BMC power sets)\n" "$1" \
+    "$(echo "$t1 - $t0" | bc)" "$busy" "$(echo "$reads / ($N + $B)" | bc -l)" "$(echo "$writes / ($N + $B)" | bc -l)" \
+    "$(( $(count sets) - w0 ))" "$(( $(bmc_count set) - bw0 ))"
 }
 python3 bench/power_world.py "$N" "$B" Off $SNMP_PORT $IPMI_PORT > "$work/world.yaml"
 "$C" apply -f "$work/world.yaml" >/dev/null

@@ -69,45 +69,13 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         clusto_http::serve(addr, clusto_http::routes(Arc::new(registry), ready)).await?;
     }
     if a.once {
-        let started = Instant::now();
-        loop {
-            let passes = c
-                .converge(Duration::from_millis(1500), Duration::from_secs(600))
-                .await?;
-            if passes.last().is_none_or(|r| !r.leader) {
-                // A holder that died frees a SQLite lease when it expires.
-                if started.elapsed() > a.lease_ttl * 2 {
-                    let who = store
-                        .lease_holder(clusto_vm::controller::LEASE_NAME)
-                        .await?;
-                    bail!(
-                        "another controller holds the lease ({})",
-                        who.map(|w| w.0).unwrap_or_default()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            break;
-        }
-        c.release().await?;
-        let reports = power
-            .converge(Duration::from_millis(1500), Duration::from_secs(600))
-            .await?;
-        power.release().await?;
-        let switched: usize = reports.iter().map(|r| r.switched).sum();
-        eprintln!(
-            "power: {switched} device(s) switched, {} not as declared",
-            power.failing()
+        let (vms, power) = tokio::join!(
+            vm_once(store, &mut c, a.lease_ttl),
+            power_once(store, &mut power, a.lease_ttl)
         );
-        let inv = vm_view(store, None, None).await?;
-        let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
-        let vms = inv.entities_of_kind(Kind::VirtualMachine);
-        for e in &vms {
-            *phases.entry(inv.vm_phase(e.id)).or_default() += 1;
-        }
-        let by: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
-        eprintln!("converged: {} VMs ({})", vms.len(), by.join(", "));
+        let (vms, power) = (vms?, power?);
+        eprintln!("{power}");
+        eprintln!("{vms}");
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!("controller started");
@@ -137,6 +105,77 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
     )?;
     tracing::info!("controller stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for a lease another controller holds, or gives up once a dead
+/// holder's SQLite lease should have expired.
+async fn lease_wait(store: &Store, name: &str, started: Instant, ttl: Duration) -> Result<()> {
+    if started.elapsed() > ttl * 2 {
+        let who = store.lease_holder(name).await?;
+        bail!(
+            "another controller holds the lease {name} ({})",
+            who.map(|w| w.0).unwrap_or_default()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+/// `--once` for VMs: converge, release, say where the VMs are.
+async fn vm_once(store: &Store, c: &mut Controller, ttl: Duration) -> Result<String> {
+    let started = Instant::now();
+    loop {
+        let passes = c
+            .converge(Duration::from_millis(1500), Duration::from_secs(600))
+            .await?;
+        if passes.last().is_some_and(|r| r.leader) {
+            break;
+        }
+        lease_wait(store, clusto_vm::controller::LEASE_NAME, started, ttl).await?;
+    }
+    c.release().await?;
+    let inv = vm_view(store, None, None).await?;
+    let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
+    let vms = inv.entities_of_kind(Kind::VirtualMachine);
+    for e in &vms {
+        *phases.entry(inv.vm_phase(e.id)).or_default() += 1;
+    }
+    let by: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    Ok(format!("converged: {} VMs ({})", vms.len(), by.join(", ")))
+}
+
+/// `--once` for declared power: converge, release, say what it did.
+async fn power_once(
+    store: &Store,
+    p: &mut clusto_power::Controller,
+    ttl: Duration,
+) -> Result<String> {
+    let started = Instant::now();
+    let reports = loop {
+        let reports = p
+            .converge(Duration::from_millis(1500), Duration::from_secs(600))
+            .await?;
+        if reports.last().is_some_and(|r| r.leader) {
+            break reports;
+        }
+        lease_wait(store, clusto_power::controller::LEASE_NAME, started, ttl).await?;
+    };
+    p.release().await?;
+    let sum =
+        |f: fn(&clusto_power::controller::TickReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let busy: Duration = reports
+        .iter()
+        .filter(|r| r.reconciled > 0)
+        .map(|r| r.took)
+        .sum();
+    Ok(format!(
+        "power: {} device(s) switched, {} not as declared; {} reads, {} writes in {:.2} s of passes",
+        sum(|r| r.switched as u64),
+        p.failing(),
+        sum(|r| r.reads),
+        sum(|r| r.writes),
+        busy.as_secs_f64()
+    ))
 }
 
 /// The custom-resource sync of `controller --kube`, ready to run.

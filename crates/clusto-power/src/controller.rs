@@ -79,6 +79,8 @@ pub struct TickReport {
     pub writes: u64,
     pub wrote_status: bool,
     pub leader: bool,
+    /// How long the tick took.
+    pub took: Duration,
 }
 
 pub struct Controller {
@@ -202,6 +204,13 @@ impl Controller {
 
     /// One pass.
     pub async fn tick(&mut self) -> Result<TickReport, ControllerError> {
+        let started = Instant::now();
+        let mut report = self.tick_inner().await?;
+        report.took = started.elapsed();
+        Ok(report)
+    }
+
+    async fn tick_inner(&mut self) -> Result<TickReport, ControllerError> {
         let mut report = TickReport::default();
         let leading = self.lead.ensure(&self.store).await?;
         self.metrics.set_lease_held(leading != Leading::No);
