@@ -584,3 +584,79 @@ async fn an_unreachable_bmc_is_reported_and_a_running_controller_follows_changes
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+#[tokio::test]
+async fn serial_over_lan_through_the_bmc_reaches_the_servers_console() {
+    let (c, _pdu, _, _d) = world(false, "").await;
+    // The server's serial line: a TCP service ipmi_sim connects to.
+    let line = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sol_port = line.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut s, _)) = line.accept() {
+            for _ in 0..300 {
+                if s.write_all(b"login: ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    let bmc = sims::bmc_with_sol(ip(BMC_IP), sol_port);
+    c.ok(&[
+        "attr",
+        "set",
+        "s2",
+        "ipmi.port",
+        &bmc.addr.port().to_string(),
+        "--type",
+        "int",
+    ]);
+    c.ok(&["attr", "set", "s2", "ipmi.credentials", "env:TEST_BMC"]);
+    let r = c
+        .cmd()
+        .args(["console", "s2", "--print"])
+        .env("TEST_BMC", "oper:operpw")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    assert!(
+        printed.starts_with("ipmitool -I lanplus -H 127.0.0.12"),
+        "{printed}"
+    );
+    // Run it as a user would, the password in the environment.
+    let mut sol = std::process::Command::new("sh")
+        .args(["-c", &printed])
+        .env("IPMI_PASSWORD", "operpw")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = sol.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains("login: ") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(b) => seen.extend(b),
+            Err(_) => break,
+        }
+    }
+    let _ = sol.kill();
+    let _ = sol.wait();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(
+        seen.contains("SOL Session operational") && seen.contains("login: "),
+        "{seen}"
+    );
+}

@@ -86,6 +86,20 @@ pub fn bmc(ip: IpAddr) -> Sim {
     })
 }
 
+/// A BMC whose serial-over-LAN console is the TCP service at
+/// 127.0.0.1:`sol_port`.
+pub fn bmc_with_sol(ip: IpAddr, sol_port: u16) -> Sim {
+    start("bmc", ip, |dir, port| {
+        vec![
+            dir.display().to_string(),
+            port.to_string(),
+            "0".into(),
+            ip.to_string(),
+            sol_port.to_string(),
+        ]
+    })
+}
+
 /// A PDU with read-write `community`: Sentry and APC outlet tables.
 pub fn pdu(ip: IpAddr, community: &str) -> Sim {
     start("pdu", ip, |dir, port| {

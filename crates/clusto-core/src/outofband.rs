@@ -87,9 +87,18 @@ impl PowerStatus {
     }
 }
 
-/// Device kinds whose power can be declared.
+/// Device kinds whose power can be declared: the physical ones (a VM's
+/// power is its own `powerState`, Running or Stopped).
 pub fn has_power(kind: crate::kind::Kind) -> bool {
-    kind.is_device() && kind != crate::kind::Kind::VirtualServer
+    use crate::kind::Kind;
+    matches!(
+        kind,
+        Kind::Server
+            | Kind::NetworkSwitch
+            | Kind::PowerStrip
+            | Kind::ConsoleServer
+            | Kind::Appliance
+    )
 }
 
 impl Inventory {

@@ -737,11 +737,7 @@ pub fn settings_for(kind: Kind) -> &'static [&'static str] {
         Kind::Rack => &["minU", "maxU", "layout"],
         Kind::Pool => &["type", "group"],
         Kind::Driver => &["base", "rackUnits", "ports", "power", "console"],
-        Kind::Server
-        | Kind::NetworkSwitch
-        | Kind::PowerStrip
-        | Kind::ConsoleServer
-        | Kind::Appliance => &["powerState"],
+        k if crate::outofband::has_power(k) => &["powerState"],
         Kind::RackLayout => &["devices", "connections", "serverSlots", "nameManager"],
         Kind::VmManager => &["backend", "libvirt", "ec2", "prices", "reserved", "names"],
         Kind::VirtualMachine => &[

@@ -16,6 +16,7 @@ use clusto_oob::path;
 use clusto_oob::power::{self, Timing};
 use clusto_store::{Leadership, Leading, RevisionMeta, Scope, Store, StoreError};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::reconcile::{
@@ -356,10 +357,20 @@ impl Controller {
         let ctx = &self.ctx;
         let done: Vec<(Object, Result<Outcome, ReconcileError>, Duration)> =
             futures::stream::iter(objects)
-                .map(|o| async move {
-                    let t = Instant::now();
-                    let r = reconcile(&o, ctx).await;
-                    (o, r, t.elapsed())
+                .map(|o| {
+                    let via = o.path.as_ref().map(|p| p.via().as_str()).unwrap_or("none");
+                    let span =
+                        tracing::info_span!("power", device = %o.name, want = o.want.as_str(), via);
+                    async move {
+                        let t = Instant::now();
+                        let r = reconcile(&o, ctx).await;
+                        if let Ok(Outcome::Switched { from }) = &r {
+                            let from = from.map(PowerState::as_str).unwrap_or("mixed");
+                            tracing::info!(from, "switched");
+                        }
+                        (o, r, t.elapsed())
+                    }
+                    .instrument(span)
                 })
                 .buffer_unordered(self.opts.workers.max(1))
                 .collect()
