@@ -277,6 +277,38 @@ mod tests {
     }
 
     #[test]
+    fn mutated_answers_are_ignored_or_read_never_a_panic() {
+        let agent = Agent {
+            addr: "127.0.0.1:161".parse().unwrap(),
+            community: "private".into(),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+        };
+        let oid = [1, 3, 6, 1, 4, 1, 1718, 3, 2, 3, 1, 10, 1, 1, 3];
+        let vb = ber::seq(&[&ber::oid(&oid), &ber::int(ber::INTEGER, 5)]);
+        let answer = agent.message(ber::RESPONSE, 77, &vb);
+        assert!(matches!(
+            agent.answer(&answer, 77, &oid),
+            Ok(Some(Value::Integer(5)))
+        ));
+        let mut r = clusto_core::testing::Rng(0x5eed);
+        let mut rng = || r.next_u64();
+        for _ in 0..20_000 {
+            let mut d = answer.clone();
+            for _ in 0..=rng() % 4 {
+                let at = (rng() as usize) % d.len().max(1);
+                match rng() % 4 {
+                    0 => d.truncate(at),
+                    1 => d.insert(at, rng() as u8),
+                    _ if !d.is_empty() => d[at] ^= 1 << (rng() % 8),
+                    _ => {}
+                }
+            }
+            let _ = agent.answer(&d, 77, &oid);
+        }
+    }
+
+    #[test]
     fn error_statuses_are_named() {
         assert_eq!(ErrorStatus(17).to_string(), "notWritable (17)");
         assert_eq!(ErrorStatus(10).to_string(), "wrongValue (10)");

@@ -272,3 +272,26 @@ fn random<const N: usize>() -> [u8; N] {
 fn random_u32() -> u32 {
     u32::from_le_bytes(random::<4>()).max(1)
 }
+
+/// Seeded mutations of a valid datagram (flips, truncations, insertions,
+/// length bytes set to extremes), for the no-panic tests of each layer.
+#[cfg(test)]
+pub(crate) fn mutations(base: &[u8], seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let mut rng = clusto_core::testing::Rng(seed);
+    (0..n)
+        .map(|_| {
+            let mut d = base.to_vec();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(d.len());
+                match rng.below(5) {
+                    0 => d.truncate(at),
+                    1 => d.insert(at, rng.next_u64() as u8),
+                    2 if !d.is_empty() => d[at] = [0x00, 0xff, 0x80, 0x7f][rng.below(4)],
+                    _ if !d.is_empty() => d[at] ^= 1 << rng.below(8),
+                    _ => {}
+                }
+            }
+            d
+        })
+        .collect()
+}

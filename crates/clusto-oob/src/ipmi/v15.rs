@@ -316,4 +316,32 @@ mod tests {
         assert!(parse(b"\x06\x00\xff\x07\x02").is_none());
         assert_eq!(offered(0x15), "none, MD5, straight");
     }
+
+    #[test]
+    fn mutated_datagrams_are_rejected_or_read_never_a_panic() {
+        let mut s = V15 {
+            auth: AUTH_MD5,
+            session_id: 7,
+            seq: 3,
+            password: padded16("secret"),
+        };
+        let good = s.wrap(&[0x81, 0x1c, 0x63, 0x20, 0x04, 0x01, 0x00, 0x01, 0xda]);
+        let straight = V15 {
+            auth: AUTH_STRAIGHT,
+            seq: 0,
+            ..s
+        };
+        let req = Request {
+            netfn: 0,
+            cmd: 1,
+            data: &[],
+        };
+        for d in super::super::mutations(&good, 15, 20_000) {
+            let _ = s.unwrap(&d);
+            let _ = straight.unwrap(&d);
+            if let Some(f) = parse(&d) {
+                let _ = wire::response(f.msg, &req, 1);
+            }
+        }
+    }
 }

@@ -436,6 +436,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mutated_datagrams_are_rejected_or_read_never_a_panic() {
+        let mut s = V20 {
+            alg: Alg::Sha1,
+            console_id: 9,
+            managed_id: 9,
+            seq: 1,
+            k1: vec![1; 20],
+            k2: [2; 16],
+        };
+        let good = s.wrap(b"\x81\x1c\x63\x20\x04\x01\x00\x01\xda");
+        let rakp2 = frame(RAKP2, 0, 0, &[1u8; 60]);
+        for base in [good, rakp2] {
+            for d in super::super::mutations(&base, 20, 20_000) {
+                let _ = s.unwrap(&d);
+                let _ = parse(&d);
+                let _ = decrypt(&s.k2, &d);
+            }
+        }
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
