@@ -661,6 +661,8 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
         assert!(kinds(&all).iter().any(|x| x == k), "{k} rendered");
     }
     assert!(all.contains("hostNetwork: true") && all.contains("NET_BIND_SERVICE"));
+    // Both daemons bind as root and drop to 65532 (--user) at once.
+    assert_eq!(all.matches("- --user=65532:65532").count(), 2, "{all}");
     assert!(all.contains("- --listen=0.0.0.0:162"), "snmptrapd rendered");
     assert!(all.contains("- --v3-users=/etc/clusto/snmp/v3-users"));
     assert!(all.contains("secretName: snmp-users"));

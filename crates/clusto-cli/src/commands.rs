@@ -170,6 +170,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             metrics,
             v3_users,
             engine_id,
+            user,
         } => {
             let usm = snmp_engine(v3_users.as_deref(), engine_id.as_deref())?;
             clusto_snmp::server::run(
@@ -178,6 +179,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 clusto_snmp::server::Options {
                     listen: *listen,
                     metrics: *metrics,
+                    run_as: run_as(user.as_deref())?,
                 },
             )
             .await?;
@@ -189,6 +191,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             metrics,
             refresh_ms,
             learn_ipmi,
+            user,
         } => {
             let server_id = match (server_id, listen) {
                 (Some(s), _) => *s,
@@ -204,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     refresh: std::time::Duration::from_millis(*refresh_ms),
                     metrics: *metrics,
                     learn: *learn_ipmi,
+                    run_as: run_as(user.as_deref())?,
                 },
             )
             .await?;
@@ -863,6 +867,13 @@ fn print_history_entry(
 }
 
 /// A point read: what `scope` names and its neighbourhood, one revision.
+/// The account a daemon drops root to, looked up before anything starts.
+fn run_as(user: Option<&str>) -> Result<Option<clusto_http::account::Account>> {
+    Ok(user
+        .map(clusto_http::account::Account::lookup)
+        .transpose()?)
+}
+
 async fn read(store: &Store, scope: Scope, at: Option<i64>) -> Result<Inventory> {
     Ok(store.load_scope(&scope, at).await?.1)
 }

@@ -320,6 +320,10 @@ nothing changes. CISCO-MAC-NOTIFICATION-MIB; v1, v2c traps and INFORMs, v3 (--v3
         /// [default: derived from the host name].
         #[arg(long)]
         engine_id: Option<String>,
+        /// Drop root to this account (NAME, UID or UID:GID) once port 162 is bound. A SQLite
+        /// store's directory must be writable by it.
+        #[arg(long, value_name = "ACCOUNT")]
+        user: Option<String>,
     },
     /// DHCPv4 responder: answers only hosts whose NIC MAC the inventory binds to an address.
     #[command(
@@ -346,6 +350,10 @@ nothing changes. CISCO-MAC-NOTIFICATION-MIB; v1, v2c traps and INFORMs, v3 (--v3
         /// its vendor class names a BMC (ipmi, bmc, idrac, ilo), else mac on NIC 1.
         #[arg(long)]
         learn_ipmi: bool,
+        /// Drop root to this account (NAME, UID or UID:GID) once port 67 is bound. A SQLite
+        /// store's directory must be writable by it.
+        #[arg(long, value_name = "ACCOUNT")]
+        user: Option<String>,
     },
     /// Reconcile VirtualMachine objects with their VMManager's backend (libvirt, EC2).
     #[command(
@@ -866,6 +874,10 @@ fn command() -> clap::Command {
         let mut cmd = cmd;
         if !path.is_empty() {
             for flag in meaningless(path) {
+                // A command that gives a global's name its own meaning keeps it.
+                if cmd.get_arguments().any(|a| a.get_id() == flag) {
+                    continue;
+                }
                 if let Some(a) = globals.iter().find(|a| a.get_id() == flag) {
                     cmd = cmd.arg(a.clone().hide(true));
                 }

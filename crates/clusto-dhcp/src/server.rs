@@ -37,6 +37,8 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
     /// Learn NIC or BMC MACs from devices' `bootstrap.mac` (`--learn-ipmi`).
     pub learn: bool,
+    /// Drop root to this account once the sockets are bound.
+    pub run_as: Option<clusto_http::account::Account>,
 }
 
 /// Records a learnt MAC on the device's NIC 1 as one revision by the
@@ -72,6 +74,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] clusto_store::StoreError),
+    #[error(transparent)]
+    Account(#[from] clusto_http::account::AccountError),
 }
 
 const TYPE_NAMES: [&str; 9] = [
@@ -364,6 +368,9 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
     }
     let sock = socket(&opts)?.into_std()?;
     sock.set_nonblocking(false)?;
+    if let Some(account) = &opts.run_as {
+        account.switch()?;
+    }
     tracing::info!(listen = %opts.listen, server_id = %opts.server_id, "DHCP responder ready");
     ready.set(true);
     let ctx = Context {

@@ -3,6 +3,9 @@
 //! from here, and `clusto serve` adds the API beside them, so probes,
 //! metrics encoding and request handling exist once.
 //!
+//! [`account`] is the other thing daemons share: dropping root after
+//! binding their ports.
+//!
 //! Metrics use `prometheus-client` and are exposed in the OpenMetrics text
 //! format (Prometheus scrapes it natively; counters end in `_total`).
 
@@ -16,6 +19,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+
+pub mod account;
 
 pub use prometheus_client;
 

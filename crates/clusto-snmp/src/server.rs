@@ -28,6 +28,8 @@ use crate::usm::Usm;
 pub struct Options {
     pub listen: SocketAddr,
     pub metrics: Option<SocketAddr>,
+    /// Drop root to this account once the sockets are bound.
+    pub run_as: Option<clusto_http::account::Account>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Account(#[from] clusto_http::account::AccountError),
 }
 
 /// What became of a whole trap; also the metric label.
@@ -363,6 +367,9 @@ pub async fn run(store: Store, usm: Usm, opts: Options) -> Result<(), ServerErro
         clusto_http::serve(addr, clusto_http::routes(Arc::new(registry), ready.clone()))
             .await
             .map_err(|source| ServerError::Socket { addr, source })?;
+    }
+    if let Some(account) = &opts.run_as {
+        account.switch()?;
     }
     let rev = store.head().await?;
     let mut d = Daemon {
