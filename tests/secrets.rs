@@ -93,11 +93,8 @@ async fn no_secret_reaches_the_store() {
     )
     .unwrap();
     let bmc = sims::bmc([127, 0, 0, 93].into());
-    let world = format!(
-        "{}\n---\n{}",
-        discovery_world(),
-        format!(
-            r#"apiVersion: clusto.dev/v1alpha1
+    let extra = format!(
+        r#"apiVersion: clusto.dev/v1alpha1
 kind: VMManager
 metadata: {{name: aws}}
 spec:
@@ -119,10 +116,10 @@ spec:
     - {{key: ipmi, subkey: port, value: {}}}
     - {{key: ipmi, subkey: credentials, value: "env:SCAN_BMC"}}
 "#,
-            creds.display(),
-            bmc.addr.port()
-        )
+        creds.display(),
+        bmc.addr.port()
     );
+    let world = format!("{}\n---\n{extra}", discovery_world());
     let f = dir.join("world.yaml");
     std::fs::write(&f, world).unwrap();
     c.ok(&["apply", "-f", f.to_str().unwrap()]);
