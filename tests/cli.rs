@@ -724,3 +724,81 @@ async fn revisions_name_their_writer_without_user_in_the_environment() {
     c.ok(&["attr", "set", "r1", "owner", "bob"]);
     assert_eq!(last()["user"], "tester", "CLUSTO_USER names the writer");
 }
+
+/// A tmpfs mounted for one test, unmounted (and removed) when it ends.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = std::env::temp_dir().join(format!("clusto-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (CI runs as root)");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_changes_nothing_and_the_store_works_once_space_is_freed() {
+    let disk = Tmpfs::mount("12m");
+    let db = disk.0.join("clusto.db");
+    let c = Clusto {
+        store: format!("sqlite://{}", db.display()),
+    };
+    setup(&c);
+    let before = c.json(&["get", "servers"])["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    // Something else on the disk takes most of what is left.
+    let filler = disk.0.join("filler");
+    std::fs::write(&filler, vec![0u8; 6 << 20]).unwrap();
+    let manifest = c.ok(&["generate", "--racks", "250", "--servers-per-rack", "40"]);
+    let f = disk
+        .0
+        .join("..")
+        .join(format!("clusto-full-{}.yaml", std::process::id()));
+    std::fs::write(&f, manifest).unwrap();
+    let e = c.fail(&["apply", "-f", f.to_str().unwrap()]);
+    assert_eq!(
+        e,
+        format!(
+            "the disk holding {} is full; nothing was changed (free space and run again)",
+            db.display()
+        )
+    );
+    // Intact: readable, unchanged, consistent.
+    assert_eq!(
+        c.json(&["get", "servers"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+    assert_eq!(
+        c.run(&["fsck"]).code,
+        0,
+        "fsck clean after the failed apply"
+    );
+    // Space freed: writes work again, and the store is still consistent.
+    std::fs::remove_file(&filler).unwrap();
+    c.ok(&["create", "server", "after-full"]);
+    assert_eq!(
+        c.json(&["get", "server", "after-full"])["metadata"]["name"],
+        "after-full"
+    );
+    assert_eq!(c.run(&["fsck"]).code, 0);
+    let _ = std::fs::remove_file(&f);
+}

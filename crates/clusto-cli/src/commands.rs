@@ -39,11 +39,15 @@ fn default_store() -> Result<String> {
     Ok(format!("sqlite://{}", dir.join("clusto.db").display()))
 }
 
+fn store_url(cli: &Cli) -> Result<String> {
+    match &cli.store {
+        Some(u) => Ok(u.clone()),
+        None => default_store(),
+    }
+}
+
 async fn open(cli: &Cli) -> Result<Store> {
-    let url = match &cli.store {
-        Some(u) => u.clone(),
-        None => default_store()?,
-    };
+    let url = store_url(cli)?;
     Store::open(&url)
         .await
         .with_context(|| format!("opening store {url}"))
@@ -111,7 +115,34 @@ fn done(store_rev: Option<i64>, what: &str) {
     }
 }
 
+/// Runs a command; a full disk is reported with the store it holds.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let url = store_url(&cli)?;
+    run_command(cli).await.map_err(|e| {
+        if !is_disk_full(&e) {
+            return e;
+        }
+        let place = match url.strip_prefix("sqlite://") {
+            Some(path) => format!("the disk holding {path}"),
+            None => "the database server's disk".to_string(),
+        };
+        anyhow!("{place} is full; nothing was changed (free space and run again)")
+    })
+}
+
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<StoreError>(), Some(StoreError::DiskFull))
+            || matches!(
+                c.downcast_ref::<clusto_api::engine::ApplyFailure>(),
+                Some(clusto_api::engine::ApplyFailure::Store(
+                    StoreError::DiskFull
+                ))
+            )
+    })
+}
+
+async fn run_command(cli: Cli) -> Result<ExitCode> {
     let store = open(&cli).await?;
     let fmt = cli.output;
     let meta = |default: String| RevisionMeta::new(cli.message.clone().unwrap_or(default));

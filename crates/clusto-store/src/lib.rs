@@ -43,7 +43,11 @@ pub enum StoreError {
     #[error(transparent)]
     Core(#[from] CoreError),
     #[error("store: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// The database could not grow (SQLite's SQLITE_FULL, PostgreSQL's
+    /// disk_full, ENOSPC): the transaction was rolled back.
+    #[error("the disk holding the store is full; nothing was changed (free space and run again)")]
+    DiskFull,
     #[error("unsupported store URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("revision {0} does not exist (latest is {1})")]
@@ -60,6 +64,30 @@ pub enum StoreError {
     Refused { object: String, rule: String },
     #[error("store schema version {0} is newer than this clusto understands ({1})")]
     SchemaTooNew(i64, i64),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        if disk_full(&e) {
+            StoreError::DiskFull
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+fn disk_full(e: &sqlx::Error) -> bool {
+    const SQLITE_FULL: &str = "13";
+    const PG_DISK_FULL: &str = "53100";
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code()
+                .is_some_and(|c| c == SQLITE_FULL || c == PG_DISK_FULL)
+                || d.message().contains("database or disk is full")
+        }
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(libc::ENOSPC),
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
