@@ -12,18 +12,22 @@
 #    of INFORMs (40 new servers at 400/s, one empty rack per trial), on
 #    SQLite and PostgreSQL: every discovered server is whole (placed,
 #    cabled with its MAC, addressed) and `clusto fsck` is clean.
+# 4. A full disk: SQLite on a small tmpfs filling up during an apply
+#    (row fulldisk; needs root to mount).
+# 5. PostgreSQL restarted while dhcpd serves and an apply runs (row
+#    pgrestart; a private PostgreSQL cluster).
 # Each apply trial starts from an empty store; the kill moment is uniform
 # over 1.2 × the time one full apply takes (so some trials let it finish).
-# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd"]
+# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd"
+TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart"
 while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=$2; shift 2;;
     --servers) N=$2; shift 2;;
     --rows) ROWS=$2; shift 2;;
-    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd']"; exit 2;;
+    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd fulldisk pgrestart']"; exit 2;;
   esac
 done
 row() { [[ " $ROWS " == *" $1 "* ]]; }
@@ -33,7 +37,7 @@ C="$CARGO_TARGET_DIR/release/clusto"; L="$CARGO_TARGET_DIR/release/snmp-load"
 PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=clusto_bench_faults
 work=$(mktemp -d)
-trap 'rm -rf "$work"; psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+trap 'umount "$work/disk" 2>/dev/null; rm -rf "$work"; psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$C" generate --racks $((N / 40)) --servers-per-rack 40 > "$work/gen.yaml"
 
@@ -143,3 +147,122 @@ for backend in sqlite postgres; do
   done
   echo "== $backend: kill -9 of snmptrapd mid-discovery × $TRIALS: $made servers discovered in all, half-made $partial; fsck not clean $dirty"
 done
+
+# --- a full disk under apply (SQLite on a small tmpfs) -----------------------
+# Each trial: a tmpfs of 8 MiB holding a store with a 400-server base, then a
+# filler of a random size (0–6 MiB) and the N-server apply. Whatever the
+# moment the disk fills: a one-line error naming the disk, the base intact,
+# fsck clean; once the filler is removed a write works and fsck is clean.
+if row fulldisk; then
+  disk="$work/disk"; mkdir -p "$disk"
+  "$C" generate --racks 10 --servers-per-rack 40 > "$work/base10.yaml"
+  refused=0; applied=0; unclear=0; changed=0; dirty=0; stuck=0
+  for t in $(seq "$TRIALS"); do
+    mount -t tmpfs -o size=8m tmpfs "$disk"
+    export CLUSTO_STORE="sqlite://$disk/c.db"
+    "$C" apply -f "$work/base10.yaml" >/dev/null
+    base=$("$C" query 'kind:server' -o name | grep -c . || true)
+    head -c $(( RANDOM % 7 * 1048576 )) /dev/zero > "$disk/filler" 2>/dev/null || true
+    if "$C" apply -f "$work/gen.yaml" >/dev/null 2>"$work/err"; then applied=$((applied + 1))
+    else
+      refused=$((refused + 1))
+      { [ "$(wc -l < "$work/err")" = 1 ] && grep -q "^error: the disk holding $disk/c.db is full; nothing was changed" "$work/err"; } \
+        || { unclear=$((unclear + 1)); head -2 "$work/err" | sed 's/^/   error: /'; }
+      have=$("$C" query 'kind:server' -o name | grep -c . || true)
+      [ "$have" = "$base" ] || { changed=$((changed + 1)); echo "   changed: $have servers, $base before"; }
+    fi
+    "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+    rm -f "$disk/filler"
+    "$C" create server "after-$t" >/dev/null 2>&1 || stuck=$((stuck + 1))
+    "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+    umount "$disk"
+  done
+  echo "== sqlite: full disk under apply ($N servers, 8 MiB tmpfs, random filler) × $TRIALS: refused $refused (not the one clear line: $unclear), applied $applied, changed anyway $changed, unusable after freeing $stuck; fsck not clean $dirty"
+fi
+
+# --- PostgreSQL restarted under dhcpd and apply -------------------------------
+# A private PostgreSQL (initdb in a temporary directory, port 5499; the
+# machine's own cluster is never touched). dhcpd serves 50 hosts on
+# 127.0.0.1:11067 to a relay agent on 127.0.0.2:67 asking 200 times a second;
+# each trial restarts PostgreSQL (pg_ctl restart -m fast) while an apply of
+# one more host runs. Then: the apply either landed whole or failed with one
+# line; dhcpd answered throughout from its last index (its
+# clusto_dhcp_store_reachable metric said 0 meanwhile), reconnected by
+# itself, and answers the new host; fsck clean.
+if row pgrestart; then
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgdir=$(mktemp -d /tmp/clusto-pg.XXXXXX); chown postgres "$pgdir"
+  pgctl() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" "$@" >/dev/null; }
+  runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -U postgres --auth=trust >/dev/null
+  pgctl -o "-p 5499 -k $pgdir -c listen_addresses=127.0.0.1" start
+  trap 'pgctl stop -m immediate 2>/dev/null; rm -rf "$pgdir"; umount "$work/disk" 2>/dev/null; rm -rf "$work"' EXIT
+  export CLUSTO_STORE="postgres://postgres@127.0.0.1:5499/postgres"
+  python3 - "$work/macs" > "$work/dhcp.yaml" <<'PY'
+import sys
+macs = open(sys.argv[1], "w")
+print("""apiVersion: clusto.dev/v1alpha1
+kind: IPManager
+metadata: {name: net}
+spec: {cidr: 10.90.0.0/16, gateway: 10.90.0.1}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: Datacenter
+metadata: {name: dc}
+spec:
+  attrs:
+    dhcp: {enabled: true}""")
+for i in range(50):
+    mac = "02:90:00:00:%02x:%02x" % (i // 256, i % 256)
+    macs.write(mac + "\n")
+    print(f"""---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {{name: d{i:03d}}}
+spec:
+  datacenter: dc
+  ports: [{{port: "nic-eth:1", mac: "{mac}"}}]
+  addresses: [{{address: 10.90.1.{i + 10}, manager: net, port: "nic-eth:1"}}]""")
+PY
+  "$C" apply -f "$work/dhcp.yaml" --apply-set base >/dev/null
+  "$C" dhcpd --listen 127.0.0.1:11067 --server-id 127.0.0.1 --metrics 127.0.0.1:11467 --refresh-ms 100 2>"$work/dhcpd.log" &
+  dhcpd=$!
+  for _ in $(seq 100); do curl -sf 127.0.0.1:11467/readyz >/dev/null && break; sleep 0.1; done
+  sent_all=0; answered_all=0; saw_stale=0; reconnected=0; clean_apply=0; unclear=0; half=0; dirty=0
+  for t in $(seq "$TRIALS"); do
+    python3 bench/dhcp_relay_client.py "$work/macs" 127.0.0.1:11067 127.0.0.2 200 4 > "$work/client" &
+    client=$!
+    sleep 0.5
+    mac=$(printf '02:91:00:00:%02x:%02x' $((t / 256)) $((t % 256)))
+    printf 'apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: n%04d}\nspec:\n  datacenter: dc\n  ports: [{port: "nic-eth:1", mac: "%s"}]\n  addresses: [{address: 10.90.2.%d, manager: net, port: "nic-eth:1"}]\n' \
+      "$t" "$mac" $(( t % 250 + 1 )) > "$work/new.yaml"
+    "$C" apply -f "$work/new.yaml" --apply-set "new$t" >/dev/null 2>"$work/apply.err" &
+    applier=$!
+    pgctl restart -m fast &
+    restarter=$!
+    stale=0
+    for _ in $(seq 30); do
+      curl -sf 127.0.0.1:11467/metrics | grep -q '^clusto_dhcp_store_reachable 0' && stale=1
+      sleep 0.1
+    done
+    wait "$restarter"
+    if wait "$applier"; then clean_apply=$((clean_apply + 1))
+    else
+      [ "$(wc -l < "$work/apply.err")" = 1 ] || { unclear=$((unclear + 1)); head -2 "$work/apply.err" | sed 's/^/   apply: /'; }
+      "$C" apply -f "$work/new.yaml" --apply-set "new$t" >/dev/null   # the retry an operator makes
+    fi
+    have=$("$C" query "name:n$(printf %04d "$t")" -o name | grep -c . || true)
+    [ "$have" = 1 ] || half=$((half + 1))
+    wait "$client"; read -r sent answered < "$work/client"
+    sent_all=$((sent_all + sent)); answered_all=$((answered_all + answered)); saw_stale=$((saw_stale + stale))
+    echo "$mac" > "$work/newmac"
+    ok=0
+    for _ in $(seq 50); do
+      python3 bench/dhcp_relay_client.py "$work/newmac" 127.0.0.1:11067 127.0.0.2 20 0.2 > "$work/one"
+      read -r s a < "$work/one"; [ "$a" -gt 0 ] && { ok=1; break; }
+    done
+    reconnected=$((reconnected + ok))
+    "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+  done
+  kill "$dhcpd" 2>/dev/null; wait "$dhcpd" 2>/dev/null || true
+  echo "== postgres restarted under dhcpd and an apply × $TRIALS: relay DISCOVERs answered $answered_all of $sent_all ($(python3 -c "print(f'{100*$answered_all/max($sent_all,1):.2f}')") %); stale metric seen in $saw_stale; dhcpd answered the new host after the restart in $reconnected; applies that landed at once $clean_apply (others failed with one line and landed on retry; not one line: $unclear); half-applied $half; fsck not clean $dirty"
+fi

@@ -103,6 +103,7 @@ struct Metrics {
     index_hosts: Gauge,
     index_revision: Gauge,
     index_built: Gauge,
+    store_reachable: Gauge,
 }
 
 impl Metrics {
@@ -120,6 +121,7 @@ impl Metrics {
             index_hosts: Gauge::default(),
             index_revision: Gauge::default(),
             index_built: Gauge::default(),
+            store_reachable: Gauge::default(),
         };
         reg.register(
             "clusto_dhcp_ignored",
@@ -146,6 +148,12 @@ impl Metrics {
             "When the index last changed (Unix time)",
             m.index_built.clone(),
         );
+        reg.register(
+            "clusto_dhcp_store_reachable",
+            "1 while the last look at the store worked; 0 while answers come from the last index (stale but available)",
+            m.store_reachable.clone(),
+        );
+        m.store_reachable.set(1);
         m
     }
 
@@ -350,7 +358,9 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
             loop {
                 tokio::time::sleep(every).await;
                 let t = Instant::now();
-                match refresh(&store, &index).await {
+                let result = refresh(&store, &index).await;
+                metrics.store_reachable.set(result.is_ok() as i64);
+                match result {
                     Ok(Some(n)) => {
                         metrics.published(&index.read().expect("index lock"));
                         tracing::debug!(macs = n, elapsed = ?t.elapsed(), "DHCP index patched");
