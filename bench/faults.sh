@@ -37,7 +37,7 @@ C="$CARGO_TARGET_DIR/release/clusto"; L="$CARGO_TARGET_DIR/release/snmp-load"
 PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=clusto_bench_faults
 work=$(mktemp -d)
-trap 'umount "$work/disk" 2>/dev/null; rm -rf "$work"; psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+trap 'umount "$work/disk" 2>/dev/null || true; rm -rf "$work"; psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$C" generate --racks $((N / 40)) --servers-per-rack 40 > "$work/gen.yaml"
 
@@ -195,7 +195,7 @@ if row pgrestart; then
   pgctl() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" "$@" >/dev/null; }
   runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -U postgres --auth=trust >/dev/null
   pgctl -o "-p 5499 -k $pgdir -c listen_addresses=127.0.0.1" start
-  trap 'pgctl stop -m immediate 2>/dev/null; rm -rf "$pgdir"; umount "$work/disk" 2>/dev/null; rm -rf "$work"' EXIT
+  trap 'pgctl stop -m immediate 2>/dev/null || true; rm -rf "$pgdir" "$work"' EXIT
   export CLUSTO_STORE="postgres://postgres@127.0.0.1:5499/postgres"
   python3 - "$work/macs" > "$work/dhcp.yaml" <<'PY'
 import sys
