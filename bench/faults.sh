@@ -16,18 +16,20 @@
 #    (row fulldisk; needs root to mount).
 # 5. PostgreSQL restarted while dhcpd serves and an apply runs (row
 #    pgrestart; a private PostgreSQL cluster).
+# 6. kill -9 of the controller converging and deleting 200 EC2 VMs on moto
+#    (row controller).
 # Each apply trial starts from an empty store; the kill moment is uniform
 # over 1.2 × the time one full apply takes (so some trials let it finish).
-# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart"]
+# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart"
+TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller"
 while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=$2; shift 2;;
     --servers) N=$2; shift 2;;
     --rows) ROWS=$2; shift 2;;
-    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd fulldisk pgrestart']"; exit 2;;
+    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller']"; exit 2;;
   esac
 done
 row() { [[ " $ROWS " == *" $1 "* ]]; }
@@ -265,4 +267,78 @@ PY
   done
   kill "$dhcpd" 2>/dev/null; wait "$dhcpd" 2>/dev/null || true
   echo "== postgres restarted under dhcpd and an apply × $TRIALS: relay DISCOVERs answered $answered_all of $sent_all ($(python3 -c "print(f'{100*$answered_all/max($sent_all,1):.2f}')") %); stale metric seen in $saw_stale; dhcpd answered the new host after the restart in $reconnected; applies that landed at once $clean_apply (others failed with one line and landed on retry; not one line: $unclear); half-applied $half; fsck not clean $dirty"
+fi
+
+# --- kill -9 of the controller converging and deleting 200 VMs (EC2 on moto) --
+# Each trial: a fresh moto and store, 200 VirtualMachines (allowTermination)
+# declared; `clusto controller` killed at a random moment of converging, then
+# `controller --once`; all 200 deleted, the controller killed at a random
+# moment of deleting, then `controller --once`. After converging: exactly
+# 200 instances in moto, each VM's backendId one of them, none leaked;
+# after deleting: no instance left running, no VM left; fsck clean.
+if row controller; then
+  MOTO=${MOTO_SERVER:-$HOME/.cache/moto-venv/bin/moto_server}
+  PY=$(dirname "$MOTO")/python
+  printf '[t]\naws_access_key_id = testing\naws_secret_access_key = testing\n' > "$work/aws"
+  instances() {  # running or pending instance ids in moto at $1
+    "$PY" - "$1" <<'PY'
+import boto3, sys
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+for r in ec2.describe_instances()["Reservations"]:
+    for i in r["Instances"]:
+        if i["State"]["Name"] in ("pending", "running", "stopping", "stopped"):
+            print(i["InstanceId"])
+PY
+  }
+  kill_during() {  # MAX_MS: runs the controller, kills it -9 at a random moment
+    "$C" controller --lease-ttl 1 --poll-ms 100 >/dev/null 2>&1 &
+    local pid=$! ms=$(( RANDOM % ($1 + 1) ))
+    sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+    kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    sleep 1.1   # the SQLite lease of the killed holder expires
+  }
+  once() { "$C" controller --once --lease-ttl 1 >/dev/null 2>&1; }
+  exact=0; leaked=0; lost=0; left=0; stale=0; dirty=0
+  for t in $(seq "$TRIALS"); do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$MOTO" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    moto=$!
+    for _ in $(seq 100); do curl -s "127.0.0.1:$port" >/dev/null && break; sleep 0.1; done
+    export CLUSTO_STORE; CLUSTO_STORE=$(fresh sqlite)
+    python3 - "http://127.0.0.1:$port" "$work/aws" > "$work/vms.yaml" <<'PY'
+import sys
+print(f"""apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {{name: aws}}
+spec:
+  backend: ec2
+  ec2: {{region: us-east-1, endpoint: "{sys.argv[1]}", credentialsFile: "{sys.argv[2]}", profile: t}}""")
+for i in range(200):
+    print(f"""---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {{name: v{i:03d}}}
+spec: {{manager: aws, image: ami-1e749f67, instanceType: t3.micro, allowTermination: true}}""")
+PY
+    "$C" apply -f "$work/vms.yaml" --apply-set vms >/dev/null
+    kill_during 6000; once
+    ids=$(instances "http://127.0.0.1:$port" | sort)
+    mine=$("$C" vm list -o json | python3 -c 'import json,sys; print("\n".join(sorted(v["status"].get("backendId","") for v in json.load(sys.stdin)["items"])))')
+    n=$(echo "$ids" | grep -c . || true)
+    if [ "$n" = 200 ] && [ "$ids" = "$mine" ]; then exact=$((exact + 1))
+    elif [ "$n" -gt 200 ]; then leaked=$((leaked + 1)); echo "   leaked: $n instances for 200 VMs"
+    else lost=$((lost + 1)); echo "   not exact: $n instances, $(echo "$mine" | grep -c . || true) backend ids"
+    fi
+    sed -n '1,6p' "$work/vms.yaml" > "$work/none.yaml"
+    "$C" apply -f "$work/none.yaml" --apply-set vms --prune >/dev/null
+    kill_during 6000; once
+    n=$(instances "http://127.0.0.1:$port" | grep -c . || true)
+    [ "$n" = 0 ] || { left=$((left + 1)); echo "   after deleting: $n instances still up"; }
+    vms=$("$C" query 'kind:virtualmachine' -o name | grep -c . || true)
+    [ "$vms" = 0 ] || { stale=$((stale + 1)); echo "   after deleting: $vms VMs still in the inventory"; }
+    "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+    kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null || true
+  done
+  echo "== sqlite + moto: kill -9 of the controller converging and deleting 200 VMs × $TRIALS: exactly one instance per VM $exact, leaked $leaked, missing $lost; after deleting: instances left $left, VMs left $stale; fsck not clean $dirty"
 fi
