@@ -285,10 +285,11 @@ if row controller; then
 import boto3, sys
 ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="testing", aws_secret_access_key="testing")
-for r in ec2.describe_instances()["Reservations"]:
-    for i in r["Instances"]:
-        if i["State"]["Name"] in ("pending", "running", "stopping", "stopped"):
-            print(i["InstanceId"])
+for page in ec2.get_paginator("describe_instances").paginate():
+    for r in page["Reservations"]:
+        for i in r["Instances"]:
+            if i["State"]["Name"] in ("pending", "running", "stopping", "stopped"):
+                print(i["InstanceId"])
 PY
   }
   kill_during() {  # MAX_MS: runs the controller, kills it -9 at a random moment
