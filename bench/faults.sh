@@ -18,18 +18,19 @@
 #    pgrestart; a private PostgreSQL cluster).
 # 6. kill -9 of the controller converging and deleting 200 EC2 VMs on moto
 #    (row controller).
+# 7. kill -9 of dhcpd while it records learnt MACs (row dhcpd).
 # Each apply trial starts from an empty store; the kill moment is uniform
 # over 1.2 × the time one full apply takes (so some trials let it finish).
-# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller"]
+# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller"
+TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd"
 while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=$2; shift 2;;
     --servers) N=$2; shift 2;;
     --rows) ROWS=$2; shift 2;;
-    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller']"; exit 2;;
+    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller dhcpd']"; exit 2;;
   esac
 done
 row() { [[ " $ROWS " == *" $1 "* ]]; }
@@ -342,4 +343,64 @@ PY
     kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null || true
   done
   echo "== sqlite + moto: kill -9 of the controller converging and deleting 200 VMs × $TRIALS: exactly one instance per VM $exact, leaked $leaked, missing $lost; after deleting: instances left $left, VMs left $stale; fsck not clean $dirty"
+fi
+
+# --- kill -9 of dhcpd while it records learnt MACs ---------------------------
+# 40 new devices per trial announce their bootstrap.mac (DISCOVERs from a
+# relay agent on loopback, 400/s); dhcpd (--learn-ipmi) records each MAC on
+# the device's NIC 1 and is killed -9 at a random moment. Every device must
+# have its own MAC recorded or none (never another, never half), and fsck
+# is clean; a restarted dhcpd learns the rest.
+if row dhcpd; then
+  for backend in sqlite postgres; do
+    export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
+    python3 - "$TRIALS" > "$work/learn.yaml" <<'PY'
+import sys
+print("""apiVersion: clusto.dev/v1alpha1
+kind: Datacenter
+metadata: {name: dc}
+spec:
+  attrs:
+    dhcp: {enabled: true}""")
+for t in range(int(sys.argv[1])):
+    for i in range(40):
+        print(f"""---
+apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {{name: l{t:04d}-{i:02d}}}
+spec:
+  datacenter: dc
+  attrs:
+    bootstrap: {{mac: "02:77:{t // 256:02x}:{t % 256:02x}:00:{i:02x}"}}""")
+PY
+    "$C" apply -f "$work/learn.yaml" >/dev/null
+    learnt=0; wrong=0; dirty=0; relearnt=0
+    for t in $(seq 0 $((TRIALS - 1))); do
+      for i in $(seq 0 39); do printf '02:77:%02x:%02x:00:%02x\n' $((t / 256)) $((t % 256)) "$i"; done > "$work/learn.macs"
+      "$C" dhcpd --learn-ipmi --listen 127.0.0.1:11068 --server-id 127.0.0.1 --metrics 127.0.0.1:11468 2>/dev/null &
+      d=$!
+      for _ in $(seq 100); do curl -sf 127.0.0.1:11468/readyz >/dev/null && break; sleep 0.05; done
+      python3 bench/dhcp_relay_client.py "$work/learn.macs" 127.0.0.1:11068 127.0.0.3 400 1 >/dev/null &
+      cl=$!
+      ms=$(( 50 + RANDOM % 400 ))
+      sleep "$(printf '0.%03d' "$ms")"
+      kill -9 "$d" 2>/dev/null || true; wait "$d" 2>/dev/null || true
+      kill "$cl" 2>/dev/null || true; wait "$cl" 2>/dev/null || true
+      read -r ok bad < <("$C" get servers -o json | python3 -c '
+import json, sys
+t = sys.argv[1]
+ok = bad = 0
+for s in json.load(sys.stdin)["items"]:
+    if not s["metadata"]["name"].startswith("l%04d-" % int(t)):
+        continue
+    boot = next(a["value"] for a in s["spec"].get("attrs", []) if a["key"] == "bootstrap")
+    macs = [p.get("mac") for p in s["spec"].get("ports", []) if p["port"] == "nic-eth:1" and p.get("mac")]
+    if macs == [boot]: ok += 1
+    elif macs: bad += 1
+print(ok, bad)' "$t")
+      learnt=$((learnt + ok)); wrong=$((wrong + bad))
+      "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+    done
+    echo "== $backend: kill -9 of dhcpd learning MACs × $TRIALS (40 devices each): learnt $learnt of $((TRIALS * 40)) before the kill, wrong or partial $wrong; fsck not clean $dirty"
+  done
 fi
