@@ -310,6 +310,135 @@ pub fn console(inv: &Inventory, id: EntityId) -> Result<Console, String> {
 mod tests {
     use super::*;
 
+    use clusto_core::{Kind, NumberSpec};
+
+    fn port(p: &str) -> PortId {
+        p.parse().unwrap()
+    }
+
+    fn attr(i: &mut Inventory, id: EntityId, key: &str, sub: &str, v: Value) {
+        i.attr_set(id, key, Some(sub), NumberSpec::None, v).unwrap();
+    }
+
+    /// A rack with a PDU, a console server and a server with two supplies.
+    fn rack() -> (Inventory, EntityId) {
+        let mut i = Inventory::new();
+        let dc = i.create(Kind::Datacenter, "dc", None).unwrap();
+        let pdu = i
+            .create(Kind::PowerStrip, "pdu1", Some("powertowerxm"))
+            .unwrap();
+        let ts = i
+            .create(Kind::ConsoleServer, "ts1", Some("opengearcm4148"))
+            .unwrap();
+        let s = i.create(Kind::Server, "s1", None).unwrap();
+        i.insert(dc, pdu, None).unwrap();
+        i.ip_bind(pdu, "10.0.0.5".parse().unwrap(), None, None)
+            .unwrap();
+        i.ip_bind(ts, "10.0.0.6".parse().unwrap(), None, None)
+            .unwrap();
+        // The community is the datacenter's, merged down to the strip.
+        attr(
+            &mut i,
+            dc,
+            "snmp",
+            "community",
+            Value::String("private".into()),
+        );
+        i.connect(s, &port("pwr-nema-5:1"), pdu, &port("pwr-nema-5:7"))
+            .unwrap();
+        i.connect(s, &port("console-serial:1"), ts, &port("console-serial:12"))
+            .unwrap();
+        (i, s)
+    }
+
+    #[test]
+    fn power_follows_cables_and_merged_attributes() {
+        let (mut i, s) = rack();
+        let p = power_paths(&i, s);
+        assert_eq!(
+            p.bmc,
+            Err(Missing::BmcAddress {
+                server: "s1".into()
+            })
+        );
+        let outlets = p.pdu.unwrap();
+        assert_eq!(outlets.len(), 1);
+        assert_eq!(
+            (outlets[0].strip.as_str(), outlets[0].outlet.num),
+            ("pdu1", 7)
+        );
+        assert_eq!(outlets[0].agent, "10.0.0.5:161".parse().unwrap());
+        assert_eq!(outlets[0].community, "private");
+        let mut around = peers(&i, s);
+        around.sort();
+        assert_eq!(around, ["pdu1", "ts1"]);
+        // A BMC: address on OS port ipmi, its port and credentials merged.
+        i.ip_bind(s, "10.0.0.9".parse().unwrap(), Some("ipmi"), None)
+            .unwrap();
+        assert_eq!(bmc_path(&i, s), Err(Missing::BmcCredentials));
+        attr(
+            &mut i,
+            s,
+            "ipmi",
+            "credentials",
+            Value::String("env:BMC".into()),
+        );
+        attr(&mut i, s, "ipmi", "port", Value::Int(6230));
+        let b = bmc_path(&i, s).unwrap();
+        assert_eq!(
+            (b.addr, b.credentials, b.prefer),
+            (
+                "10.0.0.9:6230".parse().unwrap(),
+                Credentials::Env("BMC".into()),
+                Prefer::Auto
+            )
+        );
+        attr(&mut i, s, "ipmi", "port", Value::Int(70000));
+        assert!(matches!(
+            bmc_path(&i, s),
+            Err(Missing::BadAttr {
+                key: "ipmi.port",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn missing_pieces_are_named() {
+        let (mut i, s) = rack();
+        let pdu = i.id_of("pdu1").unwrap();
+        let dc = i.id_of("dc").unwrap();
+        i.remove(dc, pdu).unwrap();
+        assert_eq!(
+            power_paths(&i, s).pdu.unwrap_err(),
+            Missing::Community {
+                strip: "pdu1".into()
+            }
+        );
+        let bare = i.create(Kind::Server, "bare", None).unwrap();
+        assert_eq!(power_paths(&i, bare).pdu.unwrap_err(), Missing::PowerCable);
+        assert_eq!(console_path(&i, bare).unwrap_err(), Missing::ConsoleCable);
+        let plain = i.create(Kind::PowerStrip, "plain", None).unwrap();
+        i.connect(bare, &port("pwr-nema-5:1"), plain, &port("pwr-nema-5:1"))
+            .unwrap();
+        let e = power_paths(&i, bare).pdu.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pwr-nema-5:1 is cabled to plain, whose driver basicpowerstrip declares no outlet control (spec.power)"
+        );
+    }
+
+    #[test]
+    fn the_console_is_the_cabled_port_on_the_console_server() {
+        let (i, s) = rack();
+        let c = console_path(&i, s).unwrap();
+        assert_eq!(
+            (c.device.as_str(), c.port, c.address),
+            ("ts1", 12, "10.0.0.6".parse().unwrap())
+        );
+        assert_eq!(console(&i, s), Ok(Console::Serial(c)));
+    }
+
     #[test]
     fn credentials_name_a_file_or_a_variable() {
         assert_eq!(
