@@ -654,6 +654,8 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
             "serviceMonitor.enabled=true",
             "--set",
             "networkPolicy.enabled=true",
+            "--set",
+            "controller.bmcCredentialsSecret=bmc",
         ],
         None,
     );
@@ -666,6 +668,7 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
     assert!(all.contains("- --listen=0.0.0.0:162"), "snmptrapd rendered");
     assert!(all.contains("- --v3-users=/etc/clusto/snmp/v3-users"));
     assert!(all.contains("secretName: snmp-users"));
+    assert!(all.contains("secretName: bmc") && all.contains("mountPath: /etc/clusto/bmc"));
     assert!(!all.contains("NET_ADMIN"));
 
     // Installed on the real apiserver (no nodes: hooks would never run).
