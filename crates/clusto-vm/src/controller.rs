@@ -12,7 +12,7 @@ use clusto_core::vm::{
     Action, BackendKind, Desired, ManagerConfig, Observed, VmStatus, decide, status_for, vm_uid,
 };
 use clusto_core::{EntityId, Inventory, Kind};
-use clusto_store::{Lease, RevisionMeta, Store, StoreError};
+use clusto_store::{Leadership, Leading, RevisionMeta, Store, StoreError};
 use futures::StreamExt;
 use tracing::Instrument;
 
@@ -121,8 +121,7 @@ pub struct Controller {
     resync_at: Instant,
     tokens: f64,
     refilled: Instant,
-    lease: Option<Lease>,
-    renew_at: Instant,
+    lead: Leadership,
     /// Set while the rate limit holds objects back.
     throttled_until: Option<Instant>,
 }
@@ -175,14 +174,13 @@ impl Controller {
             tokens: opts.rate.max(1.0),
             // Everything is due at the first pass anyway.
             resync_at: now + opts.resync,
+            lead: Leadership::new(LEASE_NAME, opts.holder.clone(), opts.lease_ttl),
             opts,
             store_uid,
             queue: HashMap::new(),
             view: None,
             last_rev: -1,
             refilled: now,
-            lease: None,
-            renew_at: now,
             throttled_until: None,
         })
     }
@@ -199,42 +197,20 @@ impl Controller {
     }
 
     async fn ensure_lease(&mut self) -> Result<bool, ControllerError> {
-        let now = Instant::now();
-        match self.lease.as_mut() {
-            None => {
-                self.lease = self
-                    .store
-                    .try_lease(LEASE_NAME, &self.opts.holder, self.opts.lease_ttl)
-                    .await?;
-                if self.lease.is_some() {
-                    tracing::info!(holder = %self.opts.holder, "lease acquired; this controller acts");
-                    self.renew_at = now + self.opts.lease_ttl / 3;
-                    // A new leader trusts nothing it saw before.
-                    self.queue.clear();
-                    self.last_rev = -1;
-                }
-            }
-            Some(l) if now >= self.renew_at => {
-                if l.renew().await? {
-                    self.renew_at = now + self.opts.lease_ttl / 3;
-                } else {
-                    tracing::warn!("lease lost; standing by");
-                    self.lease = None;
-                }
-            }
-            Some(_) => {}
+        let leading = self.lead.ensure(&self.store).await?;
+        if leading == Leading::Acquired {
+            // A new leader trusts nothing it saw before.
+            self.queue.clear();
+            self.last_rev = -1;
         }
-        let held = self.lease.is_some();
+        let held = leading != Leading::No;
         self.metrics.set_lease_held(held);
         Ok(held)
     }
 
     /// Gives up the lease (on shutdown) so a standby takes over at once.
     pub async fn release(&mut self) -> Result<(), ControllerError> {
-        if let Some(l) = self.lease.take() {
-            l.release().await?;
-        }
-        Ok(())
+        Ok(self.lead.release().await?)
     }
 
     /// When the next object is due (a retry, a recheck or the resync).
