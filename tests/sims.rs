@@ -76,27 +76,25 @@ fn start(what: &str, ip: IpAddr, args: impl Fn(&PathBuf, u16) -> Vec<String>) ->
 
 /// A BMC (users oper/operpw at operator, admin/secret), power off.
 pub fn bmc(ip: IpAddr) -> Sim {
-    start("bmc", ip, |dir, port| {
-        vec![
-            dir.display().to_string(),
-            port.to_string(),
-            "0".into(),
-            ip.to_string(),
-        ]
-    })
+    start_bmc(ip, None)
 }
 
 /// A BMC whose serial-over-LAN console is the TCP service at
 /// 127.0.0.1:`sol_port`.
 pub fn bmc_with_sol(ip: IpAddr, sol_port: u16) -> Sim {
+    start_bmc(ip, Some(sol_port))
+}
+
+fn start_bmc(ip: IpAddr, sol_port: Option<u16>) -> Sim {
     start("bmc", ip, |dir, port| {
-        vec![
+        let mut args = vec![
             dir.display().to_string(),
             port.to_string(),
             "0".into(),
             ip.to_string(),
-            sol_port.to_string(),
-        ]
+        ];
+        args.extend(sol_port.map(|p| p.to_string()));
+        args
     })
 }
 

@@ -133,13 +133,7 @@ impl Agent {
     async fn request(&self, pdu: u8, oid: &[u64], varbind: &[u8]) -> Result<Value, ClientError> {
         let addr = self.addr;
         let io = |source| ClientError::Io { addr, source };
-        let bind: SocketAddr = if addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(bind).await.map_err(io)?;
-        sock.connect(addr).await.map_err(io)?;
+        let sock = connected_udp(addr).await.map_err(io)?;
         let request_id = request_id();
         let datagram = self.message(pdu, request_id, varbind);
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -226,6 +220,20 @@ impl Agent {
             _ => Err(ClientError::Malformed { addr }),
         }
     }
+}
+
+/// A UDP socket on an ephemeral port of the right family, connected to
+/// `peer` (so only its datagrams arrive, and an absent peer's ICMP
+/// port-unreachable ends the wait at once). The IPMI client uses it too.
+pub async fn connected_udp(peer: SocketAddr) -> std::io::Result<UdpSocket> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(any).await?;
+    sock.connect(peer).await?;
+    Ok(sock)
 }
 
 /// A fresh request-id: clock nanoseconds are unpredictable enough to tell

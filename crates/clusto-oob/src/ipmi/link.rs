@@ -20,14 +20,9 @@ pub struct Link {
 
 impl Link {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Link, IpmiError> {
-        let io = |source| IpmiError::Io { addr, source };
-        let bind: SocketAddr = if addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(bind).await.map_err(io)?;
-        sock.connect(addr).await.map_err(io)?;
+        let sock = clusto_snmp_wire::client::connected_udp(addr)
+            .await
+            .map_err(|source| IpmiError::Io { addr, source })?;
         Ok(Link {
             sock,
             addr,

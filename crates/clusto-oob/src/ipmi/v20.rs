@@ -402,16 +402,21 @@ mod tests {
         assert_eq!(decrypt(&key, &[0u8; 20]), None);
     }
 
-    #[test]
-    fn session_messages_are_signed_whole_words_and_checked() {
-        let mut s = V20 {
+    /// A session with fixed keys, as RAKP would have left it.
+    fn session() -> V20 {
+        V20 {
             alg: Alg::Sha1,
             console_id: 9,
             managed_id: 9,
             seq: 1,
             k1: vec![1; 20],
             k2: [2; 16],
-        };
+        }
+    }
+
+    #[test]
+    fn session_messages_are_signed_whole_words_and_checked() {
+        let mut s = session();
         let d = s.wrap(b"\x20\x18\xc8\x81\x04\x3b\x03\x3e");
         assert_eq!((d.len() - RMCP_HEADER.len() - 12) % 4, 0);
         assert_eq!(
@@ -438,14 +443,7 @@ mod tests {
 
     #[test]
     fn mutated_datagrams_are_rejected_or_read_never_a_panic() {
-        let mut s = V20 {
-            alg: Alg::Sha1,
-            console_id: 9,
-            managed_id: 9,
-            seq: 1,
-            k1: vec![1; 20],
-            k2: [2; 16],
-        };
+        let mut s = session();
         let good = s.wrap(b"\x81\x1c\x63\x20\x04\x01\x00\x01\xda");
         let rakp2 = frame(RAKP2, 0, 0, &[1u8; 60]);
         for base in [good, rakp2] {
