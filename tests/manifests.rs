@@ -630,3 +630,102 @@ async fn custom_resource_files_plan_and_apply() {
     let got = c.json(&["get", "datacenter", "dc9"]);
     assert_eq!(got["metadata"]["managedBy"], "applyset:k8s:sites");
 }
+
+/// The most memory any child of this test process has used, in KiB
+/// (nextest runs each test in its own process, so these are our children).
+fn children_peak_rss_kib() -> i64 {
+    // struct rusage on 64-bit Linux: two timevals, then ru_maxrss.
+    unsafe extern "C" {
+        fn getrusage(who: i32, usage: *mut [i64; 18]) -> i32;
+    }
+    const RUSAGE_CHILDREN: i32 = -1;
+    let mut usage = [0i64; 18];
+    assert_eq!(unsafe { getrusage(RUSAGE_CHILDREN, &mut usage) }, 0);
+    usage[4]
+}
+
+/// Hostile YAML (issue 12): each is refused with one error naming the file,
+/// the line and the rule, nothing is written, and no run needs more than
+/// 256 MiB.
+#[tokio::test]
+async fn hostile_yaml_is_refused_clearly_within_256_mib() {
+    let c = Clusto::fresh("sqlite").await;
+    let d = tmpdir("hostile");
+    let mut bomb = vec!["a: &a [x, x, x, x, x, x, x, x, x, x]".to_string()];
+    for i in 1..9 {
+        let prev = if i == 1 {
+            "a".into()
+        } else {
+            format!("l{}", i - 1)
+        };
+        bomb.push(format!(
+            "l{i}: &l{i} [{}]",
+            vec![format!("*{prev}"); 10].join(", ")
+        ));
+    }
+    let bomb = write(&d, "bomb.yaml", &bomb.join("\n"));
+    let flow = format!(
+        "kind: Server\nspec: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let flow = write(&d, "flow.yaml", &flow);
+    let block: String = (1..=10_000)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect();
+    let block = write(&d, "block.yaml", &format!("kind: Server\nspec:\n{block}"));
+    let utf8 = d.join("latin1.yaml");
+    std::fs::write(&utf8, b"kind: Server\nmetadata:\n  name: caf\xe9\n").unwrap();
+    let utf8 = utf8.display().to_string();
+    // 1 GiB without using the disk: a sparse file.
+    let huge = d.join("huge.yaml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let huge = huge.display().to_string();
+    let cases: [(&str, &str); 5] = [
+        (&bomb, "bomb.yaml:6:15:"),
+        (&flow, "flow.yaml:2:"),
+        (&block, "block.yaml:"),
+        (&utf8, "latin1.yaml:3:12: not UTF-8 text (byte 0xE9)"),
+        (
+            &huge,
+            "huge.yaml: 1024.0 MiB is larger than the 128.0 MiB a manifest file may be",
+        ),
+    ];
+    for (file, says) in cases {
+        let r = c.run(&["apply", "-f", file]);
+        assert_eq!(r.code, 1, "{file}: {}{}", r.stdout, r.stderr);
+        let e = r.stderr;
+        assert!(e.contains(says), "{file}: {e}");
+        assert_eq!(
+            e.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{e}"
+        );
+        if !file.ends_with("latin1.yaml") && !file.ends_with("huge.yaml") {
+            assert!(e.contains("manifest too large to read safely"), "{e}");
+        }
+    }
+    // A pipe that never ends is cut off at the same limit.
+    let mut cat = std::process::Command::new("cat")
+        .arg("/dev/zero")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = c
+        .cmd()
+        .args(["apply", "-f", "-"])
+        .stdin(cat.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let _ = cat.kill();
+    let _ = cat.wait();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("-: larger than the 128.0 MiB"), "{e}");
+    assert_eq!(head(&c), 0, "nothing was written");
+    let peak = children_peak_rss_kib();
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+    let _ = std::fs::remove_dir_all(&d);
+}
