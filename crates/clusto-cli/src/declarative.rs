@@ -5,13 +5,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clusto_api::engine::{self, ApplyFailure, ApplyRequest};
 use clusto_core::{EntityId, Kind};
-use clusto_manifest::plan::{OutOfSync, Plan, out_of_sync, render_out_of_sync};
+use clusto_manifest::plan::{OutOfSync, Plan, PlanFile, out_of_sync, render_out_of_sync};
 use clusto_manifest::{
     ApplyOptions, ManifestError, Object, Source, export, layout, parse_sources, read_sources,
     schema,
 };
 use clusto_store::{RevisionMeta, Store, StoreError};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::output::{Format, emit, paint, print_json, print_yaml};
@@ -31,20 +30,6 @@ pub struct ManifestArgs {
     /// (declaring the values it recorded is never a conflict).
     #[arg(long)]
     pub force_conflicts: bool,
-}
-
-/// A reviewed plan, as `plan --out` writes it and `apply PLAN` reads it.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PlanFile {
-    api_version: String,
-    kind: String,
-    base_revision: i64,
-    apply_set: String,
-    prune: bool,
-    force_conflicts: bool,
-    sources: Vec<Source>,
-    plan: Plan,
 }
 
 /// `manifests/` → `manifests`, `rack.yaml` → `rack`, several → joined with `+`.
@@ -153,16 +138,7 @@ pub async fn plan(
     tracing::info!(elapsed = ?t.elapsed(), "plan computed");
     print_plan(&plan, &oos, head, fmt)?;
     if let Some(path) = out {
-        let file = PlanFile {
-            api_version: clusto_manifest::types::API_VERSION.into(),
-            kind: "Plan".into(),
-            base_revision: head,
-            apply_set: opts.apply_set.clone(),
-            prune: opts.prune,
-            force_conflicts: opts.force_conflicts,
-            sources,
-            plan: plan.clone(),
-        };
+        let file = PlanFile::new(head, &opts, sources, plan.clone());
         std::fs::write(path, serde_json::to_string_pretty(&file)?)
             .with_context(|| format!("writing {path}"))?;
         eprintln!("Saved the plan to {path}; apply it with: clusto apply {path}");
@@ -185,16 +161,8 @@ pub async fn apply_cmd(
     let (sources, opts, expect, reviewed, label) = match (plan_file, args) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
-            let f: PlanFile =
-                serde_json::from_str(&text).map_err(|e| anyhow!("{p} is not a plan file: {e}"))?;
-            if f.kind != "Plan" {
-                bail!("{p} is not a plan file (kind {:?})", f.kind);
-            }
-            let opts = ApplyOptions {
-                apply_set: f.apply_set.clone(),
-                prune: f.prune,
-                force_conflicts: f.force_conflicts,
-            };
+            let f = PlanFile::read(&text).map_err(|e| anyhow!("{p}: {e}"))?;
+            let opts = f.options();
             (
                 f.sources,
                 opts,

@@ -400,3 +400,109 @@ pub fn render_out_of_sync(items: &[OutOfSync], paint: &dyn Fn(&str, &str) -> Str
     }
     s
 }
+
+/// A reviewed plan, as `clusto plan --out` writes it and `clusto apply
+/// PLAN` reads it: the sources it was computed from, the options and the
+/// revision it was computed at, so apply can refuse a plan the store has
+/// moved past.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanFile {
+    pub api_version: String,
+    pub kind: String,
+    pub base_revision: i64,
+    pub apply_set: String,
+    pub prune: bool,
+    pub force_conflicts: bool,
+    pub sources: Vec<crate::Source>,
+    pub plan: Plan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("not a plan file: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("not a plan file (kind {0:?}, expected \"Plan\")")]
+    Kind(String),
+    #[error("a plan file of {0:?}, this clusto reads {API}", API = crate::types::API_VERSION)]
+    ApiVersion(String),
+}
+
+impl PlanFile {
+    pub fn new(
+        base_revision: i64,
+        opts: &crate::ApplyOptions,
+        sources: Vec<crate::Source>,
+        plan: Plan,
+    ) -> Self {
+        PlanFile {
+            api_version: crate::types::API_VERSION.into(),
+            kind: "Plan".into(),
+            base_revision,
+            apply_set: opts.apply_set.clone(),
+            prune: opts.prune,
+            force_conflicts: opts.force_conflicts,
+            sources,
+            plan,
+        }
+    }
+
+    /// Reads what [`PlanFile::new`] wrote (as JSON).
+    pub fn read(text: &str) -> Result<Self, PlanFileError> {
+        let f: PlanFile = serde_json::from_str(text).map_err(PlanFileError::Json)?;
+        if f.kind != "Plan" {
+            return Err(PlanFileError::Kind(f.kind));
+        }
+        if f.api_version != crate::types::API_VERSION {
+            return Err(PlanFileError::ApiVersion(f.api_version));
+        }
+        Ok(f)
+    }
+
+    pub fn options(&self) -> crate::ApplyOptions {
+        crate::ApplyOptions {
+            apply_set: self.apply_set.clone(),
+            prune: self.prune,
+            force_conflicts: self.force_conflicts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod plan_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_file_round_trips_and_bad_ones_say_why() {
+        let opts = crate::ApplyOptions {
+            apply_set: "team-a".into(),
+            prune: true,
+            force_conflicts: false,
+        };
+        let src = crate::Source {
+            file: "rack.yaml".into(),
+            text: "kind: Rack\n".into(),
+        };
+        let f = PlanFile::new(7, &opts, vec![src], Plan::default());
+        let text = serde_json::to_string(&f).unwrap();
+        let back = PlanFile::read(&text).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(back.options().apply_set, "team-a");
+        assert!(back.options().prune);
+
+        let e = PlanFile::read("{").unwrap_err().to_string();
+        assert!(e.starts_with("not a plan file: EOF"), "{e}");
+        let e = PlanFile::read(&text.replace("\"Plan\"", "\"Rack\"")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not a plan file (kind \"Rack\", expected \"Plan\")"
+        );
+        let e = PlanFile::read(&text.replace(crate::types::API_VERSION, "clusto.dev/v9"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("a plan file of \"clusto.dev/v9\""),
+            "apiVersion checked"
+        );
+    }
+}
