@@ -337,7 +337,21 @@ fn build(
 /// first, then the requested options in the client's order, then the rest.
 /// dhcproto encodes options sorted by code; some clients (old PXE ROMs)
 /// read only the first options they asked for.
-pub fn order_options(encoded: &mut Vec<u8>, requested: &[u8]) {
+/// The reply as it goes on the wire: encoded, its options in the order the
+/// client asked for them.
+pub fn encode_reply(
+    reply: &Message,
+    req: &Message,
+    out: &mut Vec<u8>,
+) -> Result<(), dhcproto::error::EncodeError> {
+    use dhcproto::Encodable;
+    out.clear();
+    reply.encode(&mut dhcproto::Encoder::new(out))?;
+    order_options(out, &requested_codes(req));
+    Ok(())
+}
+
+fn order_options(encoded: &mut Vec<u8>, requested: &[u8]) {
     const START: usize = 240; // fixed header + magic cookie
     if encoded.len() <= START {
         return;
@@ -382,7 +396,7 @@ pub fn order_options(encoded: &mut Vec<u8>, requested: &[u8]) {
 }
 
 /// The parameter request list of a request, as codes.
-pub fn requested_codes(req: &Message) -> Vec<u8> {
+fn requested_codes(req: &Message) -> Vec<u8> {
     match req.opts().get(OptionCode::ParameterRequestList) {
         Some(DhcpOption::ParameterRequestList(v)) => v.iter().map(|c| u8::from(*c)).collect(),
         _ => Vec::new(),

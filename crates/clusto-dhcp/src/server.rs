@@ -19,7 +19,6 @@ use clusto_http::prometheus_client::metrics::gauge::Gauge;
 use clusto_http::prometheus_client::metrics::histogram::Histogram;
 use clusto_http::prometheus_client::registry::Registry;
 use clusto_store::{Changes, Scope, Snapshot, Store, StoreError};
-use dhcproto::Encodable;
 use dhcproto::v4::MessageType;
 use tokio::net::UdpSocket;
 
@@ -422,12 +421,10 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
             let outcome = handle(&index.read().expect("index lock"), &ctx, &req);
             match outcome {
                 Outcome::Reply(reply, dest) => {
-                    out.clear();
-                    if reply.encode(&mut dhcproto::Encoder::new(&mut out)).is_err() {
+                    if crate::handler::encode_reply(&reply, &req, &mut out).is_err() {
                         metrics.ignored("encode_failed");
                         continue;
                     }
-                    crate::handler::order_options(&mut out, &crate::handler::requested_codes(&req));
                     let to = match dest {
                         Destination::Relay(g) => SocketAddrV4::new(g, 67),
                         Destination::Unicast(c) => SocketAddrV4::new(c, 68),

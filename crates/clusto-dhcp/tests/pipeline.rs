@@ -454,8 +454,7 @@ fn encoded_options_follow_the_request_order() {
     ]));
     let (m, _) = reply(handle(&idx, &ctx(), &r));
     let mut buf = Vec::new();
-    dhcproto::Encodable::encode(&m, &mut dhcproto::Encoder::new(&mut buf)).unwrap();
-    clusto_dhcp::handler::order_options(&mut buf, &clusto_dhcp::handler::requested_codes(&r));
+    clusto_dhcp::handler::encode_reply(&m, &r, &mut buf).unwrap();
     // walk the TLVs after the 240-byte header
     let mut codes = Vec::new();
     let mut i = 240;
