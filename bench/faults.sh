@@ -21,22 +21,33 @@
 # 7. kill -9 of dhcpd while it records learnt MACs (row dhcpd).
 # Each apply trial starts from an empty store; the kill moment is uniform
 # over 1.2 × the time one full apply takes (so some trials let it finish).
-# Usage: bench/faults.sh [--trials 100] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd"]
+# 8. PostgreSQL restarted under the controller (row pgcontroller).
+# --debug uses debug builds (CI runs a short pass: few trials, small N);
+# the exit status is 1 when any trial found a violation.
+# Usage: bench/faults.sh [--trials 100] [--debug] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd"
+PROFILE=release; TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"
 while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=$2; shift 2;;
     --servers) N=$2; shift 2;;
     --rows) ROWS=$2; shift 2;;
-    *) echo "usage: $0 [--trials N] [--servers N] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller dhcpd']"; exit 2;;
+    --debug) PROFILE=debug; shift;;
+    *) echo "usage: $0 [--trials N] [--servers N] [--debug] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller']"; exit 2;;
   esac
 done
 row() { [[ " $ROWS " == *" $1 "* ]]; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/clusto-target}
-cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin snmp-load
-C="$CARGO_TARGET_DIR/release/clusto"; L="$CARGO_TARGET_DIR/release/snmp-load"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin snmp-load
+else
+  cargo build --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin snmp-load
+fi
+C="$CARGO_TARGET_DIR/$PROFILE/clusto"; L="$CARGO_TARGET_DIR/$PROFILE/snmp-load"
+# Every row adds what it found wrong here; exit 1 if anything was.
+violations=0
+found() { for n in "$@"; do violations=$((violations + n)); done; }
 PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=clusto_bench_faults
 work=$(mktemp -d)
@@ -53,6 +64,19 @@ fresh() {
       echo "${PG%/*}/$DB";;
   esac
 }
+
+# A private PostgreSQL cluster to restart (initdb in a temporary directory,
+# port 5499; the machine's cluster is never touched). Started once.
+PRIVATE_PG=postgres://postgres@127.0.0.1:5499
+private_pg() {
+  [ -z "${pgdir:-}" ] || return 0
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pgdir=$(mktemp -d /tmp/clusto-pg.XXXXXX); chown postgres "$pgdir"
+  runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -U postgres --auth=trust >/dev/null
+  pgctl -o "-p 5499 -k $pgdir -c listen_addresses=127.0.0.1" start
+  trap 'pgctl stop -m immediate 2>/dev/null || true; rm -rf "$pgdir" "$work"' EXIT
+}
+pgctl() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" "$@" >/dev/null; }
 
 for backend in sqlite postgres; do
   row apply || break
@@ -79,6 +103,7 @@ for backend in sqlite postgres; do
     "$C" fsck >/dev/null 2>&1 || { dirty=$((dirty + 1)); "$C" fsck 2>&1 | head -3 | sed 's/^/   fsck: /'; }
   done
   echo "== $backend: kill -9 of apply ($N servers, one full apply $full_ms ms) × $TRIALS: as before $before, fully applied $applied, anything else $broken; fsck not clean $dirty"
+  found "$broken" "$dirty"
 done
 
 # --- 8 concurrent appliers on PostgreSQL -----------------------------------
@@ -119,6 +144,7 @@ for _ in $(seq "$ROUNDS"); do
   "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
 done
 [ "$ROUNDS" = 0 ] || echo "== postgres: 8 concurrent appliers of the same 200 servers × $ROUNDS rounds: applied $ok, refused $refused (not one clear line: $bad_err), lost updates $lost; fsck not clean $dirty"
+found "$bad_err" "$lost" "$dirty"
 
 # --- kill -9 of snmptrapd mid-discovery ------------------------------------
 python3 bench/snmp_inventory.py 0 "$TRIALS" > "$work/racks.yaml"
@@ -149,6 +175,7 @@ for backend in sqlite postgres; do
     "$C" fsck >/dev/null 2>&1 || { dirty=$((dirty + 1)); "$C" fsck 2>&1 | head -3 | sed 's/^/   fsck: /'; }
   done
   echo "== $backend: kill -9 of snmptrapd mid-discovery × $TRIALS: $made servers discovered in all, half-made $partial; fsck not clean $dirty"
+  found "$partial" "$dirty"
 done
 
 # --- a full disk under apply (SQLite on a small tmpfs) -----------------------
@@ -181,6 +208,7 @@ if row fulldisk; then
     umount "$disk"
   done
   echo "== sqlite: full disk under apply ($N servers, 8 MiB tmpfs, random filler) × $TRIALS: refused $refused (not the one clear line: $unclear), applied $applied, changed anyway $changed, unusable after freeing $stuck; fsck not clean $dirty"
+  found "$unclear" "$changed" "$stuck" "$dirty"
 fi
 
 # --- PostgreSQL restarted under dhcpd and apply -------------------------------
@@ -193,13 +221,8 @@ fi
 # clusto_dhcp_store_reachable metric said 0 meanwhile), reconnected by
 # itself, and answers the new host; fsck clean.
 if row pgrestart; then
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  pgdir=$(mktemp -d /tmp/clusto-pg.XXXXXX); chown postgres "$pgdir"
-  pgctl() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" "$@" >/dev/null; }
-  runuser -u postgres -- "$PGBIN/initdb" -D "$pgdir/data" -U postgres --auth=trust >/dev/null
-  pgctl -o "-p 5499 -k $pgdir -c listen_addresses=127.0.0.1" start
-  trap 'pgctl stop -m immediate 2>/dev/null || true; rm -rf "$pgdir" "$work"' EXIT
-  export CLUSTO_STORE="postgres://postgres@127.0.0.1:5499/postgres"
+  private_pg
+  export CLUSTO_STORE="$PRIVATE_PG/postgres"
   python3 - "$work/macs" > "$work/dhcp.yaml" <<'PY'
 import sys
 macs = open(sys.argv[1], "w")
@@ -268,6 +291,7 @@ PY
   done
   kill "$dhcpd" 2>/dev/null; wait "$dhcpd" 2>/dev/null || true
   echo "== postgres restarted under dhcpd and an apply × $TRIALS: relay DISCOVERs answered $answered_all of $sent_all ($(python3 -c "print(f'{100*$answered_all/max($sent_all,1):.2f}')") %); stale metric seen in $saw_stale; dhcpd answered the new host after the restart in $reconnected; applies that landed at once $clean_apply (others failed with one line and landed on retry; not one line: $unclear); half-applied $half; fsck not clean $dirty"
+  found "$unclear" "$half" "$dirty" $((sent_all - answered_all)) $((TRIALS - reconnected))
 fi
 
 # --- kill -9 of the controller converging and deleting 200 VMs (EC2 on moto) --
@@ -277,12 +301,11 @@ fi
 # moment of deleting, then `controller --once`. After converging: exactly
 # 200 instances in moto, each VM's backendId one of them, none leaked;
 # after deleting: no instance left running, no VM left; fsck clean.
-if row controller; then
-  MOTO=${MOTO_SERVER:-$HOME/.cache/moto-venv/bin/moto_server}
-  PY=$(dirname "$MOTO")/python
-  printf '[t]\naws_access_key_id = testing\naws_secret_access_key = testing\n' > "$work/aws"
-  instances() {  # running or pending instance ids in moto at $1
-    "$PY" - "$1" <<'PY'
+MOTO=${MOTO_SERVER:-$HOME/.cache/moto-venv/bin/moto_server}
+PY=$(dirname "$MOTO")/python
+printf '[t]\naws_access_key_id = testing\naws_secret_access_key = testing\n' > "$work/aws"
+instances() {  # running or pending instance ids in moto at $1
+  "$PY" - "$1" <<'PY'
 import boto3, sys
 ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
                    aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -292,7 +315,34 @@ for page in ec2.get_paginator("describe_instances").paginate():
             if i["State"]["Name"] in ("pending", "running", "stopping", "stopped"):
                 print(i["InstanceId"])
 PY
-  }
+}
+start_moto() {  # sets moto (PID) and moto_url
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$MOTO" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto=$!; moto_url="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -s "$moto_url" >/dev/null && break; sleep 0.1; done
+}
+vms_manifest() {  # N → VMManager on $moto_url and N VirtualMachines
+  python3 - "$moto_url" "$work/aws" "$1" <<'PY'
+import sys
+print(f"""apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {{name: aws}}
+spec:
+  backend: ec2
+  ec2: {{region: us-east-1, endpoint: "{sys.argv[1]}", credentialsFile: "{sys.argv[2]}", profile: t}}""")
+for i in range(int(sys.argv[3])):
+    print(f"""---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {{name: v{i:03d}}}
+spec: {{manager: aws, image: ami-1e749f67, instanceType: t3.micro, allowTermination: true}}""")
+PY
+}
+backend_ids() { "$C" vm list -o json | python3 -c 'import json,sys; print("\n".join(sorted(v["status"].get("backendId","") for v in json.load(sys.stdin)["items"])))'; }
+
+if row controller; then
   kill_during() {  # MAX_MS: runs the controller, kills it -9 at a random moment
     "$C" controller --lease-ttl 1 --poll-ms 100 >/dev/null 2>&1 &
     local pid=$! ms=$(( RANDOM % ($1 + 1) ))
@@ -303,30 +353,13 @@ PY
   once() { "$C" controller --once --lease-ttl 1 >/dev/null 2>&1; }
   exact=0; leaked=0; lost=0; left=0; stale=0; dirty=0
   for t in $(seq "$TRIALS"); do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "$MOTO" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-    moto=$!
-    for _ in $(seq 100); do curl -s "127.0.0.1:$port" >/dev/null && break; sleep 0.1; done
+    start_moto
     export CLUSTO_STORE; CLUSTO_STORE=$(fresh sqlite)
-    python3 - "http://127.0.0.1:$port" "$work/aws" > "$work/vms.yaml" <<'PY'
-import sys
-print(f"""apiVersion: clusto.dev/v1alpha1
-kind: VMManager
-metadata: {{name: aws}}
-spec:
-  backend: ec2
-  ec2: {{region: us-east-1, endpoint: "{sys.argv[1]}", credentialsFile: "{sys.argv[2]}", profile: t}}""")
-for i in range(200):
-    print(f"""---
-apiVersion: clusto.dev/v1alpha1
-kind: VirtualMachine
-metadata: {{name: v{i:03d}}}
-spec: {{manager: aws, image: ami-1e749f67, instanceType: t3.micro, allowTermination: true}}""")
-PY
+    vms_manifest 200 > "$work/vms.yaml"
     "$C" apply -f "$work/vms.yaml" --apply-set vms >/dev/null
     kill_during 6000; once
-    ids=$(instances "http://127.0.0.1:$port" | sort)
-    mine=$("$C" vm list -o json | python3 -c 'import json,sys; print("\n".join(sorted(v["status"].get("backendId","") for v in json.load(sys.stdin)["items"])))')
+    ids=$(instances "$moto_url" | sort)
+    mine=$(backend_ids)
     n=$(echo "$ids" | grep -c . || true)
     if [ "$n" = 200 ] && [ "$ids" = "$mine" ]; then exact=$((exact + 1))
     elif [ "$n" -gt 200 ]; then leaked=$((leaked + 1)); echo "   leaked: $n instances for 200 VMs"
@@ -335,7 +368,7 @@ PY
     sed -n '1,6p' "$work/vms.yaml" > "$work/none.yaml"
     "$C" apply -f "$work/none.yaml" --apply-set vms --prune >/dev/null
     kill_during 6000; once
-    n=$(instances "http://127.0.0.1:$port" | grep -c . || true)
+    n=$(instances "$moto_url" | grep -c . || true)
     [ "$n" = 0 ] || { left=$((left + 1)); echo "   after deleting: $n instances still up"; }
     vms=$("$C" query 'kind:virtualmachine' -o name | grep -c . || true)
     [ "$vms" = 0 ] || { stale=$((stale + 1)); echo "   after deleting: $vms VMs still in the inventory"; }
@@ -343,6 +376,7 @@ PY
     kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null || true
   done
   echo "== sqlite + moto: kill -9 of the controller converging and deleting 200 VMs × $TRIALS: exactly one instance per VM $exact, leaked $leaked, missing $lost; after deleting: instances left $left, VMs left $stale; fsck not clean $dirty"
+  found "$leaked" "$lost" "$left" "$stale" "$dirty"
 fi
 
 # --- kill -9 of dhcpd while it records learnt MACs ---------------------------
@@ -402,5 +436,60 @@ print(ok, bad)' "$t")
       "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
     done
     echo "== $backend: kill -9 of dhcpd learning MACs × $TRIALS (40 devices each): learnt $learnt of $((TRIALS * 40)) before the kill, wrong or partial $wrong; fsck not clean $dirty"
+    found "$wrong" "$dirty"
   done
 fi
+
+# --- PostgreSQL restarted under the controller (EC2 on moto) -----------------
+# Each trial: a fresh database in the private cluster, a fresh moto, 100
+# VirtualMachines; one `clusto controller` (long-running) converges them
+# while PostgreSQL is restarted (`pg_ctl restart -m fast`) at a random
+# moment of its first 4 s; then all VMs are pruned and PostgreSQL restarted
+# again while it deletes. The same controller process must carry on by
+# itself (no restart by us): every VM with exactly one instance, none
+# leaked, then none left; fsck clean.
+if row pgcontroller; then
+  private_pg
+  settle() {  # PRED_CMD… : waits up to 90 s for the command to succeed
+    for _ in $(seq 900); do "$@" && return 0; sleep 0.1; done; return 1
+  }
+  converged() {
+    [ "$(backend_ids | grep -c '^i-' || true)" = 100 ] && [ "$(instances "$moto_url" | grep -c . || true)" = 100 ]
+  }
+  emptied() {
+    [ "$("$C" query 'kind:virtualmachine' -o name 2>/dev/null | grep -c . || true)" = 0 ] && [ "$(instances "$moto_url" | grep -c . || true)" = 0 ]
+  }
+  restart_within() {  # MAX_MS
+    local ms=$(( RANDOM % ($1 + 1) ))
+    sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"; pgctl restart -m fast
+  }
+  exact=0; leaked=0; slow=0; left=0; died=0; dirty=0; recovered=0
+  for t in $(seq "$TRIALS"); do
+    db=clusto_pgc_$t
+    psql "$PRIVATE_PG/postgres" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+    export CLUSTO_STORE="$PRIVATE_PG/$db"
+    start_moto
+    vms_manifest 100 > "$work/vms.yaml"
+    "$C" apply -f "$work/vms.yaml" --apply-set vms >/dev/null
+    "$C" controller --poll-ms 100 2>"$work/controller.log" >/dev/null &
+    ctl=$!
+    restart_within 4000
+    if settle converged; then
+      ids=$(instances "$moto_url" | sort); [ "$ids" = "$(backend_ids)" ] && exact=$((exact + 1)) || { leaked=$((leaked + 1)); echo "   not exact after converging"; }
+    else slow=$((slow + 1)); echo "   not converged in 90 s: $(backend_ids | grep -c '^i-' || true) backend ids, $(instances "$moto_url" | grep -c . || true) instances"
+    fi
+    sed -n '1,6p' "$work/vms.yaml" > "$work/none.yaml"
+    until "$C" apply -f "$work/none.yaml" --apply-set vms --prune >/dev/null 2>&1; do sleep 0.2; done
+    restart_within 2000
+    settle emptied || { left=$((left + 1)); echo "   after deleting: $(instances "$moto_url" | grep -c . || true) instances, $("$C" query 'kind:virtualmachine' -o name | grep -c . || true) VMs"; }
+    kill -0 "$ctl" 2>/dev/null || { died=$((died + 1)); echo "   the controller exited:"; tail -3 "$work/controller.log" | sed 's/^/     /'; }
+    grep -qiE 'reconnect|store unreachable|connection' "$work/controller.log" && recovered=$((recovered + 1))
+    kill "$ctl" 2>/dev/null; wait "$ctl" 2>/dev/null || true
+    "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+    kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null || true
+    psql "$PRIVATE_PG/postgres" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  echo "== postgres restarted under the controller (100 EC2 VMs on moto, converge then delete) × $TRIALS: exactly one instance per VM $exact, not exact $leaked, not converged in 90 s $slow; after deleting, left over $left; controller exited $died; log shows the store error $recovered; fsck not clean $dirty"
+  found "$leaked" "$slow" "$left" "$died" "$dirty"
+fi
+[ "$violations" = 0 ] || { echo "violations found: $violations"; exit 1; }

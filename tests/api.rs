@@ -411,6 +411,46 @@ async fn bad_manifests_change_nothing_and_say_where() {
         Some(bad),
     );
     assert_eq!(code, 400);
+    // Malformed parameters and bodies answer with a Status too (found by
+    // the API fuzzer: axum's own rejections were plain text).
+    let bodies = [
+        (format!("{BASE}/plan?prune=tma"), "kind: Server\n"),
+        (format!("{BASE}/servers?limit=many"), ""),
+        (
+            format!("{BASE}/plan"),
+            "kind: Server\nmetadata: {name: caf\u{fffd}}\n",
+        ),
+    ];
+    for (path, body) in &bodies {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let (code, text) = http(
+            &s,
+            method,
+            path,
+            Some(EDITOR),
+            Some(body).filter(|b| !b.is_empty()).copied(),
+        );
+        let st: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        assert_eq!(st["kind"], "Status", "{path}: {text}");
+        assert_eq!(code, st["code"].as_u64().unwrap() as u16, "{path}: {text}");
+        if !path.ends_with("/plan") {
+            assert_eq!(code, 400, "{path}: {text}");
+        }
+    }
+    // A body that is not UTF-8 (curl sends the bytes as they are).
+    let latin1 = std::env::temp_dir().join(format!("clusto-api-latin1-{}", std::process::id()));
+    std::fs::write(&latin1, b"kind: Server\nmetadata: {name: caf\xe9}\n").unwrap();
+    let (code, text) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/plan"),
+        Some(EDITOR),
+        Some(&format!("@{}", latin1.display())),
+    );
+    let _ = std::fs::remove_file(&latin1);
+    let st: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!((code, st["kind"].as_str()), (400, Some("Status")), "{text}");
 }
 
 /// Reads newline-delimited events from a watch until `want` of them (or

@@ -22,7 +22,7 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, Role, Tokens};
 use crate::read::{ListParams, ObjectParams, kind_of_plural};
-use crate::status::ApiError;
+use crate::status::{ApiError, Params, Segments, Text};
 use crate::watch::{Hub, WatchOptions};
 
 pub const API_VERSION: &str = "clusto.dev/v1alpha1";
@@ -158,8 +158,8 @@ fn require(c: &Caller, role: Role, what: &'static str) -> Result<(), ApiError> {
 
 async fn list(
     State(api): State<Arc<Api>>,
-    Path(plural): Path<String>,
-    Query(p): Query<ListParams>,
+    Segments(plural): Segments<String>,
+    Params(p): Params<ListParams>,
 ) -> Result<Response, ApiError> {
     let kind = kind_of_plural(&plural)?;
     if p.watch.unwrap_or(false) {
@@ -172,8 +172,8 @@ async fn list(
 
 async fn object(
     State(api): State<Arc<Api>>,
-    Path((plural, name)): Path<(String, String)>,
-    Query(p): Query<ObjectParams>,
+    Segments((plural, name)): Segments<(String, String)>,
+    Params(p): Params<ObjectParams>,
 ) -> Result<Response, ApiError> {
     let body = read::get(&api, kind_of_plural(&plural)?, &name, p).await?;
     Ok((
@@ -185,8 +185,8 @@ async fn object(
 
 async fn attributes(
     State(api): State<Arc<Api>>,
-    Path((plural, name)): Path<(String, String)>,
-    Query(p): Query<ObjectParams>,
+    Segments((plural, name)): Segments<(String, String)>,
+    Params(p): Params<ObjectParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         read::attributes(&api, kind_of_plural(&plural)?, &name, p).await?,
@@ -195,8 +195,8 @@ async fn attributes(
 
 async fn history(
     State(api): State<Arc<Api>>,
-    Path((plural, name)): Path<(String, String)>,
-    Query(p): Query<ObjectParams>,
+    Segments((plural, name)): Segments<(String, String)>,
+    Params(p): Params<ObjectParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         read::history(&api, kind_of_plural(&plural)?, &name, p).await?,
@@ -210,7 +210,7 @@ struct RevisionParams {
 
 async fn revisions(
     State(api): State<Arc<Api>>,
-    Query(p): Query<RevisionParams>,
+    Params(p): Params<RevisionParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(read::revisions(&api.store, p.limit).await?))
 }
@@ -267,8 +267,8 @@ async fn plan_response(
 
 async fn plan(
     State(api): State<Arc<Api>>,
-    Query(p): Query<WriteParams>,
-    body: String,
+    Params(p): Params<WriteParams>,
+    Text(body): Text,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     plan_response(&api, &p, body).await
 }
@@ -276,8 +276,8 @@ async fn plan(
 async fn apply(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
-    Query(p): Query<WriteParams>,
-    body: String,
+    Params(p): Params<WriteParams>,
+    Text(body): Text,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if p.dry_run.as_deref() == Some("All") {
         return plan_response(&api, &p, body).await;

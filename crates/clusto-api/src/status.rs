@@ -139,3 +139,53 @@ impl IntoResponse for ApiError {
         r
     }
 }
+
+/// Query parameters and path segments whose rejections are `Status`
+/// objects like every other error (axum's own answer plain text).
+pub struct Params<T>(pub T);
+pub struct Segments<T>(pub T);
+/// A request body as UTF-8 text (manifests are text; YAML or JSON).
+pub struct Text(pub String);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Segments<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Segments(p.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Text {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        String::from_request(req, state)
+            .await
+            .map(Text)
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
