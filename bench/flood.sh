@@ -72,7 +72,7 @@ spec:
   addresses: [{{address: 10.90.1.{i + 10}, manager: net, port: "nic-eth:1"}}]""")
 PY
 "$C" apply -f "$work/dhcp.yaml" >/dev/null
-in_s "$C" dhcpd --listen 10.0.0.1:67 --server-id 10.0.0.1 --metrics 127.0.0.1:11467 2>"$work/dhcpd.log" &
+ip netns exec $S "$C" dhcpd --listen 10.0.0.1:67 --server-id 10.0.0.1 --metrics 127.0.0.1:11467 2>"$work/dhcpd.log" &
 pids+=($!); dhcpd=$!
 for _ in $(seq 100); do in_s curl -sf 127.0.0.1:11467/readyz >/dev/null && break; sleep 0.1; done
 M=http://127.0.0.1:11467/metrics
@@ -93,7 +93,7 @@ echo "== dhcpd: without flood $a0 of $s0 answered; under flood $(cat "$work/floo
 # --- SNMP --------------------------------------------------------------------
 export CLUSTO_STORE="sqlite://$work/snmp.db"
 "$C" apply -f crates/clusto-snmp/tests/data/discovery.yaml >/dev/null
-in_s "$C" snmptrapd --listen 10.0.0.1:162 --metrics 127.0.0.1:11469 2>"$work/snmptrapd.log" &
+ip netns exec $S "$C" snmptrapd --listen 10.0.0.1:162 --metrics 127.0.0.1:11469 2>"$work/snmptrapd.log" &
 pids+=($!); trapd=$!
 for _ in $(seq 100); do in_s curl -sf 127.0.0.1:11469/readyz >/dev/null && break; sleep 0.1; done
 snmp_run() {  # flood? → "sent acknowledged"

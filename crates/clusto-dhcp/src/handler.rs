@@ -104,10 +104,10 @@ fn is_bmc(req: &Message) -> bool {
 }
 
 fn mac_text(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 fn mac_of(req: &Message) -> Result<[u8; 6], Ignored> {
@@ -122,6 +122,25 @@ fn mac_of(req: &Message) -> Result<[u8; 6], Ignored> {
     let mut m = [0u8; 6];
     m.copy_from_slice(&req.chaddr()[..6]);
     Ok(m)
+}
+
+/// The first step, on the raw datagram: a request from an Ethernet client
+/// whose MAC the index does not know is dropped before it is decoded, so
+/// a flood of strangers costs a header check and a lookup, not a parse.
+/// Anything else (including what will turn out malformed) goes on to
+/// [`crate::decode`] and [`handle`].
+pub fn screen(idx: &DhcpIndex, datagram: &[u8]) -> Option<Ignored> {
+    const MAGIC: [u8; 4] = [0x63, 0x82, 0x53, 0x63];
+    let header = datagram.get(..240)?;
+    // op BOOTREQUEST, htype Ethernet, hlen 6, the options' magic cookie
+    if header[..3] != [1, 1, 6] || header[236..240] != MAGIC {
+        return None;
+    }
+    let mac: [u8; 6] = header[28..34].try_into().ok()?;
+    if idx.by_mac.contains_key(&mac) || idx.bootstrap.contains_key(&mac) {
+        return None;
+    }
+    Some(Ignored::UnknownMac(mac_text(&mac)))
 }
 
 /// Answers one request from the index.

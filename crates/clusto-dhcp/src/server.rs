@@ -413,6 +413,11 @@ pub async fn run(store: Store, opts: Options) -> Result<(), ServerError> {
         loop {
             let (n, _peer) = sock.recv_from(&mut buf)?;
             let t = Instant::now();
+            if let Some(i) = crate::handler::screen(&index.read().expect("index lock"), &buf[..n]) {
+                metrics.ignored(i.reason());
+                limiter.log(&i);
+                continue;
+            }
             let Some(req) = crate::decode(&buf[..n]) else {
                 metrics.ignored("malformed");
                 continue;

@@ -391,6 +391,13 @@ fn bootstrap_macs_are_learnt_when_asked() {
     let mut bmc = request(MessageType::Discover, mac);
     bmc.opts_mut()
         .insert(DhcpOption::ClassIdentifier(b"Dell iDRAC BMC".to_vec()));
+    let mut wire = Vec::new();
+    dhcproto::Encodable::encode(&bmc, &mut dhcproto::Encoder::new(&mut wire)).unwrap();
+    assert_eq!(
+        clusto_dhcp::handler::screen(&idx, &wire),
+        None,
+        "a bootstrap MAC passes the screen"
+    );
     assert_eq!(
         handle(&idx, &learning, &bmc),
         Outcome::Learn {
@@ -586,4 +593,40 @@ fn the_original_option_names_are_understood() {
         o.get(OptionCode::DefaultIpTtl).is_none(),
         "a value that does not fit its option is left out"
     );
+}
+
+/// The screen drops strangers on the raw bytes and passes everything it
+/// cannot rule out to the full pipeline, which then decides as before.
+#[test]
+fn the_screen_drops_only_unknown_macs() {
+    let idx = DhcpIndex::build(&inventory(), 1);
+    let wire = |m: &Message| {
+        let mut b = Vec::new();
+        dhcproto::Encodable::encode(m, &mut dhcproto::Encoder::new(&mut b)).unwrap();
+        b
+    };
+    let stranger = [0x02, 0xbe, 0xef, 0, 0, 9];
+    let d = wire(&request(MessageType::Discover, stranger));
+    assert_eq!(
+        clusto_dhcp::handler::screen(&idx, &d),
+        Some(Ignored::UnknownMac("02:be:ef:00:00:09".into()))
+    );
+    // and the full pipeline agrees
+    let full = handle(&idx, &ctx(), &clusto_dhcp::decode(&d).unwrap());
+    assert_eq!(
+        full,
+        Outcome::Ignore(Ignored::UnknownMac("02:be:ef:00:00:09".into()))
+    );
+    // a known MAC, a short datagram, a reply, another hardware type: passed on
+    assert_eq!(
+        clusto_dhcp::handler::screen(&idx, &wire(&request(MessageType::Discover, MAC1))),
+        None
+    );
+    assert_eq!(clusto_dhcp::handler::screen(&idx, &d[..239]), None);
+    let mut reply = d.clone();
+    reply[0] = 2;
+    assert_eq!(clusto_dhcp::handler::screen(&idx, &reply), None);
+    let mut token_ring = d.clone();
+    token_ring[1] = 6;
+    assert_eq!(clusto_dhcp::handler::screen(&idx, &token_ring), None);
 }
