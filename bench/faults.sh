@@ -471,7 +471,7 @@ if row pgcontroller; then
     start_moto
     vms_manifest 100 > "$work/vms.yaml"
     "$C" apply -f "$work/vms.yaml" --apply-set vms >/dev/null
-    "$C" controller --poll-ms 100 2>"$work/controller.log" >/dev/null &
+    CLUSTO_LOG=info "$C" controller --poll-ms 100 2>"$work/controller.log" >/dev/null &
     ctl=$!
     restart_within 4000
     if settle converged; then
@@ -483,13 +483,14 @@ if row pgcontroller; then
     restart_within 2000
     settle emptied || { left=$((left + 1)); echo "   after deleting: $(instances "$moto_url" | grep -c . || true) instances, $("$C" query 'kind:virtualmachine' -o name | grep -c . || true) VMs"; }
     kill -0 "$ctl" 2>/dev/null || { died=$((died + 1)); echo "   the controller exited:"; tail -3 "$work/controller.log" | sed 's/^/     /'; }
-    grep -qiE 'reconnect|store unreachable|connection' "$work/controller.log" && recovered=$((recovered + 1))
+    grep -qE 'WARN|ERROR' "$work/controller.log" && recovered=$((recovered + 1))
+    [ -z "${KEEP_LOG:-}" ] || cp "$work/controller.log" "$KEEP_LOG.$t"
     kill "$ctl" 2>/dev/null; wait "$ctl" 2>/dev/null || true
     "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
     kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null || true
     psql "$PRIVATE_PG/postgres" -qAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   done
-  echo "== postgres restarted under the controller (100 EC2 VMs on moto, converge then delete) × $TRIALS: exactly one instance per VM $exact, not exact $leaked, not converged in 90 s $slow; after deleting, left over $left; controller exited $died; log shows the store error $recovered; fsck not clean $dirty"
+  echo "== postgres restarted under the controller (100 EC2 VMs on moto, converge then delete) × $TRIALS: exactly one instance per VM $exact, not exact $leaked, not converged in 90 s $slow; after deleting, left over $left; controller exited $died; warned of the store in its log $recovered; fsck not clean $dirty"
   found "$leaked" "$slow" "$left" "$died" "$dirty"
 fi
 [ "$violations" = 0 ] || { echo "violations found: $violations"; exit 1; }
