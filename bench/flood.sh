@@ -12,14 +12,33 @@
 #         the commit).
 #   Flood: bench/src/bin/flood.rs from 10.0.0.3 (random bytes, mutated real
 #         packets, well-formed requests from strangers).
-# Usage: bench/flood.sh [--seconds 10]
+# Exit 1 when a daemon died or a real client's success rate under the flood
+# fell below --min percent (CI: a debug build, a short run, a low bar).
+# Usage: bench/flood.sh [--seconds 10] [--min 99] [--debug]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=10
-[ "${1:-}" = --seconds ] && SECS=$2
+SECS=10; MIN=99; PROFILE=release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECS=$2; shift 2;;
+    --min) MIN=$2; shift 2;;
+    --debug) PROFILE=debug; shift;;
+    *) echo "usage: $0 [--seconds N] [--min PERCENT] [--debug]"; exit 2;;
+  esac
+done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/clusto-target}
-cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin flood
-C="$CARGO_TARGET_DIR/release/clusto"; F="$CARGO_TARGET_DIR/release/flood"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin flood
+else
+  cargo build --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin flood
+fi
+C="$CARGO_TARGET_DIR/$PROFILE/clusto"; F="$CARGO_TARGET_DIR/$PROFILE/flood"
+failed=0
+judge() {  # NAME OK SENT ALIVE
+  python3 -c "import sys; sys.exit(0 if 100 * $2 >= $MIN * max($3, 1) else 1)" \
+    || { echo "   $1: success under the flood below $MIN %"; failed=1; }
+  [ "$4" = yes ] || { echo "   $1: the daemon died"; failed=1; }
+}
 S=clusto-fl-srv; K=clusto-fl-cli
 work=$(mktemp -d)
 pids=()
@@ -88,6 +107,7 @@ before=$(metric $M clusto_dhcp_ignored_total)
 read -r s1 a1 < <(dhcp_run yes)
 after=$(metric $M clusto_dhcp_ignored_total)
 kill -0 $dhcpd 2>/dev/null && alive=yes || alive=NO
+judge dhcpd "$a1" "$s1" "$alive"
 echo "== dhcpd: without flood $a0 of $s0 answered; under flood $(cat "$work/flood.json") → $a1 of $s1 answered ($(python3 -c "print(f'{100*$a1/max($s1,1):.2f}')") %), ignored (counted) $((after - before)), still running: $alive"
 
 # --- SNMP --------------------------------------------------------------------
@@ -114,4 +134,6 @@ before=$(metric $M clusto_snmp_traps_total)
 read -r s1 a1 < <(snmp_run yes)
 after=$(metric $M clusto_snmp_traps_total)
 kill -0 $trapd 2>/dev/null && alive=yes || alive=NO
+judge snmptrapd "$a1" "$s1" "$alive"
 echo "== snmptrapd: without flood $a0 of $s0 INFORMs acknowledged; under flood $(cat "$work/flood.json") → $a1 of $s1 acknowledged ($(python3 -c "print(f'{100*$a1/max($s1,1):.2f}')") %), datagrams counted $((after - before)), still running: $alive"
+exit "$failed"

@@ -182,7 +182,13 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
             anonymous_read,
             bookmark_seconds,
             watch_window,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(clusto_http::tls::Tls::load(c, k)?),
+                _ => None,
+            };
             serve(
                 &store,
                 *listen,
@@ -193,6 +199,7 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                     window: (*watch_window).max(0),
                     ..Default::default()
                 },
+                tls,
             )
             .await?;
         }
@@ -1365,6 +1372,7 @@ async fn serve(
     token_file: Option<&std::path::Path>,
     anonymous_read: bool,
     watch: clusto_api::watch::WatchOptions,
+    tls: Option<clusto_http::tls::Tls>,
 ) -> Result<()> {
     let tokens = match token_file {
         Some(p) => clusto_api::auth::Tokens::load(p)?,
@@ -1377,9 +1385,15 @@ async fn serve(
     let ready = clusto_http::Readiness::default();
     let app = clusto_http::routes(std::sync::Arc::new(registry), ready.clone())
         .merge(clusto_api::router(api));
-    let bound = clusto_http::serve(listen, app).await?;
+    let (bound, scheme) = match tls {
+        Some(tls) => (
+            clusto_http::tls::serve_tls(listen, app, tls).await?,
+            "https",
+        ),
+        None => (clusto_http::serve(listen, app).await?, "http"),
+    };
     ready.set(true);
-    eprintln!("clusto serve: listening on http://{bound}");
+    eprintln!("clusto serve: listening on {scheme}://{bound}");
     crate::vm::shutdown_signal().await;
     Ok(())
 }

@@ -275,7 +275,7 @@ pub enum Command {
     /// Serve the inventory over HTTP: a Kubernetes-shaped API with watch,
     /// bearer tokens, plan and apply, plus /healthz, /readyz and /metrics.
     #[command(
-        after_help = "Paths (all under /apis/clusto.dev/v1alpha1):\n  GET  /{plural}                 list (?query=EXPR, ?limit=N&continue=TOKEN, ?resourceVersion=REV)\n  GET  /{plural}?watch=true      ADDED/MODIFIED/DELETED/BOOKMARK events from ?resourceVersion=REV on\n  GET  /{plural}/NAME            one object, as `clusto get KIND NAME -o json` prints it\n  GET  /{plural}/NAME/attributes ?merged=true adds the containers' attributes, each with its source\n  GET  /{plural}/NAME/history    revisions that touched it (?limit=N, ?since=REV)\n  GET  /revisions                the revision log (?limit=N)\n  POST /plan, /apply             manifests in the body (?applySet=, ?prune=true, ?dryRun=All)\nPlurals are lower-case: servers, racks, pools, ipmanagers, virtualmachines, ...\n\nTokens: --token-file lines `token,user,role`. viewer reads and plans; editor also applies;\nadmin also prunes and forces conflicts. Send `Authorization: Bearer TOKEN`.\n\nExample:\n  clusto serve --listen 127.0.0.1:8080 --token-file /etc/clusto/tokens --anonymous-read\n  curl -H 'Authorization: Bearer $T' http://127.0.0.1:8080/apis/clusto.dev/v1alpha1/servers?limit=10"
+        after_help = "Paths (all under /apis/clusto.dev/v1alpha1):\n  GET  /{plural}                 list (?query=EXPR, ?limit=N&continue=TOKEN, ?resourceVersion=REV)\n  GET  /{plural}?watch=true      ADDED/MODIFIED/DELETED/BOOKMARK events from ?resourceVersion=REV on\n  GET  /{plural}/NAME            one object, as `clusto get KIND NAME -o json` prints it\n  GET  /{plural}/NAME/attributes ?merged=true adds the containers' attributes, each with its source\n  GET  /{plural}/NAME/history    revisions that touched it (?limit=N, ?since=REV)\n  GET  /revisions                the revision log (?limit=N)\n  POST /plan, /apply             manifests in the body (?applySet=, ?prune=true, ?dryRun=All)\nPlurals are lower-case: servers, racks, pools, ipmanagers, virtualmachines, ...\n\nTokens: --token-file lines `token,user,role`. viewer reads and plans; editor also applies;\nadmin also prunes and forces conflicts. Send `Authorization: Bearer TOKEN`.\n\nExample:\n  clusto serve --listen 127.0.0.1:8080 --token-file /etc/clusto/tokens --anonymous-read\n  clusto serve --listen 0.0.0.0:8443 --token-file /etc/clusto/tokens --tls-cert tls.crt --tls-key tls.key\n  curl -H 'Authorization: Bearer $T' http://127.0.0.1:8080/apis/clusto.dev/v1alpha1/servers?limit=10"
     )]
     Serve {
         /// Address to listen on.
@@ -293,6 +293,13 @@ pub enum Command {
         /// How many revisions back a watch may start; older answers 410 Gone (list again).
         #[arg(long, default_value_t = 10_000)]
         watch_window: i64,
+        /// Serve HTTPS with this certificate (PEM: the server's first, then intermediates).
+        /// Read once at start; restart to pick up a renewed one.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// SNMP trap receiver: switches' MAC notifications become servers placed by their rack's layout.
     #[command(
