@@ -79,21 +79,11 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!("controller started");
-    if a.kube.kube {
-        let sync = kube_sync(store, &a.kube, kube_metrics).await?;
-        tokio::try_join!(
-            async { c.run(shutdown_signal()).await.map_err(anyhow::Error::from) },
-            async {
-                power
-                    .run(a.poll, shutdown_signal())
-                    .await
-                    .map_err(anyhow::Error::from)
-            },
-            sync
-        )?;
-        tracing::info!("controller stopped");
-        return Ok(ExitCode::SUCCESS);
-    }
+    let sync = if a.kube.kube {
+        Some(kube_sync(store, &a.kube, kube_metrics).await?)
+    } else {
+        None
+    };
     tokio::try_join!(
         async { c.run(shutdown_signal()).await.map_err(anyhow::Error::from) },
         async {
@@ -102,37 +92,54 @@ pub async fn controller(store: &Store, a: ControllerArgs) -> Result<ExitCode> {
                 .await
                 .map_err(anyhow::Error::from)
         },
+        async {
+            match sync {
+                Some(sync) => sync.await,
+                None => Ok(()),
+            }
+        },
     )?;
     tracing::info!("controller stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits for a lease another controller holds, or gives up once a dead
-/// holder's SQLite lease should have expired.
-async fn lease_wait(store: &Store, name: &str, started: Instant, ttl: Duration) -> Result<()> {
-    if started.elapsed() > ttl * 2 {
-        let who = store.lease_holder(name).await?;
-        bail!(
-            "another controller holds the lease {name} ({})",
-            who.map(|w| w.0).unwrap_or_default()
-        );
+/// `--once`: a pass ends after this long without work…
+const QUIET: Duration = Duration::from_millis(1500);
+/// …or after this long in all.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// Runs `converge` until its last pass was made holding the lease, waiting
+/// for a lease another controller holds, or giving up once a dead holder's
+/// SQLite lease should have expired. Returns that run's reports.
+async fn until_led<R>(
+    store: &Store,
+    lease: &str,
+    ttl: Duration,
+    mut converge: impl AsyncFnMut() -> Result<Vec<R>>,
+    led: impl Fn(&R) -> bool,
+) -> Result<Vec<R>> {
+    let started = Instant::now();
+    loop {
+        let reports = converge().await?;
+        if reports.last().is_some_and(&led) {
+            return Ok(reports);
+        }
+        if started.elapsed() > ttl * 2 {
+            let who = store.lease_holder(lease).await?;
+            bail!(
+                "another controller holds the lease {lease} ({})",
+                who.map(|w| w.0).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(())
 }
 
 /// `--once` for VMs: converge, release, say where the VMs are.
 async fn vm_once(store: &Store, c: &mut Controller, ttl: Duration) -> Result<String> {
-    let started = Instant::now();
-    loop {
-        let passes = c
-            .converge(Duration::from_millis(1500), Duration::from_secs(600))
-            .await?;
-        if passes.last().is_some_and(|r| r.leader) {
-            break;
-        }
-        lease_wait(store, clusto_vm::controller::LEASE_NAME, started, ttl).await?;
-    }
+    let lease = clusto_vm::controller::LEASE_NAME;
+    let converge = async || Ok(c.converge(QUIET, PATIENCE).await?);
+    until_led(store, lease, ttl, converge, |r| r.leader).await?;
     c.release().await?;
     let inv = vm_view(store, None, None).await?;
     let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
@@ -150,16 +157,9 @@ async fn power_once(
     p: &mut clusto_power::Controller,
     ttl: Duration,
 ) -> Result<String> {
-    let started = Instant::now();
-    let reports = loop {
-        let reports = p
-            .converge(Duration::from_millis(1500), Duration::from_secs(600))
-            .await?;
-        if reports.last().is_some_and(|r| r.leader) {
-            break reports;
-        }
-        lease_wait(store, clusto_power::controller::LEASE_NAME, started, ttl).await?;
-    };
+    let lease = clusto_power::controller::LEASE_NAME;
+    let converge = async || Ok(p.converge(QUIET, PATIENCE).await?);
+    let reports = until_led(store, lease, ttl, converge, |r| r.leader).await?;
     p.release().await?;
     let sum =
         |f: fn(&clusto_power::controller::TickReport) -> u64| reports.iter().map(f).sum::<u64>();
