@@ -438,6 +438,32 @@ async fn bad_manifests_change_nothing_and_say_where() {
             assert_eq!(code, 400, "{path}: {text}");
         }
     }
+    // A method a path does not take (found by the API fuzzer: the answer was an empty 405).
+    let (code, text) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/servers"),
+        Some(ADMIN),
+        Some("kind: Server\n"),
+    );
+    assert_eq!(code, 405, "{text}");
+    let st: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(st["reason"], "MethodNotAllowed", "{text}");
+    // An empty body is refused, never read as "prune everything".
+    let before = head(&s);
+    let (code, text) = http(
+        &s,
+        "POST",
+        &format!("{BASE}/apply?prune=true"),
+        Some(ADMIN),
+        Some(""),
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains("the request body holds no manifests"),
+        "{text}"
+    );
+    assert_eq!(head(&s), before);
     // A body that is not UTF-8 (curl sends the bytes as they are).
     let latin1 = std::env::temp_dir().join(format!("clusto-api-latin1-{}", std::process::id()));
     std::fs::write(&latin1, b"kind: Server\nmetadata: {name: caf\xe9}\n").unwrap();
@@ -659,4 +685,59 @@ async fn serves_https_with_the_given_certificate() {
         "{}",
         r.stderr
     );
+}
+
+/// schemathesis (from PyPI; `.ci/deps` installs it) generates requests
+/// from `/openapi/v3` and checks every answer against it: status codes,
+/// content types, response schemas, auth. 0 failures.
+#[tokio::test]
+async fn schemathesis_finds_nothing_against_the_openapi_document() {
+    let st = std::env::var("SCHEMATHESIS").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/schemathesis-venv/bin/st",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    assert!(
+        std::path::Path::new(&st).exists(),
+        "{st} is missing: run `bash .ci/deps test`"
+    );
+    let c = Clusto::fresh("sqlite").await;
+    c.ok(&[
+        "apply",
+        "-f",
+        &format!("{}/../../manifests", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    let s = serve(&c, &[]);
+    // The document as served, minus `watch` (see tests/schemathesis/schemathesis.toml).
+    let (code, mut doc) = get(&s, "/openapi/v3", Some(ADMIN));
+    assert_eq!(code, 200);
+    for op in doc["paths"].as_object_mut().unwrap().values_mut() {
+        let get = op.get_mut("get").and_then(|g| g.get_mut("parameters"));
+        if let Some(params) = get.and_then(|p| p.as_array_mut()) {
+            params.retain(|p| p["name"] != "watch");
+        }
+    }
+    let file = std::env::temp_dir().join(format!("clusto-openapi-{}.json", std::process::id()));
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let config = format!(
+        "{}/../../tests/schemathesis/schemathesis.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(&st)
+        .args(["--no-color", "--config-file", &config, "run"])
+        .arg(&file)
+        .args(["--url", &s.url, "--checks", "all", "--max-examples", "15"])
+        .args(["--request-timeout", "10", "--seed", "1"])
+        .args(["-H", &format!("Authorization: Bearer {ADMIN}")])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("passed"), "{text}");
 }

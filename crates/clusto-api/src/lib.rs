@@ -108,6 +108,12 @@ pub fn router(api: Arc<Api>) -> Router {
         .route(&format!("{base}/{{plural}}/{{name}}/history"), get(history))
         .route("/openapi/v3", get(|| async { Json(openapi::document()) }))
         .fallback(|req: Request| async move { ApiError::NoSuchPath(req.uri().path().to_string()) })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: req.uri().path().to_string(),
+            }
+        })
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,
@@ -205,14 +211,16 @@ async fn history(
 
 #[derive(Debug, Default, Deserialize)]
 struct RevisionParams {
-    limit: Option<i64>,
+    limit: Option<u64>,
 }
 
 async fn revisions(
     State(api): State<Arc<Api>>,
     Params(p): Params<RevisionParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(read::revisions(&api.store, p.limit).await?))
+    Ok(Json(
+        read::revisions(&api.store, p.limit.map(read::count)).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,11 +251,17 @@ fn objects(body: String) -> Result<Vec<clusto_manifest::Object>, ApiError> {
         text: body,
     };
     let (objects, errors) = parse_sources(&[source]);
-    if errors.is_empty() {
-        Ok(objects)
-    } else {
-        Err(ApiError::Invalid(errors))
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
     }
+    // As `kubectl apply` refuses no objects: an empty body is a client's
+    // mistake far more often than a wish to prune a whole apply set.
+    if objects.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request body holds no manifests".into(),
+        ));
+    }
+    Ok(objects)
 }
 
 fn plan_json(plan: &clusto_manifest::Plan, base: i64) -> serde_json::Value {

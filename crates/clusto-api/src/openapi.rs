@@ -8,7 +8,15 @@ use serde_json::{Value as Json, json};
 use crate::API_VERSION;
 
 fn param(name: &str, within: &str, ty: &str, doc: &str) -> Json {
-    json!({"name": name, "in": within, "required": within == "path", "schema": {"type": ty}, "description": doc})
+    // Counts and revisions are never negative; as in Kubernetes, a query
+    // parameter given empty (`?limit=`) is the parameter left out.
+    let schema = match (ty, within) {
+        ("integer", "query") => json!({"anyOf": [{"type": ty, "minimum": 0}, {"const": ""}]}),
+        ("boolean", "query") => json!({"anyOf": [{"type": ty}, {"const": ""}]}),
+        ("integer", _) => json!({"type": ty, "minimum": 0}),
+        _ => json!({"type": ty}),
+    };
+    json!({"name": name, "in": within, "required": within == "path", "schema": schema, "description": doc})
 }
 
 fn json_response(doc: &str, schema: &str) -> Json {
@@ -37,12 +45,13 @@ fn with_errors(mut ok: Json, extra: &[(&str, &str)]) -> Json {
 fn collection_paths(paths: &mut serde_json::Map<String, Json>, kind: Kind) {
     let base = format!("/apis/{API_VERSION}/{}", kind.plural());
     let name = param("name", "path", "string", "the object's name");
-    let rv = param(
+    let mut rv = param(
         "resourceVersion",
         "query",
         "string",
         "a store revision (default: the head)",
     );
+    rv["schema"]["pattern"] = json!("^[0-9]*$");
     let k = kind.as_str();
     paths.insert(
         base.clone(),
@@ -55,12 +64,13 @@ fn collection_paths(paths: &mut serde_json::Map<String, Json>, kind: Kind) {
                 param("continue", "query", "string", "the token a previous page returned"),
                 rv.clone(),
                 param("watch", "query", "boolean", "stream ADDED/MODIFIED/DELETED/BOOKMARK events from resourceVersion on"),
-                param("timeoutSeconds", "query", "integer", "end a watch after this long"),
+                param("timeoutSeconds", "query", "integer", "end a watch after this long (0: right after the replay)"),
                 param("allowWatchBookmarks", "query", "boolean", "accepted; bookmarks are always sent"),
             ],
             "responses": with_errors(json!({"description": "the list, or with watch=true newline-delimited WatchEvent objects",
-                "content": {"application/json": {"schema": {"oneOf": [
-                    {"$ref": "#/components/schemas/List"}, {"$ref": "#/components/schemas/WatchEvent"}]}}}}),
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/List"}},
+                    crate::watch::STREAM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/WatchEvent"}}}}),
                 &[("410", "the watch's resourceVersion is older than the watch window: list again")]),
         }}),
     );
@@ -134,7 +144,7 @@ fn write_path(op: &str, summary: &str) -> Json {
         "parameters": write_params(),
         "requestBody": {"required": true, "content": {
             "application/yaml": {"schema": {"type": "string"}},
-            "application/json": {"schema": {}}}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/Manifest"}}}},
         "responses": r,
     }})
 }
@@ -145,6 +155,13 @@ fn schemas() -> Json {
             "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": {"type": "object"},
                 "status": {"type": "string"}, "message": {"type": "string"}, "reason": {"type": "string"},
                 "code": {"type": "integer"}, "details": {"type": "object"}}},
+        "Manifest": {"type": "object", "required": ["apiVersion", "kind", "metadata"],
+            "properties": {"apiVersion": {"const": API_VERSION},
+                "kind": {"enum": Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()},
+                "metadata": {"type": "object", "required": ["name"], "properties": {"name": {
+                    "description": "a YAML scalar, read as text (a rack layout may be named 201001)",
+                    "anyOf": [{"type": "string", "minLength": 1}, {"type": ["integer", "number", "boolean"]}]}}},
+                "spec": {"type": "object"}}},
         "Object": {"type": "object", "required": ["apiVersion", "kind", "metadata"],
             "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
                 "metadata": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
@@ -193,11 +210,13 @@ pub fn document() -> Json {
         write_path("apply", "Record the manifests in the body as one revision"),
     );
     let text = |doc: &str| json!({"description": doc, "content": {"text/plain": {"schema": {"type": "string"}}}});
-    for (p, doc) in [
-        ("/healthz", "the process answers"),
-        ("/metrics", "OpenMetrics text"),
+    let metrics = json!({"description": "the metrics, OpenMetrics text",
+        "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}});
+    for (p, answer) in [
+        ("/healthz", text("the process answers")),
+        ("/metrics", metrics),
     ] {
-        paths.insert(p.into(), json!({"get": {"operationId": p.trim_start_matches('/'), "security": [], "responses": {"200": text(doc)}}}));
+        paths.insert(p.into(), json!({"get": {"operationId": p.trim_start_matches('/'), "security": [], "responses": {"200": answer}}}));
     }
     paths.insert(
         "/readyz".into(),

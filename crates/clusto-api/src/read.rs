@@ -263,8 +263,14 @@ async fn one(
 pub struct ObjectParams {
     pub resource_version: Option<String>,
     pub merged: Option<bool>,
-    pub limit: Option<i64>,
-    pub since: Option<i64>,
+    /// Counts and revisions: a negative one is refused as a bad parameter.
+    pub limit: Option<u64>,
+    pub since: Option<u64>,
+}
+
+/// A count or revision from a request, as the store's integer.
+pub fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// One object, encoded. Reads at the head come from the object cache when
@@ -322,8 +328,8 @@ pub async fn history(
     // The object must exist now or have existed: history outlives deletes.
     let q = HistoryQuery {
         name: Some(name.to_string()),
-        limit: Some(p.limit.unwrap_or(50)).filter(|l| *l > 0),
-        since: p.since,
+        limit: Some(p.limit.map_or(50, count)).filter(|l| *l > 0),
+        since: p.since.map(count),
     };
     let mut items = Vec::new();
     let r = api

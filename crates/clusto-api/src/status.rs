@@ -18,6 +18,8 @@ pub enum ApiError {
     NotFound { plural: String, name: String },
     #[error("the server could not find the requested resource: {0}")]
     NoSuchPath(String),
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("a bearer token is required (Authorization: Bearer TOKEN)")]
@@ -80,6 +82,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoSuchPath(_) => {
                 (StatusCode::NOT_FOUND, "NotFound")
+            }
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed")
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
@@ -154,10 +159,21 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        _state: &S,
     ) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
+        // As in Kubernetes, `?continue=` or `?dryRun=` with no value is the
+        // parameter left out.
+        let given: Vec<&str> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+            .collect();
+        let uri: axum::http::Uri = format!("/?{}", given.join("&"))
+            .parse()
+            .map_err(|e: axum::http::uri::InvalidUri| ApiError::BadRequest(e.to_string()))?;
+        axum::extract::Query::<T>::try_from_uri(&uri)
             .map(|q| Params(q.0))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
     }

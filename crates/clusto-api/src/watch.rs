@@ -244,12 +244,16 @@ impl Hub {
             rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
         }));
         Ok((
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            [(axum::http::header::CONTENT_TYPE, STREAM_CONTENT_TYPE)],
             body,
         )
             .into_response())
     }
 }
+
+/// What a watch answers with: one JSON event per line, as Kubernetes
+/// names the media type of its watch streams.
+pub const STREAM_CONTENT_TYPE: &str = "application/json;stream=watch";
 
 fn bookmark_line(kind: Kind, rev: i64) -> String {
     let o = json!({"type": "BOOKMARK", "object": {"apiVersion": API_VERSION, "kind": kind.as_str(), "metadata": {"resourceVersion": rev.to_string()}}});
