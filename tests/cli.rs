@@ -621,7 +621,7 @@ async fn rack_show_draws_the_elevation() {
     ]);
     let out = c.ok(&["rack", "show", "r1"]);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "r1 (45U, 1-45)", "{out}");
+    assert_eq!(lines[0], "r1 (45U, 1-45), front", "{out}");
     // Units run 45 down to 1 between the two rules.
     let units: Vec<u32> = lines[2..lines.len() - 1]
         .iter()
@@ -641,8 +641,37 @@ async fn rack_show_draws_the_elevation() {
     let j = c.json(&["rack", "show", "r1"]);
     assert_eq!(
         j["mounted"][1],
-        json!({"name": "b1", "driver": "big", "ru": {"start": 20, "end": 21}})
+        json!({"name": "b1", "driver": "big", "ru": {"start": 20, "end": 21}, "face": "front", "fullDepth": true})
     );
+    // The rear: a device mounted there drawn plainly, the backs of
+    // full-depth front devices in brackets, half-depth front ones not at all.
+    c.ok(&["attr", "set", "sw1", "rack.face", "rear"]);
+    c.ok(&["attr", "set", "s1", "rack.depth", "half"]);
+    let rear = c.ok(&["rack", "show", "r1", "--rear"]);
+    let lines: Vec<&str> = rear.lines().collect();
+    assert_eq!(lines[0], "r1 (45U, 1-45), rear", "{rear}");
+    let row = |u: u32| lines[2 + (45 - u) as usize];
+    assert!(row(45).contains("| sw1 "), "{rear}");
+    assert!(row(21).contains("| [b1 (2U)] "), "{rear}");
+    assert!(
+        row(10)
+            .trim_end()
+            .ends_with(&format!("{} |", " ".repeat(32))),
+        "{rear}"
+    );
+    assert!(
+        rear.contains("[name]: a full-depth device mounted on the other side"),
+        "{rear}"
+    );
+    let front = c.ok(&["rack", "show", "r1"]);
+    assert!(
+        front.lines().nth(2).unwrap().contains("| [sw1] "),
+        "{front}"
+    );
+    assert!(front.contains("| s1 "), "{front}");
+    let j = c.json(&["rack", "show", "r1"]);
+    assert_eq!(j["mounted"][2]["face"], "rear", "{j}");
+    assert_eq!(j["mounted"][0]["fullDepth"], false, "{j}");
     assert_eq!(
         c.fail(&["rack", "show", "s1"]),
         "s1 is a Server, not a rack"

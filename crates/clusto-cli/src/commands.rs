@@ -418,8 +418,15 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
             declarative::export_cmd(&store, query.as_deref(), at.at, ns).await?
         }
         Command::Rack {
-            op: RackOp::Show { rack, at },
-        } => rack_show(&store, fmt, rack, at.at).await?,
+            op: RackOp::Show { rack, rear, at },
+        } => {
+            let side = if *rear {
+                clusto_core::elevation::Face::Rear
+            } else {
+                clusto_core::elevation::Face::Front
+            };
+            rack_show(&store, fmt, rack, at.at, side).await?
+        }
         Command::Rack {
             op:
                 RackOp::AddServer {
@@ -1399,8 +1406,15 @@ async fn serve(
 }
 
 /// `clusto rack show RACK`: the elevation as text (or its data as JSON/YAML).
-async fn rack_show(store: &Store, fmt: Format, rack: &str, at: Option<i64>) -> Result<()> {
-    let inv = read(store, Scope::read([rack]), at).await?;
+async fn rack_show(
+    store: &Store,
+    fmt: Format,
+    rack: &str,
+    at: Option<i64>,
+    side: clusto_core::elevation::Face,
+) -> Result<()> {
+    // The devices' own attributes say which side they are on.
+    let inv = read(store, Scope::read([rack]).with_descendants_of(rack), at).await?;
     let id = inv.id_of(rack)?;
     if inv.kind_of(id) != Some(Kind::Rack) {
         bail!(
@@ -1414,13 +1428,14 @@ async fn rack_show(store: &Store, fmt: Format, rack: &str, at: Option<i64>) -> R
             let mounted: Vec<Json> = el
                 .mounted
                 .iter()
-                .map(|m| json!({"name": m.name, "driver": m.driver, "ru": {"start": m.ru.start, "end": m.ru.end}}))
+                .map(|m| json!({"name": m.name, "driver": m.driver, "ru": {"start": m.ru.start, "end": m.ru.end},
+                    "face": m.face, "fullDepth": m.full_depth}))
                 .collect();
             let data = json!({"rack": rack, "minU": el.min, "maxU": el.max, "mounted": mounted, "unplaced": el.unplaced});
             emit(fmt, &data, &[], vec![])
         }
         _ => {
-            print!("{}", elevation_text(rack, &el));
+            print!("{}", elevation_text(rack, &el, side));
             Ok(())
         }
     }
@@ -1428,24 +1443,37 @@ async fn rack_show(store: &Store, fmt: Format, rack: &str, at: Option<i64>) -> R
 
 /// Units top to bottom; a device's name on its top unit, its other units
 /// marked as continued; empty units left blank.
-fn elevation_text(rack: &str, el: &clusto_core::elevation::Elevation) -> String {
+fn elevation_text(
+    rack: &str,
+    el: &clusto_core::elevation::Elevation,
+    side: clusto_core::elevation::Face,
+) -> String {
+    use clusto_core::elevation::{Face, Seen};
     const W: usize = 32;
+    let view = match side {
+        Face::Front => "front",
+        Face::Rear => "rear",
+    };
     let mut out = format!(
-        "{rack} ({}U, {}-{})\n",
+        "{rack} ({}U, {}-{}), {view}\n",
         el.max.saturating_sub(el.min) + 1,
         el.min,
         el.max
     );
     let rule = format!("     +{}+\n", "-".repeat(W + 2));
     out.push_str(&rule);
+    let mut behind = false;
     for u in (el.min..=el.max).rev() {
-        let cell = match el.at(u) {
-            Some(m) if m.ru.end == u => {
-                let label = if m.ru.start == m.ru.end {
-                    m.name.clone()
-                } else {
-                    format!("{} ({}U)", m.name, m.ru.end - m.ru.start + 1)
-                };
+        let cell = match el.at(u, side) {
+            Some((m, seen)) if m.ru.end == u => {
+                let mut label = m.name.clone();
+                if m.ru.start != m.ru.end {
+                    label = format!("{label} ({}U)", m.ru.end - m.ru.start + 1);
+                }
+                if seen == Seen::Back {
+                    behind = true;
+                    label = format!("[{label}]");
+                }
                 label.chars().take(W).collect::<String>()
             }
             Some(_) => "  |".to_string(),
@@ -1454,6 +1482,9 @@ fn elevation_text(rack: &str, el: &clusto_core::elevation::Elevation) -> String 
         out.push_str(&format!("{u:>4} | {cell:<W$} |\n"));
     }
     out.push_str(&rule);
+    if behind {
+        out.push_str("[name]: a full-depth device mounted on the other side\n");
+    }
     if !el.unplaced.is_empty() {
         out.push_str(&format!("at no unit: {}\n", el.unplaced.join(", ")));
     }

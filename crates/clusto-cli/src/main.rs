@@ -619,8 +619,14 @@ pub enum VmOp {
 pub enum RackOp {
     /// Draw the rack's elevation: units numbered top to bottom, each device
     /// across its units, empty units visible, then what sits at no unit.
+    #[command(
+        after_help = "A device is mounted on the front unless its attribute rack.face is `rear`,\nand fills the rack's depth unless rack.depth is `half` (so its back shows,\nin [brackets], from the other side):\n  clusto attr set pdu-a rack.face rear\n  clusto attr set patch-1 rack.depth half"
+    )]
     Show {
         rack: String,
+        /// Draw the rear: devices mounted there, and the backs of full-depth front ones.
+        #[arg(long)]
+        rear: bool,
         #[command(flatten)]
         at: At,
     },

@@ -5,13 +5,45 @@
 use crate::inventory::Inventory;
 use crate::model::{EntityId, RuRange};
 
-/// A device at its units.
+/// A side of a rack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Face {
+    Front,
+    Rear,
+}
+
+/// How a device looks from one side of its rack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Mounted on this side.
+    Face,
+    /// Mounted on the other side and full depth: its back shows here.
+    Back,
+}
+
+/// A device at its units. The side it is mounted on is its attribute
+/// `rack.face` (`front` unless it says `rear`); it fills the rack's depth
+/// unless `rack.depth` says `half`, as PDUs and patch panels often do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mounted {
     pub id: EntityId,
     pub name: String,
     pub driver: String,
     pub ru: RuRange,
+    pub face: Face,
+    pub full_depth: bool,
+}
+
+impl Mounted {
+    /// How it shows from `side`; None when it cannot be seen from there.
+    pub fn seen_from(&self, side: Face) -> Option<Seen> {
+        match (self.face == side, self.full_depth) {
+            (true, _) => Some(Seen::Face),
+            (false, true) => Some(Seen::Back),
+            (false, false) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,15 +58,24 @@ pub struct Elevation {
 }
 
 impl Elevation {
-    /// The device at unit `u`, if any.
-    pub fn at(&self, u: u32) -> Option<&Mounted> {
+    /// The device at unit `u` as seen from `side`, if one shows there.
+    pub fn at(&self, u: u32, side: Face) -> Option<(&Mounted, Seen)> {
         self.mounted
             .iter()
-            .find(|m| m.ru.start <= u && u <= m.ru.end)
+            .filter(|m| m.ru.start <= u && u <= m.ru.end)
+            .find_map(|m| Some((m, m.seen_from(side)?)))
     }
 }
 
 impl Inventory {
+    /// A device's `rack.SUBKEY` text, lower-cased.
+    fn rack_word(&self, id: EntityId, subkey: &str) -> Option<&'static str> {
+        let v = self.attr_value(id, "rack", Some(subkey))?.as_str()?;
+        ["front", "rear", "full", "half"]
+            .into_iter()
+            .find(|w| v.trim().eq_ignore_ascii_case(w))
+    }
+
     /// The elevation of `rack` (its contents must be loaded).
     pub fn elevation(&self, rack: EntityId) -> Elevation {
         let (min, max) = self.rack_bounds(rack);
@@ -51,6 +92,11 @@ impl Inventory {
                         .unwrap_or_default(),
                     name,
                     ru,
+                    face: match self.rack_word(c.child, "face") {
+                        Some("rear") => Face::Rear,
+                        _ => Face::Front,
+                    },
+                    full_depth: self.rack_word(c.child, "depth") != Some("half"),
                 }),
                 None => unplaced.push(name),
             }
