@@ -22,18 +22,20 @@
 # Each apply trial starts from an empty store; the kill moment is uniform
 # over 1.2 × the time one full apply takes (so some trials let it finish).
 # 8. PostgreSQL restarted under the controller (row pgcontroller).
+# --backends limits the rows that run on both stores to some of them.
 # --debug uses debug builds (CI runs a short pass: few trials, small N);
 # the exit status is 1 when any trial found a violation.
-# Usage: bench/faults.sh [--trials 100] [--debug] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"]
+# Usage: bench/faults.sh [--trials 100] [--debug] [--backends "sqlite postgres"] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROFILE=release; TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"
+BACKENDS="sqlite postgres"; PROFILE=release; TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"
 while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=$2; shift 2;;
     --servers) N=$2; shift 2;;
     --rows) ROWS=$2; shift 2;;
     --debug) PROFILE=debug; shift;;
+    --backends) BACKENDS=$2; shift 2;;
     *) echo "usage: $0 [--trials N] [--servers N] [--debug] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller']"; exit 2;;
   esac
 done
@@ -78,7 +80,7 @@ private_pg() {
 }
 pgctl() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" "$@" >/dev/null; }
 
-for backend in sqlite postgres; do
+for backend in $BACKENDS; do
   row apply || break
   export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
   "$C" get datacenter -o name >/dev/null   # migrations, so the trials time the apply alone
@@ -148,7 +150,7 @@ found "$bad_err" "$lost" "$dirty"
 
 # --- kill -9 of snmptrapd mid-discovery ------------------------------------
 python3 bench/snmp_inventory.py 0 "$TRIALS" > "$work/racks.yaml"
-for backend in sqlite postgres; do
+for backend in $BACKENDS; do
   row snmptrapd || break
   export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
   "$C" apply -f "$work/racks.yaml" >/dev/null
@@ -351,10 +353,11 @@ if row controller; then
     sleep 1.1   # the SQLite lease of the killed holder expires
   }
   once() { "$C" controller --once --lease-ttl 1 >/dev/null 2>&1; }
+  for backend in $BACKENDS; do
   exact=0; leaked=0; lost=0; left=0; stale=0; dirty=0
   for t in $(seq "$TRIALS"); do
     start_moto
-    export CLUSTO_STORE; CLUSTO_STORE=$(fresh sqlite)
+    export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
     vms_manifest 200 > "$work/vms.yaml"
     "$C" apply -f "$work/vms.yaml" --apply-set vms >/dev/null
     kill_during 6000; once
@@ -375,8 +378,9 @@ if row controller; then
     "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
     kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null || true
   done
-  echo "== sqlite + moto: kill -9 of the controller converging and deleting 200 VMs × $TRIALS: exactly one instance per VM $exact, leaked $leaked, missing $lost; after deleting: instances left $left, VMs left $stale; fsck not clean $dirty"
+  echo "== $backend + moto: kill -9 of the controller converging and deleting 200 VMs × $TRIALS: exactly one instance per VM $exact, leaked $leaked, missing $lost; after deleting: instances left $left, VMs left $stale; fsck not clean $dirty"
   found "$leaked" "$lost" "$left" "$stale" "$dirty"
+  done
 fi
 
 # --- kill -9 of dhcpd while it records learnt MACs ---------------------------
@@ -386,7 +390,7 @@ fi
 # have its own MAC recorded or none (never another, never half), and fsck
 # is clean; a restarted dhcpd learns the rest.
 if row dhcpd; then
-  for backend in sqlite postgres; do
+  for backend in $BACKENDS; do
     export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
     python3 - "$TRIALS" > "$work/learn.yaml" <<'PY'
 import sys
