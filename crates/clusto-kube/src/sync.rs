@@ -85,6 +85,9 @@ struct State {
     retry: BTreeMap<Key, (Instant, u32)>,
     /// Synced resources by the entity id their object has in the store.
     by_entity: HashMap<i64, Key>,
+    /// The refusal each resource was last warned of: a retry that comes
+    /// before the watch shows our own status write must not warn again.
+    warned: HashMap<Key, String>,
     /// The store revision statuses are as of.
     rev: i64,
 }
@@ -392,6 +395,7 @@ fn bookkeep(
     match outcome {
         Outcome::Released => {
             state.retry.remove(key);
+            state.warned.remove(key);
             state.by_entity.retain(|_, k| k != key);
             return Some(Write::Release);
         }
@@ -407,17 +411,20 @@ fn bookkeep(
             state
                 .retry
                 .insert(key.clone(), (Instant::now() + wait, tries));
-            let already = old.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Synced" && c.message == *msg)
-            });
+            let already = state.warned.get(key) == Some(msg)
+                || old.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Synced" && c.message == *msg)
+                });
             if !already {
+                state.warned.insert(key.clone(), msg.clone());
                 warn = Some(msg.clone());
             }
         }
         Outcome::Synced { uid, .. } => {
             state.retry.remove(key);
+            state.warned.remove(key);
             if let Some(uid) = uid {
                 state.by_entity.insert(*uid, key.clone());
             }
