@@ -51,7 +51,7 @@ C="$CARGO_TARGET_DIR/$PROFILE/clusto"; L="$CARGO_TARGET_DIR/$PROFILE/snmp-load"
 violations=0
 found() { for n in "$@"; do violations=$((violations + n)); done; }
 PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
-DB=clusto_bench_faults
+DB=clusto_bench_faults_$$   # per run: two runs never drop each other's database
 work=$(mktemp -d)
 trap 'umount "$work/disk" 2>/dev/null || true; rm -rf "$work"; psql "$PG" -qAt -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
