@@ -318,31 +318,28 @@ fn yaml_error(
         .location()
         .map(|l| (l.line() + doc_line - 1, l.column()))
         .unwrap_or((doc_line, 1));
+    ManifestError {
+        loc: Loc {
+            file: file.to_string(),
+            line,
+            column,
+        },
+        object,
+        rule: yaml_rule(e),
+    }
+}
+
+/// What a YAML error says, in words and without the parser's own position.
+fn yaml_rule(e: &serde_saphyr::Error) -> String {
     if let Some(breach) = budget_breach(e) {
-        return ManifestError {
-            loc: Loc {
-                file: file.to_string(),
-                line,
-                column,
-            },
-            object,
-            rule: budget_rule(breach),
-        };
+        return budget_rule(breach);
     }
     let rendered = e.without_snippet().to_string();
     if rendered.contains("recursion limit exceeded") {
         // The scanner's own nesting guard, before any budget is counted.
-        return ManifestError {
-            loc: Loc {
-                file: file.to_string(),
-                line,
-                column,
-            },
-            object,
-            rule: too_large(
-                "it nests deeper than the 256 levels of brackets or indented blocks YAML is read to",
-            ),
-        };
+        return too_large(
+            "it nests deeper than the 256 levels of brackets or indented blocks YAML is read to",
+        );
     }
     // The message carries its own "at line X column Y"; ours is in front.
     let rule = rendered
@@ -352,18 +349,9 @@ fn yaml_error(
         .trim()
         .trim_start_matches("error: ")
         .to_string();
-    let rule = match rule.split_once(": ") {
+    match rule.split_once(": ") {
         Some((pre, rest)) if pre.starts_with("line ") => rest.to_string(),
         _ => rule,
-    };
-    ManifestError {
-        loc: Loc {
-            file: file.to_string(),
-            line,
-            column,
-        },
-        object,
-        rule,
     }
 }
 
