@@ -225,32 +225,7 @@ fi
 if row pgrestart; then
   private_pg
   export CLUSTO_STORE="$PRIVATE_PG/postgres"
-  python3 - "$work/macs" > "$work/dhcp.yaml" <<'PY'
-import sys
-macs = open(sys.argv[1], "w")
-print("""apiVersion: clusto.dev/v1alpha1
-kind: IPManager
-metadata: {name: net}
-spec: {cidr: 10.90.0.0/16, gateway: 10.90.0.1}
----
-apiVersion: clusto.dev/v1alpha1
-kind: Datacenter
-metadata: {name: dc}
-spec:
-  attrs:
-    dhcp: {enabled: true}""")
-for i in range(50):
-    mac = "02:90:00:00:%02x:%02x" % (i // 256, i % 256)
-    macs.write(mac + "\n")
-    print(f"""---
-apiVersion: clusto.dev/v1alpha1
-kind: Server
-metadata: {{name: d{i:03d}}}
-spec:
-  datacenter: dc
-  ports: [{{port: "nic-eth:1", mac: "{mac}"}}]
-  addresses: [{{address: 10.90.1.{i + 10}, manager: net, port: "nic-eth:1"}}]""")
-PY
+  python3 bench/dhcp_hosts.py "$work/macs" 50 > "$work/dhcp.yaml"
   "$C" apply -f "$work/dhcp.yaml" --apply-set base >/dev/null
   "$C" dhcpd --listen 127.0.0.1:11067 --server-id 127.0.0.1 --metrics 127.0.0.1:11467 --refresh-ms 100 2>"$work/dhcpd.log" &
   dhcpd=$!
