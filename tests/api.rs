@@ -90,7 +90,22 @@ fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
+    http_with(s, method, path, token, body, &[])
+}
+
+/// `http` with extra request headers.
+fn http_with(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[&str],
+) -> (u16, String) {
     let mut c = Command::new("curl");
+    for h in headers {
+        c.args(["-H", h]);
+    }
     c.args([
         "-s",
         "--max-time",
@@ -481,10 +496,10 @@ async fn bad_manifests_change_nothing_and_say_where() {
 
 /// Reads newline-delimited events from a watch until `want` of them (or
 /// the time runs out).
-fn watch(s: &Server, query: &str, want: usize, within: Duration) -> Vec<Value> {
+fn watch(s: &Server, plural: &str, query: &str, want: usize, within: Duration) -> Vec<Value> {
     let mut child = Command::new("curl")
         .args(["-sN", "-H", &format!("Authorization: Bearer {VIEWER}")])
-        .arg(format!("{}{BASE}/servers?watch=true&{query}", s.url))
+        .arg(format!("{}{BASE}/{plural}?watch=true&{query}", s.url))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -511,6 +526,96 @@ fn watch(s: &Server, query: &str, want: usize, within: Duration) -> Vec<Value> {
     events
 }
 
+/// `entities`: every kind in one collection (search, lookups by name
+/// alone, one watch); a rack's elevation; the plan as the CLI prints it.
+#[tokio::test]
+async fn entities_elevations_and_plan_text_serve_the_ui() {
+    let c = Clusto::fresh("sqlite").await;
+    build(&c);
+    let s = serve(&c, &[]);
+    let from = head(&s);
+    let (code, all) = get(&s, &format!("{BASE}/entities"), Some(VIEWER));
+    assert_eq!(code, 200, "{all}");
+    assert_eq!(all["kind"], "List");
+    assert_eq!(names(&all), ["dc1", "r1", "s1", "s2", "s3"]);
+    assert_eq!(all["items"][1]["kind"], "Rack");
+    let (_, page) = get(&s, &format!("{BASE}/entities?limit=2"), Some(VIEWER));
+    assert_eq!(names(&page), ["dc1", "r1"]);
+    assert!(page["metadata"]["continue"].is_string(), "{page}");
+    let (_, q) = get(&s, &format!("{BASE}/entities?query=name:*1"), Some(VIEWER));
+    assert_eq!(names(&q), ["dc1", "r1", "s1"]);
+    let (code, r1) = get(&s, &format!("{BASE}/entities/r1"), Some(VIEWER));
+    assert_eq!((code, r1.clone()), (200, c.json(&["get", "rack", "r1"])));
+    // Cached or not, a name of the wrong kind is not found.
+    for _ in 0..2 {
+        assert_eq!(get(&s, &format!("{BASE}/servers/r1"), Some(VIEWER)).0, 404);
+        assert_eq!(get(&s, &format!("{BASE}/racks/r1"), Some(VIEWER)).0, 200);
+    }
+    let (code, nf) = get(&s, &format!("{BASE}/entities/nope"), Some(VIEWER));
+    assert_eq!(
+        (code, nf["details"]["kind"].as_str()),
+        (404, Some("entities"))
+    );
+    // The elevation is what `clusto rack show -o json` prints.
+    let (code, el) = get(&s, &format!("{BASE}/racks/r1/elevation"), Some(VIEWER));
+    assert_eq!(code, 200, "{el}");
+    assert_eq!(el, c.json(&["rack", "show", "r1"]));
+    assert_eq!(el["mounted"][1]["name"], "s2");
+    assert_eq!(el["mounted"][1]["kind"], "Server");
+    assert_eq!(el["mounted"][1]["ru"]["start"], 5);
+    for bad in [
+        "servers/s1/elevation",
+        "racks/nope/elevation",
+        "entities/r1/elevation",
+    ] {
+        assert_eq!(
+            get(&s, &format!("{BASE}/{bad}"), Some(VIEWER)).0,
+            404,
+            "{bad}"
+        );
+    }
+    // One watch sees every kind.
+    c.ok(&["attr", "set", "r1", "owner", "bob"]);
+    c.ok(&["create", "server", "s4", "--in", "r1", "--ru", "11"]);
+    let ev = watch(
+        &s,
+        "entities",
+        &format!("resourceVersion={from}"),
+        2,
+        Duration::from_secs(20),
+    );
+    let seen: Vec<(&str, &str)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e["object"]["kind"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("Rack", "r1"), ("Server", "s4")], "{ev:?}");
+    // The plan as text, exactly as `clusto plan` prints it.
+    let manifest = "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s9}\nspec: {rack: r1, ru: 20}\n";
+    let (code, text) = http_with(
+        &s,
+        "POST",
+        &format!("{BASE}/plan?applySet=ui"),
+        Some(VIEWER),
+        Some(manifest),
+        &["Accept: text/plain"],
+    );
+    assert_eq!(code, 200, "{text}");
+    let file = std::env::temp_dir().join(format!("clusto-plan-text-{}.yaml", std::process::id()));
+    std::fs::write(&file, manifest).unwrap();
+    let cli = c.ok(&["plan", "--apply-set", "ui", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(text, cli);
+    assert!(
+        text.contains("+ Server s9") && text.contains("Plan: 1 to add"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn watches_replay_then_follow_live() {
     for b in clusto_store::testing::BACKENDS {
@@ -522,7 +627,7 @@ async fn watches_replay_then_follow_live() {
         c.ok(&["delete", "s3"]);
         let q = format!("resourceVersion={from}");
         let ev = std::thread::scope(|sc| {
-            let h = sc.spawn(|| watch(&s, &q, 4, Duration::from_secs(20)));
+            let h = sc.spawn(|| watch(&s, "servers", &q, 4, Duration::from_secs(20)));
             std::thread::sleep(Duration::from_millis(500));
             c.ok(&["create", "server", "s4", "--in", "r1", "--ru", "11"]);
             h.join().unwrap()

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT, AUTHORIZATION};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,7 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{Caller, Role, Tokens};
-use crate::read::{ListParams, ObjectParams, kind_of_plural};
+use crate::read::{Collection, ListParams, ObjectParams};
 use crate::status::{ApiError, Params, Segments, Text};
 use crate::watch::{Hub, WatchOptions};
 
@@ -106,6 +107,10 @@ pub fn router(api: Arc<Api>) -> Router {
             get(attributes),
         )
         .route(&format!("{base}/{{plural}}/{{name}}/history"), get(history))
+        .route(
+            &format!("{base}/{{plural}}/{{name}}/elevation"),
+            get(elevation),
+        )
         .route("/openapi/v3", get(|| async { Json(openapi::document()) }))
         .fallback(|req: Request| async move { ApiError::NoSuchPath(req.uri().path().to_string()) })
         .method_not_allowed_fallback(|req: Request| async move {
@@ -167,13 +172,13 @@ async fn list(
     Segments(plural): Segments<String>,
     Params(p): Params<ListParams>,
 ) -> Result<Response, ApiError> {
-    let kind = kind_of_plural(&plural)?;
+    let coll = Collection::parse(&plural)?;
     if p.watch.unwrap_or(false) {
         let from = read::revision(p.resource_version.as_deref())?;
         let timeout = p.timeout_seconds.map(Duration::from_secs);
-        return api.hub.watch(api.store.clone(), kind, from, timeout).await;
+        return api.hub.watch(api.store.clone(), coll, from, timeout).await;
     }
-    read::list(&api, kind, p).await
+    read::list(&api, coll, p).await
 }
 
 async fn object(
@@ -181,7 +186,7 @@ async fn object(
     Segments((plural, name)): Segments<(String, String)>,
     Params(p): Params<ObjectParams>,
 ) -> Result<Response, ApiError> {
-    let body = read::get(&api, kind_of_plural(&plural)?, &name, p).await?;
+    let body = read::get(&api, Collection::parse(&plural)?, &name, p).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
@@ -195,7 +200,7 @@ async fn attributes(
     Params(p): Params<ObjectParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
-        read::attributes(&api, kind_of_plural(&plural)?, &name, p).await?,
+        read::attributes(&api, Collection::parse(&plural)?, &name, p).await?,
     ))
 }
 
@@ -205,7 +210,17 @@ async fn history(
     Params(p): Params<ObjectParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
-        read::history(&api, kind_of_plural(&plural)?, &name, p).await?,
+        read::history(&api, Collection::parse(&plural)?, &name, p).await?,
+    ))
+}
+
+async fn elevation(
+    State(api): State<Arc<Api>>,
+    Segments((plural, name)): Segments<(String, String)>,
+    Params(p): Params<ObjectParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        read::elevation(&api, Collection::parse(&plural)?, &name, p).await?,
     ))
 }
 
@@ -268,33 +283,61 @@ fn plan_json(plan: &clusto_manifest::Plan, base: i64) -> serde_json::Value {
     json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary})
 }
 
+/// How a plan is answered: the JSON of `clusto plan -o json`, or with
+/// `Accept: text/plain` the text `clusto plan` prints (the UI's preview).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PlanForm {
+    Json,
+    Text,
+}
+
+impl PlanForm {
+    fn of(headers: &HeaderMap) -> PlanForm {
+        let accept = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if accept.contains("text/plain") && !accept.contains("application/json") {
+            PlanForm::Text
+        } else {
+            PlanForm::Json
+        }
+    }
+}
+
 async fn plan_response(
     api: &Api,
     p: &WriteParams,
+    form: PlanForm,
     body: String,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let objects = objects(body)?;
     let (head, inv) = api.store.load_head().await?;
     let plan = engine::plan(inv, &objects, &p.options()).map_err(ApiError::Invalid)?;
-    Ok(Json(plan_json(&plan, head)))
+    Ok(match form {
+        PlanForm::Json => Json(plan_json(&plan, head)).into_response(),
+        PlanForm::Text => plan.render(&|_, text| text.to_string()).into_response(),
+    })
 }
 
 async fn plan(
     State(api): State<Arc<Api>>,
+    headers: HeaderMap,
     Params(p): Params<WriteParams>,
     Text(body): Text,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    plan_response(&api, &p, body).await
+) -> Result<Response, ApiError> {
+    plan_response(&api, &p, PlanForm::of(&headers), body).await
 }
 
 async fn apply(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Params(p): Params<WriteParams>,
     Text(body): Text,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if p.dry_run.as_deref() == Some("All") {
-        return plan_response(&api, &p, body).await;
+        return plan_response(&api, &p, PlanForm::of(&headers), body).await;
     }
     if let Some(other) = &p.dry_run {
         return Err(ApiError::BadRequest(format!(
@@ -326,5 +369,6 @@ async fn apply(
     .await?;
     Ok(Json(
         json!({"revision": w.revision, "changes": w.value.changes, "summary": w.value.summary}),
-    ))
+    )
+    .into_response())
 }

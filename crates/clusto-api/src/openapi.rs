@@ -6,6 +6,7 @@ use clusto_core::Kind;
 use serde_json::{Value as Json, json};
 
 use crate::API_VERSION;
+use crate::read::Collection;
 
 fn param(name: &str, within: &str, ty: &str, doc: &str) -> Json {
     // Counts and revisions are never negative; as in Kubernetes, a query
@@ -42,8 +43,8 @@ fn with_errors(mut ok: Json, extra: &[(&str, &str)]) -> Json {
     r
 }
 
-fn collection_paths(paths: &mut serde_json::Map<String, Json>, kind: Kind) {
-    let base = format!("/apis/{API_VERSION}/{}", kind.plural());
+fn collection_paths(paths: &mut serde_json::Map<String, Json>, coll: Collection) {
+    let base = format!("/apis/{API_VERSION}/{}", coll.plural());
     let name = param("name", "path", "string", "the object's name");
     let mut rv = param(
         "resourceVersion",
@@ -52,12 +53,18 @@ fn collection_paths(paths: &mut serde_json::Map<String, Json>, kind: Kind) {
         "a store revision (default: the head)",
     );
     rv["schema"]["pattern"] = json!("^[0-9]*$");
-    let k = kind.as_str();
+    let k = coll.item_kind();
+    let summary = match coll {
+        Collection::Of(kind) => format!("List {} (or watch them with watch=true)", kind.plural()),
+        Collection::Entities => {
+            "List (or watch) objects of every kind; items keep their own kind".into()
+        }
+    };
     paths.insert(
         base.clone(),
         json!({"get": {
             "operationId": format!("list{k}"),
-            "summary": format!("List {} (or watch them with watch=true)", kind.plural()),
+            "summary": summary,
             "parameters": [
                 param("query", "query", "string", "an expression in clusto's query language"),
                 param("limit", "query", "integer", "at most this many items; metadata.continue fetches the next page"),
@@ -83,6 +90,17 @@ fn collection_paths(paths: &mut serde_json::Map<String, Json>, kind: Kind) {
             "responses": with_errors(json_response("the object", "Object"), &[]),
         }}),
     );
+    if coll == Collection::Of(Kind::Rack) {
+        paths.insert(
+            format!("{base}/{{name}}/elevation"),
+            json!({"get": {
+                "operationId": "readRackElevation",
+                "summary": "Which device sits at which units, as `clusto rack show RACK -o json` prints it",
+                "parameters": [name.clone(), rv.clone()],
+                "responses": with_errors(json_response("the elevation", "Elevation"), &[]),
+            }}),
+        );
+    }
     paths.insert(
         format!("{base}/{{name}}/attributes"),
         json!({"get": {
@@ -138,6 +156,8 @@ fn write_path(op: &str, summary: &str) -> Json {
         ],
     );
     r.as_object_mut().map(|m| m.remove("404"));
+    // `Accept: text/plain` asks for the plan as `clusto plan` prints it.
+    r["200"]["content"]["text/plain"] = json!({"schema": {"type": "string"}});
     json!({"post": {
         "operationId": op,
         "summary": summary,
@@ -183,6 +203,13 @@ fn schemas() -> Json {
                 "changes": {"type": "array", "items": {"type": "object", "properties": {"op": {"type": "string"}, "text": {"type": "string"}}}}}},
         "HistoryList": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Revision"}}}},
         "RevisionList": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Revision"}}}},
+        "Elevation": {"type": "object", "required": ["rack", "minU", "maxU", "mounted", "unplaced"],
+            "properties": {"rack": {"type": "string"}, "minU": {"type": "integer"}, "maxU": {"type": "integer"},
+                "mounted": {"type": "array", "items": {"type": "object", "required": ["name", "kind", "ru", "face", "fullDepth"],
+                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"}, "driver": {"type": "string"},
+                        "ru": {"type": "object", "properties": {"start": {"type": "integer"}, "end": {"type": "integer"}}},
+                        "face": {"enum": ["front", "rear"]}, "fullDepth": {"type": "boolean"}}}},
+                "unplaced": {"type": "array", "items": {"type": "string"}}}},
         "PlanResult": {"type": "object", "required": ["changes", "summary"],
             "properties": {"baseRevision": {"type": "integer"}, "revision": {"type": ["integer", "null"]},
                 "changes": {"type": "array", "items": {"type": "object"}},
@@ -194,8 +221,9 @@ fn schemas() -> Json {
 pub fn document() -> Json {
     let mut paths = serde_json::Map::new();
     for k in Kind::ALL {
-        collection_paths(&mut paths, k);
+        collection_paths(&mut paths, Collection::Of(k));
     }
+    collection_paths(&mut paths, Collection::Entities);
     paths.insert(format!("/apis/{API_VERSION}/revisions"), json!({"get": {
         "operationId": "listRevisions", "summary": "The revision log, newest first",
         "parameters": [param("limit", "query", "integer", "at most this many (default 50; 0 = all)")],

@@ -46,12 +46,57 @@ pub fn revision(rv: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// A kind from a path segment: the lower-case plural (`servers`).
-pub fn kind_of_plural(plural: &str) -> Result<Kind, ApiError> {
-    Kind::ALL
-        .into_iter()
-        .find(|k| k.plural() == plural)
-        .ok_or_else(|| ApiError::NoSuchPath(format!("/apis/{API_VERSION}/{plural}")))
+/// What a path's plural selects: one kind (`servers`), or `entities`,
+/// every kind at once — clusto's extension for searching, looking a name
+/// up without knowing its kind, and one watch over everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Collection {
+    Of(Kind),
+    Entities,
+}
+
+impl Collection {
+    pub const ENTITIES: &'static str = "entities";
+
+    /// The collection a path segment names.
+    pub fn parse(plural: &str) -> Result<Collection, ApiError> {
+        if plural == Self::ENTITIES {
+            return Ok(Collection::Entities);
+        }
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.plural() == plural)
+            .map(Collection::Of)
+            .ok_or_else(|| ApiError::NoSuchPath(format!("/apis/{API_VERSION}/{plural}")))
+    }
+
+    pub fn kind(self) -> Option<Kind> {
+        match self {
+            Collection::Of(k) => Some(k),
+            Collection::Entities => None,
+        }
+    }
+
+    pub fn holds(self, kind: Kind) -> bool {
+        self.kind().is_none_or(|k| k == kind)
+    }
+
+    pub fn plural(self) -> String {
+        self.kind()
+            .map_or_else(|| Self::ENTITIES.to_string(), |k| k.plural())
+    }
+
+    /// The kind of one item (`Entity` for the mixed collection).
+    pub fn item_kind(self) -> &'static str {
+        self.kind().map_or("Entity", |k| k.as_str())
+    }
+
+    fn not_found(self, name: &str) -> ApiError {
+        ApiError::NotFound {
+            plural: self.plural(),
+            name: name.to_string(),
+        }
+    }
 }
 
 /// A continue token: the revision the list is read at and the last name
@@ -104,8 +149,8 @@ impl Cursor {
 
 /// The names a list covers, in byte order, from one snapshot.
 enum Names {
-    /// Paged from the store's name index.
-    Kind(Kind),
+    /// Paged from the store's name index (every kind for None).
+    Kind(Option<Kind>),
     /// Matched by a compiled query (names only; the objects load by page).
     Query(Vec<String>),
 }
@@ -118,7 +163,7 @@ impl Names {
         n: usize,
     ) -> Result<Vec<String>, ApiError> {
         Ok(match self {
-            Names::Kind(k) => snap.names(Some(*k), after, n as i64).await?,
+            Names::Kind(k) => snap.names(*k, after, n as i64).await?,
             Names::Query(all) => {
                 let start = after
                     .map(|a| all.partition_point(|x| x.as_str() <= a))
@@ -138,22 +183,27 @@ async fn objects(snap: &mut Snapshot, names: &[String]) -> Result<Vec<Json_>, Ap
         .collect())
 }
 
-pub async fn list(api: &Api, kind: Kind, p: ListParams) -> Result<Response, ApiError> {
+pub async fn list(api: &Api, coll: Collection, p: ListParams) -> Result<Response, ApiError> {
     let cursor = Cursor::of(&p)?;
     let mut snap = api.store.snapshot(cursor.at).await?;
     let rev = snap.rev();
     let mut names = match &p.query {
-        None => Names::Kind(kind),
+        None => Names::Kind(coll.kind()),
         Some(q) => {
-            let q = clusto_core::query::parse(q)
+            let mut q = clusto_core::query::parse(q)
                 .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
-            let q = Query::And(vec![Query::Kind(kind), q]);
+            if let Some(kind) = coll.kind() {
+                q = Query::And(vec![Query::Kind(kind), q]);
+            }
             let mut all = api.store.query(&q, Some(rev)).await?;
             all.sort();
             Names::Query(all)
         }
     };
-    let list_kind = format!("{}List", kind.as_str());
+    let list_kind = match coll.kind() {
+        Some(k) => format!("{}List", k.as_str()),
+        None => "List".to_string(),
+    };
     match p.limit.filter(|l| *l > 0) {
         Some(limit) => {
             let mut page = names
@@ -238,24 +288,43 @@ fn stream_list(
         .into_response()
 }
 
-/// One object of `kind` named `name`, as of `at`, with the view it was
-/// read from and that view's revision.
+/// One object of the collection named `name`, as of `at`, with the view
+/// it was read from and that view's revision.
 async fn one(
     api: &Api,
-    kind: Kind,
+    coll: Collection,
     name: &str,
     at: Option<i64>,
 ) -> Result<(i64, Inventory, EntityId), ApiError> {
-    let not_found = || ApiError::NotFound {
-        plural: kind.plural(),
-        name: name.to_string(),
-    };
     let (rev, inv) = api.store.load_scope(&Scope::read([name]), at).await?;
-    let id = inv.id_of(name).map_err(|_| not_found())?;
-    if inv.kind_of(id) != Some(kind) {
-        return Err(not_found());
+    let id = inv.id_of(name).map_err(|_| coll.not_found(name))?;
+    if !inv.kind_of(id).is_some_and(|k| coll.holds(k)) {
+        return Err(coll.not_found(name));
     }
     Ok((rev, inv, id))
+}
+
+/// A rack's elevation, as `clusto rack show RACK -o json` prints it.
+pub async fn elevation(
+    api: &Api,
+    coll: Collection,
+    name: &str,
+    p: ObjectParams,
+) -> Result<Json_, ApiError> {
+    if coll != Collection::Of(Kind::Rack) {
+        return Err(ApiError::NoSuchPath(format!(
+            "/apis/{API_VERSION}/{}/{name}/elevation: only racks have one",
+            coll.plural()
+        )));
+    }
+    let at = revision(p.resource_version.as_deref())?;
+    let scope = Scope::read([name]).with_descendants_of(name);
+    let (_, inv) = api.store.load_scope(&scope, at).await?;
+    let id = inv.id_of(name).map_err(|_| coll.not_found(name))?;
+    if inv.kind_of(id) != Some(Kind::Rack) {
+        return Err(coll.not_found(name));
+    }
+    Ok(inv.elevation(id).to_json(name))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,19 +345,28 @@ pub fn count(n: u64) -> i64 {
 /// One object, encoded. Reads at the head come from the object cache when
 /// the store is still at the cache's revision (one cheap query instead of
 /// a scope load).
-pub async fn get(api: &Api, kind: Kind, name: &str, p: ObjectParams) -> Result<Bytes, ApiError> {
+pub async fn get(
+    api: &Api,
+    coll: Collection,
+    name: &str,
+    p: ObjectParams,
+) -> Result<Bytes, ApiError> {
     let at = revision(p.resource_version.as_deref())?;
     if at.is_none() {
         let head = api.store.head().await?;
-        let hit = api.cache.get(head, kind, name);
+        let hit = api.cache.get(head, name);
         api.metrics.cache(hit.is_some());
-        if let Some(body) = hit {
-            return Ok(body);
+        match hit {
+            Some((kind, body)) if coll.holds(kind) => return Ok(body),
+            Some(_) => return Err(coll.not_found(name)),
+            None => {}
         }
     }
-    let (rev, inv, id) = one(api, kind, name, at).await?;
+    let (rev, inv, id) = one(api, coll, name, at).await?;
     let body = Bytes::from(inv.resource(id, false).to_string());
-    if at.is_none() {
+    if at.is_none()
+        && let Some(kind) = inv.kind_of(id)
+    {
         let view: Vec<EntityId> = inv.entities_unsorted().map(|e| e.id).collect();
         api.cache.put(rev, kind, name, body.clone(), &view);
     }
@@ -299,11 +377,11 @@ pub async fn get(api: &Api, kind: Kind, name: &str, p: ObjectParams) -> Result<B
 /// containers' too, nearest first, as `attr get --merged` shows them).
 pub async fn attributes(
     api: &Api,
-    kind: Kind,
+    coll: Collection,
     name: &str,
     p: ObjectParams,
 ) -> Result<Json_, ApiError> {
-    let (_, inv, id) = one(api, kind, name, revision(p.resource_version.as_deref())?).await?;
+    let (_, inv, id) = one(api, coll, name, revision(p.resource_version.as_deref())?).await?;
     let rows: Vec<Json_> = if p.merged.unwrap_or(false) {
         inv.merged_attrs(id, None, None, false)
             .into_iter()
@@ -321,7 +399,7 @@ pub async fn attributes(
 /// Revisions that touched the object, newest first (default 50).
 pub async fn history(
     api: &Api,
-    kind: Kind,
+    coll: Collection,
     name: &str,
     p: ObjectParams,
 ) -> Result<Json_, ApiError> {
@@ -341,10 +419,7 @@ pub async fn history(
         .await;
     match r {
         Err(clusto_store::StoreError::Core(clusto_core::CoreError::NotFound(_))) => {
-            Err(ApiError::NotFound {
-                plural: kind.plural(),
-                name: name.to_string(),
-            })
+            Err(coll.not_found(name))
         }
         other => {
             other?;

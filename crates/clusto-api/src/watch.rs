@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::API_VERSION;
+use crate::read::Collection;
 use crate::status::ApiError;
 
 /// Entities read per step while turning changes into events.
@@ -141,12 +142,12 @@ impl Hub {
         self.published.load(Ordering::SeqCst)
     }
 
-    /// A watch of `kind` from revision `from` (None = from now), as a
-    /// newline-delimited JSON stream.
+    /// A watch of a collection from revision `from` (None = from now), as
+    /// a newline-delimited JSON stream.
     pub async fn watch(
         self: &Arc<Hub>,
         store: Store,
-        kind: Kind,
+        coll: Collection,
         from: Option<i64>,
         timeout: Option<Duration>,
     ) -> Result<Response, ApiError> {
@@ -176,7 +177,7 @@ impl Hub {
             if from < published {
                 match events_between(&store, from, published).await {
                     Ok(events) => {
-                        for e in events.iter().filter(|e| e.kind == kind) {
+                        for e in events.iter().filter(|e| coll.holds(e.kind)) {
                             if send(&e.line).await.is_err() {
                                 return;
                             }
@@ -216,7 +217,7 @@ impl Hub {
                                     }
                                 },
                             };
-                            for e in events.iter().filter(|e| e.kind == kind) {
+                            for e in events.iter().filter(|e| coll.holds(e.kind)) {
                                 if send(&e.line).await.is_err() {
                                     return;
                                 }
@@ -232,7 +233,7 @@ impl Hub {
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     _ = tick => {
-                        if send(&bookmark_line(kind, at)).await.is_err() {
+                        if send(&bookmark_line(coll, at)).await.is_err() {
                             return;
                         }
                     }
@@ -255,8 +256,8 @@ impl Hub {
 /// names the media type of its watch streams.
 pub const STREAM_CONTENT_TYPE: &str = "application/json;stream=watch";
 
-fn bookmark_line(kind: Kind, rev: i64) -> String {
-    let o = json!({"type": "BOOKMARK", "object": {"apiVersion": API_VERSION, "kind": kind.as_str(), "metadata": {"resourceVersion": rev.to_string()}}});
+fn bookmark_line(coll: Collection, rev: i64) -> String {
+    let o = json!({"type": "BOOKMARK", "object": {"apiVersion": API_VERSION, "kind": coll.item_kind(), "metadata": {"resourceVersion": rev.to_string()}}});
     format!("{o}\n")
 }
 

@@ -1424,16 +1424,7 @@ async fn rack_show(
     }
     let el = inv.elevation(id);
     match fmt {
-        Format::Json | Format::Yaml => {
-            let mounted: Vec<Json> = el
-                .mounted
-                .iter()
-                .map(|m| json!({"name": m.name, "driver": m.driver, "ru": {"start": m.ru.start, "end": m.ru.end},
-                    "face": m.face, "fullDepth": m.full_depth}))
-                .collect();
-            let data = json!({"rack": rack, "minU": el.min, "maxU": el.max, "mounted": mounted, "unplaced": el.unplaced});
-            emit(fmt, &data, &[], vec![])
-        }
+        Format::Json | Format::Yaml => emit(fmt, &el.to_json(rack), &[], vec![]),
         _ => {
             print!("{}", elevation_text(rack, &el, side));
             Ok(())

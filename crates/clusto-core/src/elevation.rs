@@ -2,7 +2,10 @@
 //! are empty. One description for every view (the CLI's text, the web UI's
 //! drawing).
 
+use serde_json::{Value as Json, json};
+
 use crate::inventory::Inventory;
+use crate::kind::Kind;
 use crate::model::{EntityId, RuRange};
 
 /// A side of a rack.
@@ -29,6 +32,7 @@ pub enum Seen {
 pub struct Mounted {
     pub id: EntityId,
     pub name: String,
+    pub kind: Kind,
     pub driver: String,
     pub ru: RuRange,
     pub face: Face,
@@ -65,6 +69,21 @@ impl Elevation {
             .filter(|m| m.ru.start <= u && u <= m.ru.end)
             .find_map(|m| Some((m, m.seen_from(side)?)))
     }
+
+    /// The data every view draws from: `clusto rack show -o json` and the
+    /// API's `racks/NAME/elevation` answer with exactly this.
+    pub fn to_json(&self, rack: &str) -> Json {
+        let mounted: Vec<Json> = self
+            .mounted
+            .iter()
+            .map(|m| {
+                json!({"name": m.name, "kind": m.kind.as_str(), "driver": m.driver,
+                    "ru": {"start": m.ru.start, "end": m.ru.end},
+                    "face": m.face, "fullDepth": m.full_depth})
+            })
+            .collect();
+        json!({"rack": rack, "minU": self.min, "maxU": self.max, "mounted": mounted, "unplaced": self.unplaced})
+    }
 }
 
 impl Inventory {
@@ -86,6 +105,7 @@ impl Inventory {
             match c.ru {
                 Some(ru) => mounted.push(Mounted {
                     id: c.child,
+                    kind: self.kind_of(c.child).unwrap_or(Kind::Server),
                     driver: self
                         .entity(c.child)
                         .map(|e| e.driver.clone())

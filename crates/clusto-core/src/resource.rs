@@ -264,6 +264,11 @@ impl Inventory {
         }
         if e.kind == Kind::IpManager {
             status.insert("allocated".into(), json!(self.allocations(id).len()));
+            if let Ok(range) = self.ip_range(id) {
+                // Past u64 (a /64 and wider) the exact figure tells nobody anything.
+                let capacity = u64::try_from(range.capacity()).unwrap_or(u64::MAX);
+                status.insert("capacity".into(), json!(capacity));
+            }
             if let Some(v) = self.spec(id, "last") {
                 status.insert("lastAllocated".into(), json!(v.to_text()));
             }

@@ -67,6 +67,44 @@ impl IpRange {
         self.cidr.broadcast()
     }
 
+    /// The first and last host address, as numbers.
+    fn host_bounds(&self) -> (u128, u128) {
+        let (lo, hi) = (to_u128(self.cidr.network()), to_u128(self.broadcast()));
+        match self.cidr {
+            IpNet::V4(n) if n.prefix_len() < 31 => (lo + 1, hi - 1),
+            IpNet::V6(n) if n.prefix_len() < 127 => (lo + 1, hi),
+            _ => (lo, hi),
+        }
+    }
+
+    /// How many addresses allocation can hand out: the host addresses
+    /// less the gateway and the reserved ranges (which may overlap).
+    pub fn capacity(&self) -> u128 {
+        let (lo, hi) = self.host_bounds();
+        let mut reserved: Vec<(u128, u128)> = self
+            .reserved
+            .iter()
+            .filter(|(a, _)| a.is_ipv4() == self.cidr.addr().is_ipv4())
+            .map(|(a, b)| (to_u128(*a).max(lo), to_u128(*b).min(hi)))
+            .filter(|(a, b)| a <= b)
+            .collect();
+        reserved.sort_unstable();
+        let mut taken = 0u128;
+        let mut covered_to: Option<u128> = None;
+        for (a, b) in reserved {
+            let start = covered_to.map_or(a, |c| a.max(c.saturating_add(1)));
+            if start <= b {
+                taken = taken.saturating_add(b - start + 1);
+            }
+            covered_to = Some(covered_to.map_or(b, |c| c.max(b)));
+        }
+        let gateway = self
+            .gateway
+            .filter(|g| self.is_host_address(*g) && !self.is_reserved(*g))
+            .map_or(0, |_| 1);
+        (hi - lo).saturating_add(1).saturating_sub(taken + gateway)
+    }
+
     pub fn netmask(&self) -> IpAddr {
         self.cidr.netmask()
     }

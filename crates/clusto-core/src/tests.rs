@@ -726,3 +726,37 @@ fn attempt_undoes_only_the_failed_step() {
     assert!(ch.added.values().all(|f| !f.entities().contains(&kept)));
     assert!(i.exists("whole") && !i.exists("kept"));
 }
+
+#[test]
+fn an_ip_range_counts_what_allocation_can_hand_out() {
+    use crate::resources::IpRange;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let range = |cidr: &str, gateway: Option<&str>, reserved: &[(&str, &str)]| IpRange {
+        cidr: cidr.parse().unwrap(),
+        gateway: gateway.map(ip),
+        reserved: reserved.iter().map(|(a, b)| (ip(a), ip(b))).collect(),
+    };
+    // 1022 hosts, less the gateway, less .2-.9 (8).
+    let dmz = range(
+        "192.168.20.0/22",
+        Some("192.168.20.1"),
+        &[("192.168.20.2", "192.168.20.9")],
+    );
+    assert_eq!(dmz.capacity(), 1022 - 1 - 8);
+    // Overlapping reservations count once; a reserved gateway once; parts
+    // outside the network not at all.
+    let r = range(
+        "10.0.0.0/24",
+        Some("10.0.0.5"),
+        &[
+            ("10.0.0.1", "10.0.0.10"),
+            ("10.0.0.5", "10.0.0.20"),
+            ("9.0.0.0", "10.0.0.0"),
+        ],
+    );
+    assert_eq!(r.capacity(), 254 - 20);
+    assert_eq!(range("10.0.0.0/31", None, &[]).capacity(), 2);
+    assert_eq!(range("10.0.0.7/32", None, &[]).capacity(), 1);
+    assert_eq!(range("2001:db8::/120", None, &[]).capacity(), 255);
+    assert_eq!(range("::/0", None, &[]).capacity(), u128::MAX);
+}
