@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod read;
 pub mod status;
+pub mod ui;
 pub mod watch;
 
 use std::sync::Arc;
@@ -92,8 +93,8 @@ fn follow_into_cache(hub: &Arc<Hub>, cache: Arc<cache::ObjectCache>) {
     });
 }
 
-/// The API's routes (merge them with `clusto_http::routes` for the probes
-/// and metrics).
+/// The API's routes and the web UI's (merge them with
+/// `clusto_http::routes` for the probes and metrics).
 pub fn router(api: Arc<Api>) -> Router {
     let base = format!("/apis/{API_VERSION}");
     Router::new()
@@ -127,6 +128,7 @@ pub fn router(api: Arc<Api>) -> Router {
             api.metrics.clone(),
             metrics::record,
         ))
+        .merge(ui::routes())
         .with_state(api)
 }
 
