@@ -5,82 +5,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Clusto;
+use common::{ADMIN, Clusto, EDITOR, Server, TempDir, VIEWER, serve};
 use serde_json::Value;
 
-const ADMIN: &str = "0123456789abcdef-admin";
-const EDITOR: &str = "0123456789abcdef-editor";
-const VIEWER: &str = "0123456789abcdef-viewer";
 const BASE: &str = "/apis/clusto.dev/v1alpha1";
-
-/// A running `clusto serve`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(c: &Clusto, extra: &[&str]) -> Server {
-    let dir = std::env::temp_dir().join(format!(
-        "clusto-api-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_ish()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("# test tokens\n{ADMIN},root,admin\n{EDITOR},ed,editor\n{VIEWER},vi,viewer\n"),
-    )
-    .unwrap();
-    let mut child = c
-        .cmd()
-        .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
-        .arg(&tokens)
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let l = lines.next().expect("serve exited").unwrap();
-        if let Some(u) = l.strip_prefix("clusto serve: listening on ") {
-            break u.to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        url,
-        _dir: TempDir(dir),
-    }
-}
-
-fn rand_ish() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
 
 /// (HTTP status, body) of a request made with curl.
 fn http(

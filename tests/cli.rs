@@ -641,7 +641,7 @@ async fn rack_show_draws_the_elevation() {
     let j = c.json(&["rack", "show", "r1"]);
     assert_eq!(
         j["mounted"][1],
-        json!({"name": "b1", "driver": "big", "ru": {"start": 20, "end": 21}, "face": "front", "fullDepth": true})
+        json!({"name": "b1", "kind": "Server", "driver": "big", "ru": {"start": 20, "end": 21}, "face": "front", "fullDepth": true})
     );
     // The rear: a device mounted there drawn plainly, the backs of
     // full-depth front devices in brackets, half-depth front ones not at all.

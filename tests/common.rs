@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
 
 pub struct Clusto {
     pub store: String,
@@ -94,4 +96,77 @@ pub fn ready(st: &serde_json::Value) -> (String, String, String) {
         .unwrap_or_default();
     let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
     (f("status"), f("reason"), f("message"))
+}
+
+pub const ADMIN: &str = "0123456789abcdef-admin";
+pub const EDITOR: &str = "0123456789abcdef-editor";
+pub const VIEWER: &str = "0123456789abcdef-viewer";
+
+/// A running `clusto serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clusto serve` on a free loopback port with the three test tokens
+/// (admin, editor, viewer) and `extra` arguments.
+pub fn serve(c: &Clusto, extra: &[&str]) -> Server {
+    let dir = std::env::temp_dir().join(format!(
+        "clusto-api-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_ish()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("# test tokens\n{ADMIN},root,admin\n{EDITOR},ed,editor\n{VIEWER},vi,viewer\n"),
+    )
+    .unwrap();
+    let mut child = c
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&tokens)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().expect("serve exited").unwrap();
+        if let Some(u) = l.strip_prefix("clusto serve: listening on ") {
+            break u.to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        url,
+        _dir: TempDir(dir),
+    }
+}
+
+fn rand_ish() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
