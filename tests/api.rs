@@ -779,3 +779,124 @@ async fn schemathesis_finds_nothing_against_the_openapi_document() {
     );
     assert!(text.contains("passed"), "{text}");
 }
+
+/// `clusto --server URL --token T`: the same reads print the same output as
+/// with the database, plan and apply go through the server (errors named
+/// against the user's files), and the rest is refused with what works.
+#[tokio::test]
+async fn the_cli_reads_plans_and_applies_through_the_server() {
+    let c = Clusto::fresh("sqlite").await;
+    build(&c);
+    c.ok(&["create", "pool", "web", "--set", "type=unique"]);
+    c.ok(&["insert", "web", "s1"]);
+    c.ok(&["attr", "set", "s1", "system.memory", "4096"]);
+    let s = serve(&c, &[]);
+    let remote = |token: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusto"));
+        cmd.env_remove("CLUSTO_STORE")
+            .env_remove("CLUSTO_TOKEN")
+            .args(["--server", &s.url]);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = cmd.args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let rev = head(&s).to_string();
+    for args in [
+        vec!["get", "all"],
+        vec!["get", "all", "-o", "json"],
+        vec!["get", "server", "-o", "yaml"],
+        vec!["get", "server", "s1"],
+        vec!["get", "server", "s1", "-o", "json"],
+        vec!["get", "server", "--at", "2"],
+        vec!["attr", "get", "s1", "--merged"],
+        vec!["attr", "get", "s1", "system.memory", "-o", "json"],
+        vec!["query", "in:r1 and attr:owner=ops"],
+        vec!["query", "kind:server", "-o", "json", "--at", &rev],
+        vec!["history", "s1"],
+        vec!["history", "s1", "-o", "json", "--limit", "1"],
+        vec!["rack", "show", "r1"],
+        vec!["rack", "show", "r1", "--rear", "-o", "json"],
+        vec!["describe", "s1", "-o", "json"],
+    ] {
+        let (code, out, err) = remote(Some(VIEWER), &args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert_eq!(out, c.ok(&args), "{args:?}");
+    }
+    // The revision log lists revisions (their changes are per object).
+    let (_, log, _) = remote(Some(VIEWER), &["history", "--limit", "2", "--since", "1"]);
+    assert_eq!(log.matches("revision ").count(), 2, "{log}");
+    let (_, desc, _) = remote(Some(VIEWER), &["describe", "s1"]);
+    for line in [
+        "Name:     s1",
+        "Location: r1 RU 3",
+        "Pools:    web",
+        "system.memory = 4096 (int)",
+    ] {
+        assert!(desc.contains(line), "{line} missing from {desc}");
+    }
+    // Errors in the CLI's words, one line each.
+    for (args, want) in [
+        (vec!["get", "server", "nope"], "nope not found"),
+        (vec!["get", "rack", "s1"], "s1 is a Server, not a rack"),
+        (
+            vec!["attr", "get", "s1", "color"],
+            "s1 has no attribute color",
+        ),
+        (
+            vec!["create", "server", "x"],
+            "needs the database (--store); through --server: get,",
+        ),
+        (vec!["query", "kind:"], "query"),
+    ] {
+        let (code, _, err) = remote(Some(VIEWER), &args);
+        assert_eq!((code, err.lines().count()), (1, 1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let (code, _, err) = remote(None, &["get", "server"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bearer token is required"), "{err}");
+    let (code, _, err) = remote(Some(VIEWER), &["--store", &c.store, "get", "server"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot be used with"), "{err}");
+    // Plan and apply: the same plan text; the rule broken named by file and line.
+    let dir = std::env::temp_dir().join(format!("clusto-remote-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let a = dir.join("a.yaml");
+    std::fs::write(&a, "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s8}\nspec: {rack: r1, ru: 30}\n").unwrap();
+    let b = dir.join("b.yaml");
+    std::fs::write(&b, "apiVersion: clusto.dev/v1alpha1\nkind: Server\nmetadata: {name: s9}\nspec: {rack: r1, ru: 3}\n").unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (code, plan, _) = remote(Some(VIEWER), &["plan", "-f", a, "--detailed-exitcode"]);
+    assert_eq!(code, 2);
+    assert_eq!(plan, c.run(&["plan", "-f", a]).stdout);
+    let before = head(&s);
+    let (code, _, err) = remote(Some(EDITOR), &["apply", "-f", a, "-f", b]);
+    assert_eq!(code, 1);
+    let local = c.run(&["apply", "-f", a, "-f", b]);
+    assert_eq!(
+        err, local.stderr,
+        "the same errors, at the same file and line"
+    );
+    assert!(err.contains("b.yaml:4:"), "{err}");
+    assert_eq!(head(&s), before, "nothing written");
+    let (code, _, err) = remote(Some(VIEWER), &["apply", "-f", a]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Forbidden") || err.contains("may not"),
+        "{err}"
+    );
+    let (code, out, err) = remote(Some(EDITOR), &["apply", "-f", a]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Apply complete! Resources: 1 added"), "{out}");
+    let last = &c.json(&["history", "--limit", "1"])["items"][0];
+    assert_eq!(last["user"], "ed", "the token's user is recorded: {last}");
+    let (_, again, _) = remote(Some(EDITOR), &["apply", "-f", a]);
+    assert_eq!(again, "No changes.\n");
+}

@@ -229,6 +229,7 @@ async fn elevation(
 #[derive(Debug, Default, Deserialize)]
 struct RevisionParams {
     limit: Option<u64>,
+    since: Option<u64>,
 }
 
 async fn revisions(
@@ -236,7 +237,12 @@ async fn revisions(
     Params(p): Params<RevisionParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
-        read::revisions(&api.store, p.limit.map(read::count)).await?,
+        read::revisions(
+            &api.store,
+            p.limit.map(read::count),
+            p.since.map(read::count),
+        )
+        .await?,
     ))
 }
 

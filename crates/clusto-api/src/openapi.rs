@@ -226,7 +226,8 @@ pub fn document() -> Json {
     collection_paths(&mut paths, Collection::Entities);
     paths.insert(format!("/apis/{API_VERSION}/revisions"), json!({"get": {
         "operationId": "listRevisions", "summary": "The revision log, newest first",
-        "parameters": [param("limit", "query", "integer", "at most this many (default 50; 0 = all)")],
+        "parameters": [param("limit", "query", "integer", "at most this many (default 50; 0 = all)"),
+            param("since", "query", "integer", "only revisions after this one")],
         "responses": with_errors(json_response("the revisions", "RevisionList"), &[]),
     }}));
     paths.insert(

@@ -428,9 +428,13 @@ pub async fn history(
     }
 }
 
-pub async fn revisions(store: &Store, limit: Option<i64>) -> Result<Json_, ApiError> {
+pub async fn revisions(
+    store: &Store,
+    limit: Option<i64>,
+    since: Option<i64>,
+) -> Result<Json_, ApiError> {
     let items: Vec<Json_> = store
-        .revisions(Some(limit.unwrap_or(50)).filter(|l| *l > 0))
+        .revisions(Some(limit.unwrap_or(50)).filter(|l| *l > 0), since)
         .await?
         .into_iter()
         .map(|r| {

@@ -95,7 +95,7 @@ fn parse_number(n: Option<&str>) -> Result<NumberSpec, WriteError> {
     }
 }
 
-fn kind_arg(s: &str) -> Result<Kind> {
+pub(crate) fn kind_arg(s: &str) -> Result<Kind> {
     s.parse::<Kind>()
         .map_err(|e| anyhow!("{e}; kinds: {}", kinds_list()))
 }
@@ -117,6 +117,10 @@ fn done(store_rev: Option<i64>, what: &str) {
 
 /// Runs a command; a full disk is reported with the store it holds.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(server) = &cli.server {
+        let remote = crate::remote::Remote::new(server, cli.token.as_deref())?;
+        return crate::remote::run(&cli, &remote).await;
+    }
     let url = store_url(&cli)?;
     run_command(cli).await.map_err(|e| {
         if !is_disk_full(&e) {
@@ -794,7 +798,7 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
             };
             let mut list = ListWriter::new(fmt, &[]);
             store
-                .history_each(&q, |e| print_history_entry(fmt, &mut list, e))
+                .history_each(&q, |e| print_history_entry(fmt, &mut list, &e.to_json()))
                 .await?;
             list.finish()?;
         }
@@ -802,7 +806,32 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-const GET_HEADER: &[&str] = &["NAME", "KIND", "DRIVER", "LOCATION", "ADDRESSES"];
+pub(crate) const GET_HEADER: &[&str] = &["NAME", "KIND", "DRIVER", "LOCATION", "ADDRESSES"];
+pub(crate) const ATTR_HEADER: &[&str] = &["KEY", "SUBKEY", "NUMBER", "VALUE", "TYPE", "SOURCE"];
+
+/// One line of `clusto attr get` from an attribute row as the JSON output
+/// (and the API) has it: values as a person reads them, the type named.
+pub(crate) fn attr_table_row(row: &Json) -> Vec<String> {
+    let text = |v: &Json| match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    };
+    let ty = match (&row["type"], &row["value"]) {
+        (Json::String(t), _) => t.clone(),
+        (_, Json::Bool(_)) => "bool".into(),
+        (_, Json::Number(_)) => "int".into(),
+        _ => "string".into(),
+    };
+    vec![
+        text(&row["key"]),
+        text(&row["subkey"]),
+        text(&row["number"]),
+        text(&row["value"]),
+        ty,
+        text(&row["source"]),
+    ]
+}
 
 /// One line of `clusto get`.
 fn get_row(inv: &Inventory, id: EntityId) -> Vec<String> {
@@ -878,36 +907,40 @@ fn flush_names(list: &mut ListWriter, page: &mut Vec<String>) -> Result<()> {
     list.page(items, rows)
 }
 
-fn print_history_entry(
-    fmt: Format,
-    list: &mut ListWriter,
-    e: clusto_store::HistoryEntry,
-) -> Result<()> {
-    let time = clusto_core::time::format_unix_ms(e.revision.at_ms);
+/// One revision of `clusto history` from its JSON (the store's entry, or
+/// what the API answers with `--server`).
+pub(crate) fn print_history_entry(fmt: Format, list: &mut ListWriter, e: &Json) -> Result<()> {
+    let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
     match fmt {
         Format::Table => {
             println!(
-                "{} {time} {} [{}] {}",
-                paint("33", &format!("revision {}", e.revision.rev)),
-                e.revision.user,
-                e.revision.manager,
-                e.revision.message
+                "{} {} {} [{}] {}",
+                paint("33", &format!("revision {}", e["revision"])),
+                text("time"),
+                text("user"),
+                text("manager"),
+                text("message")
             );
-            for c in &e.changes {
-                let code = match c.op {
-                    '+' => "32",
-                    '-' => "31",
+            for c in e["changes"].as_array().into_iter().flatten() {
+                let op = c["op"].as_str().unwrap_or_default();
+                let code = match op {
+                    "+" => "32",
+                    "-" => "31",
                     _ => "33",
                 };
-                println!("  {} {}", paint(code, &c.op.to_string()), c.text);
+                println!(
+                    "  {} {}",
+                    paint(code, op),
+                    c["text"].as_str().unwrap_or_default()
+                );
             }
             Ok(())
         }
         Format::Name => {
-            println!("{}", e.revision.rev);
+            println!("{}", e["revision"]);
             Ok(())
         }
-        _ => list.item(&e.to_json()),
+        _ => list.item(e),
     }
 }
 
@@ -1114,33 +1147,17 @@ async fn attr(
                     .map(|(a, src)| inv.attr_row_json(a, *src))
                     .collect(),
             );
-            let table_rows = rows
-                .iter()
-                .map(|(a, src)| {
-                    let v = inv.value_text(&a.value);
-                    let t = inv.value_json(&a.value).1;
-                    vec![
-                        a.key.clone(),
-                        a.subkey.clone().unwrap_or_default(),
-                        a.number.map(|n| n.to_string()).unwrap_or_default(),
-                        v,
-                        t.unwrap_or(a.value.value_type().as_str()).to_string(),
-                        inv.name_of(*src).to_string(),
-                    ]
-                })
-                .collect();
+            let table_rows = data
+                .as_array()
+                .map(|rows| rows.iter().map(attr_table_row).collect())
+                .unwrap_or_default();
             if key.is_some() && rows.is_empty() {
                 bail!(
                     "{name} has no attribute {}",
                     key.as_deref().unwrap_or_default()
                 );
             }
-            emit(
-                fmt,
-                &data,
-                &["KEY", "SUBKEY", "NUMBER", "VALUE", "TYPE", "SOURCE"],
-                table_rows,
-            )?;
+            emit(fmt, &data, ATTR_HEADER, table_rows)?;
         }
         AttrOp::Del {
             name,
@@ -1434,7 +1451,7 @@ async fn rack_show(
 
 /// Units top to bottom; a device's name on its top unit, its other units
 /// marked as continued; empty units left blank.
-fn elevation_text(
+pub(crate) fn elevation_text(
     rack: &str,
     el: &clusto_core::elevation::Elevation,
     side: clusto_core::elevation::Face,

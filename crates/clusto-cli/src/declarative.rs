@@ -52,7 +52,7 @@ fn default_apply_set(files: &[String]) -> String {
     names.join("+")
 }
 
-fn options(a: &ManifestArgs) -> ApplyOptions {
+pub(crate) fn options(a: &ManifestArgs) -> ApplyOptions {
     ApplyOptions {
         apply_set: a
             .apply_set
@@ -63,7 +63,7 @@ fn options(a: &ManifestArgs) -> ApplyOptions {
     }
 }
 
-fn report(errors: &[ManifestError]) -> ExitCode {
+pub(crate) fn report<E: std::fmt::Display>(errors: &[E]) -> ExitCode {
     for e in errors {
         eprintln!("error: {e}");
     }
@@ -71,7 +71,7 @@ fn report(errors: &[ManifestError]) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
+pub(crate) fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
     let (objects, errors) = parse_sources(sources);
     if errors.is_empty() {
         Ok(objects)
@@ -80,7 +80,7 @@ fn parse(sources: &[Source]) -> Result<Vec<Object>, Vec<ManifestError>> {
     }
 }
 
-fn print_plan(plan: &Plan, oos: &[OutOfSync], base: i64, fmt: Format) -> Result<()> {
+pub(crate) fn print_plan(plan: &Plan, oos: &[OutOfSync], base: i64, fmt: Format) -> Result<()> {
     let data = || {
         let mut d = json!({"baseRevision": base, "changes": plan.changes, "summary": plan.summary});
         if !oos.is_empty() {
@@ -221,36 +221,7 @@ pub async fn apply_cmd(
         rows = w.changes.added.len() + w.changes.removed.len(),
         "apply written"
     );
-    let plan = w.value;
-    match fmt {
-        Format::Json | Format::Yaml => emit(
-            fmt,
-            &json!({"revision": w.revision, "changes": plan.changes, "summary": plan.summary}),
-            &[],
-            vec![],
-        )?,
-        _ => {
-            if plan.is_empty() && w.revision.is_none() {
-                println!("No changes.");
-            } else {
-                let text = plan.render(&paint);
-                // The summary line of a plan says "Plan:"; after apply say what was done.
-                let body = text.rsplit_once("\n\n").map(|x| x.0).unwrap_or("");
-                if !body.is_empty() {
-                    println!("{body}\n");
-                }
-                println!(
-                    "Apply complete! Resources: {} added, {} changed, {} destroyed (revision {}).",
-                    plan.summary.add,
-                    plan.summary.change,
-                    plan.summary.destroy,
-                    w.revision
-                        .map(|r| r.to_string())
-                        .unwrap_or_else(|| "none".into())
-                );
-            }
-        }
-    }
+    print_applied(fmt, &w.value, w.revision)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -393,5 +364,40 @@ pub async fn rack_add_server(
         .await
         .map_err(|e| anyhow!("{rack}: {e}"))?;
     println!("{}", w.value);
+    Ok(())
+}
+
+/// What an apply did: the changes and the revision (or, in JSON/YAML, the
+/// plan with the revision), as the CLI and `--server` print it.
+pub(crate) fn print_applied(fmt: Format, plan: &Plan, revision: Option<i64>) -> Result<()> {
+    match fmt {
+        Format::Json | Format::Yaml => emit(
+            fmt,
+            &json!({"revision": revision, "changes": plan.changes, "summary": plan.summary}),
+            &[],
+            vec![],
+        )?,
+        _ => {
+            if plan.is_empty() && revision.is_none() {
+                println!("No changes.");
+            } else {
+                let text = plan.render(&paint);
+                // The summary line of a plan says "Plan:"; after apply say what was done.
+                let body = text.rsplit_once("\n\n").map(|x| x.0).unwrap_or("");
+                if !body.is_empty() {
+                    println!("{body}\n");
+                }
+                println!(
+                    "Apply complete! Resources: {} added, {} changed, {} destroyed (revision {}).",
+                    plan.summary.add,
+                    plan.summary.change,
+                    plan.summary.destroy,
+                    revision
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "none".into())
+                );
+            }
+        }
+    }
     Ok(())
 }

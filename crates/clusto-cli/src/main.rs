@@ -5,6 +5,7 @@ mod declarative;
 mod import;
 mod oob;
 mod output;
+mod remote;
 mod vm;
 
 use std::process::ExitCode;
@@ -24,7 +25,9 @@ Examples:
   clusto get servers -o json
 
 The store is SQLite by default; point --store (or CLUSTO_STORE) at
-sqlite://PATH or postgres://USER@HOST/DB.";
+sqlite://PATH or postgres://USER@HOST/DB. Without database credentials,
+reads, plan and apply also work through `clusto serve`:
+  CLUSTO_TOKEN=… clusto --server https://clusto.example:8443 get servers";
 
 #[derive(Parser, Debug)]
 #[command(name = "clusto", version, about = "Cluster inventory: datacenters, racks, servers, pools, addresses", after_help = AFTER_HELP)]
@@ -32,6 +35,26 @@ pub struct Cli {
     /// Inventory store: sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(long, global = true, env = "CLUSTO_STORE")]
     store: Option<String>,
+    /// Use a `clusto serve` instead of the database (reads, plan and apply):
+    /// http://HOST:PORT or https://HOST:PORT (other roots than the system's:
+    /// SSL_CERT_FILE).
+    #[arg(
+        long,
+        global = true,
+        env = "CLUSTO_SERVER",
+        value_name = "URL",
+        conflicts_with = "store"
+    )]
+    server: Option<String>,
+    /// Bearer token for --server (prefer CLUSTO_TOKEN: a flag shows in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "CLUSTO_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    token: Option<String>,
     /// Output format for reads.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -864,6 +887,9 @@ fn meaningless(path: &str) -> Vec<&'static str> {
             .any(|c| path == *c || path.starts_with(&format!("{c} ")))
     };
     let mut hide = Vec::new();
+    if !is(remote::COMMANDS) {
+        hide.extend(["server", "token"]);
+    }
     if is(NO_STORE) {
         hide.extend(["store", "output", "message", "user"]);
     } else if is(DAEMONS) {

@@ -30,7 +30,6 @@ pub enum Seen {
 /// unless `rack.depth` says `half`, as PDUs and patch panels often do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mounted {
-    pub id: EntityId,
     pub name: String,
     pub kind: Kind,
     pub driver: String,
@@ -84,6 +83,42 @@ impl Elevation {
             .collect();
         json!({"rack": rack, "minU": self.min, "maxU": self.max, "mounted": mounted, "unplaced": self.unplaced})
     }
+
+    /// Back from `to_json` (what `clusto --server` reads from the API);
+    /// None when the document is not an elevation.
+    pub fn from_json(j: &Json) -> Option<Elevation> {
+        let unit = |v: &Json| v.as_u64().and_then(|u| u32::try_from(u).ok());
+        let mounted = j["mounted"]
+            .as_array()?
+            .iter()
+            .map(|m| {
+                Some(Mounted {
+                    name: m["name"].as_str()?.to_string(),
+                    kind: m["kind"].as_str()?.parse().ok()?,
+                    driver: m["driver"].as_str().unwrap_or_default().to_string(),
+                    ru: RuRange {
+                        start: unit(&m["ru"]["start"])?,
+                        end: unit(&m["ru"]["end"])?,
+                    },
+                    face: match m["face"].as_str()? {
+                        "rear" => Face::Rear,
+                        _ => Face::Front,
+                    },
+                    full_depth: m["fullDepth"].as_bool()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Elevation {
+            min: unit(&j["minU"])?,
+            max: unit(&j["maxU"])?,
+            mounted,
+            unplaced: j["unplaced"]
+                .as_array()?
+                .iter()
+                .filter_map(|n| Some(n.as_str()?.to_string()))
+                .collect(),
+        })
+    }
 }
 
 impl Inventory {
@@ -104,7 +139,6 @@ impl Inventory {
             let name = self.name_of(c.child).to_string();
             match c.ru {
                 Some(ru) => mounted.push(Mounted {
-                    id: c.child,
                     kind: self.kind_of(c.child).unwrap_or(Kind::Server),
                     driver: self
                         .entity(c.child)

@@ -760,3 +760,26 @@ fn an_ip_range_counts_what_allocation_can_hand_out() {
     assert_eq!(range("2001:db8::/120", None, &[]).capacity(), 255);
     assert_eq!(range("::/0", None, &[]).capacity(), u128::MAX);
 }
+
+#[test]
+fn an_elevation_reads_back_from_its_json() {
+    use crate::elevation::{Elevation, Face, Mounted};
+    let el = Elevation {
+        min: 1,
+        max: 42,
+        mounted: vec![Mounted {
+            name: "db1".into(),
+            kind: Kind::Server,
+            driver: "big".into(),
+            ru: RuRange { start: 10, end: 11 },
+            face: Face::Rear,
+            full_depth: false,
+        }],
+        unplaced: vec!["pdu0".into()],
+    };
+    assert_eq!(Elevation::from_json(&el.to_json("r1")), Some(el));
+    assert_eq!(
+        Elevation::from_json(&serde_json::json!({"rack": "r1"})),
+        None
+    );
+}

@@ -447,7 +447,10 @@ async fn learning_records_one_revision_by_dhcpd() {
             .as_deref(),
         Some("02:00:00:00:00:55")
     );
-    assert_eq!(store.revisions(Some(1)).await.unwrap()[0].manager, "dhcpd");
+    assert_eq!(
+        store.revisions(Some(1), None).await.unwrap()[0].manager,
+        "dhcpd"
+    );
 }
 
 #[test]

@@ -1,14 +1,11 @@
 //! The EC2 Query API over HTTPS: a signed form POST per action, an XML
 //! answer or an `<Errors>` document. Only what the backend calls.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::credentials;
 use crate::sigv4::{self, Credentials, FORM};
@@ -31,15 +28,13 @@ pub enum ApiError {
     Malformed(String),
 }
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-
 pub struct Api {
     endpoint: hyper::Uri,
     host: String,
     region: String,
     file: Option<String>,
     profile: Option<String>,
-    http: Client<Https, Full<Bytes>>,
+    http: Client<clusto_http::client::Https, Full<Bytes>>,
     creds: tokio::sync::Mutex<Option<Cached>>,
 }
 
@@ -54,25 +49,6 @@ fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// HTTPS with the system's roots (ring, as the rest of the binary), and
-/// plain HTTP for local endpoints such as moto.
-fn https() -> Https {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build()
 }
 
 impl Api {
@@ -102,7 +78,8 @@ impl Api {
             region: region.to_string(),
             file: file.map(str::to_string),
             profile: profile.map(str::to_string),
-            http: Client::builder(TokioExecutor::new()).build(https()),
+            // HTTPS with the system's roots; plain HTTP for moto.
+            http: clusto_http::client::client(),
             creds: tokio::sync::Mutex::new(None),
         })
     }

@@ -21,6 +21,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 
 pub mod account;
+pub mod client;
 pub mod tls;
 
 pub use prometheus_client;

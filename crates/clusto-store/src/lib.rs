@@ -854,9 +854,15 @@ impl Store {
         })
     }
 
-    pub async fn revisions(&self, limit: Option<i64>) -> Result<Vec<Revision>, StoreError> {
+    pub async fn revisions(
+        &self,
+        limit: Option<i64>,
+        since: Option<i64>,
+    ) -> Result<Vec<Revision>, StoreError> {
+        // Both are integers, so formatting them into the text is safe.
         let sql = format!(
-            "SELECT rev, at_ms, user_name, message, manager FROM revisions ORDER BY rev DESC{}",
+            "SELECT rev, at_ms, user_name, message, manager FROM revisions WHERE rev > {} ORDER BY rev DESC{}",
+            since.unwrap_or(-1),
             limit
                 .map(|l| format!(" LIMIT {}", l.max(0)))
                 .unwrap_or_default()

@@ -926,7 +926,7 @@ async fn writes_grouped_in_one_commit_stand_or_fall_alone() {
         );
         assert_eq!(s.head().await.unwrap(), head + 2, "{b}");
         let msgs: Vec<String> = s
-            .revisions(Some(2))
+            .revisions(Some(2), None)
             .await
             .unwrap()
             .into_iter()

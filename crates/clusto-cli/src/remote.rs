@@ -1,0 +1,774 @@
+//! `clusto --server URL --token T VERB`: reads, plan and apply through
+//! `clusto serve` instead of the database, so operators need no database
+//! credentials. Output is the same as with `--store`: JSON and YAML are the
+//! API's objects (which are what `clusto get -o json` prints), tables and
+//! text are drawn by the same functions.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use clusto_core::{Kind, PoolType};
+use clusto_manifest::plan::Plan;
+use clusto_manifest::{Source, read_sources};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use serde_json::{Value as Json, json};
+
+use crate::commands::{
+    ATTR_HEADER, GET_HEADER, attr_table_row, elevation_text, print_history_entry,
+};
+use crate::declarative::{ManifestArgs, options, parse, print_applied, print_plan, report};
+use crate::output::{Format, ListWriter, emit};
+use crate::{AttrOp, Cli, Command, RackOp};
+
+const API: &str = "/apis/clusto.dev/v1alpha1";
+/// Items per page while listing.
+const PAGE: usize = 1000;
+
+/// The commands `--server` serves, as their command paths.
+pub const COMMANDS: &[&str] = &[
+    "get",
+    "describe",
+    "attr get",
+    "query",
+    "history",
+    "rack show",
+    "plan",
+    "apply",
+];
+
+/// A refusal from the server: its `Status`.
+#[derive(Debug, thiserror::Error)]
+#[error("{server}: {message}")]
+pub struct Refused {
+    server: String,
+    code: u16,
+    reason: String,
+    message: String,
+    /// One entry per broken rule (422 Invalid).
+    causes: Vec<String>,
+}
+
+pub struct Remote {
+    base: String,
+    token: Option<String>,
+    http: hyper_util::client::legacy::Client<clusto_http::client::Https, Full<Bytes>>,
+}
+
+impl Remote {
+    pub fn new(url: &str, token: Option<&str>) -> Result<Remote> {
+        let base = url.trim_end_matches('/').to_string();
+        let uri: hyper::Uri = base
+            .parse()
+            .map_err(|e| anyhow!("--server {url}: not a URL ({e})"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            bail!("--server {url}: give http://HOST:PORT or https://HOST:PORT");
+        }
+        Ok(Remote {
+            base,
+            token: token.map(str::to_string),
+            http: clusto_http::client::client(),
+        })
+    }
+
+    /// One request; a non-2xx answer becomes `Refused` with the server's words.
+    async fn send(&self, method: Method, path: &str, body: Option<String>) -> Result<Bytes> {
+        let url = format!("{}{API}{path}", self.base);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Accept", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("Content-Type", "application/yaml");
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let res = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| anyhow!("{}: {}", self.base, transport(&e)))?;
+        let status = res.status();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("{}: reading the answer", self.base))?
+            .to_bytes();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let st: Json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
+        let message = st["message"]
+            .as_str()
+            .and_then(|m| m.lines().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        Err(Refused {
+            server: self.base.clone(),
+            code: status.as_u16(),
+            reason: st["reason"].as_str().unwrap_or_default().to_string(),
+            message,
+            causes: st["details"]["causes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| Some(c["message"].as_str()?.to_string()))
+                .collect(),
+        }
+        .into())
+    }
+
+    async fn get(&self, path: &str) -> Result<Json> {
+        let bytes = self.send(Method::GET, path, None).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: the answer to {path}", self.base))
+    }
+}
+
+/// The innermost reason a connection failed (refused, unknown host, TLS).
+fn transport(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        last = c.to_string();
+        cur = c.source();
+    }
+    last
+}
+
+/// A query string from pairs, each value percent-encoded.
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{k}={}", encode(v.as_deref()?))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn at(rev: Option<i64>) -> (&'static str, Option<String>) {
+    ("resourceVersion", rev.map(|r| r.to_string()))
+}
+
+/// Runs a command against the server; the commands outside `COMMANDS`
+/// need the database.
+pub async fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
+    let fmt = cli.output;
+    match &cli.command {
+        Command::Get {
+            kind,
+            name,
+            at,
+            show_hidden,
+        } => {
+            if *show_hidden {
+                bail!("--show-hidden needs the database (--store); the API leaves hidden keys out");
+            }
+            get(remote, fmt, kind, name.as_deref(), at.at).await?
+        }
+        Command::Describe { name, at } => describe(remote, fmt, name, at.at).await?,
+        Command::Attr {
+            op:
+                AttrOp::Get {
+                    name,
+                    key,
+                    subkey,
+                    number,
+                    merged,
+                    show_hidden,
+                    at,
+                },
+        } => {
+            if *show_hidden {
+                bail!("--show-hidden needs the database (--store); the API leaves hidden keys out");
+            }
+            let filter = AttrFilter {
+                key: key.as_deref(),
+                subkey: subkey.as_deref(),
+                number: *number,
+            };
+            attr_get(remote, fmt, name, filter, *merged, at.at).await?
+        }
+        Command::Query { expr, at, explain } => {
+            if *explain {
+                bail!("--explain needs the database (--store): the SQL depends on its backend");
+            }
+            query_names(remote, fmt, expr, at.at).await?
+        }
+        Command::History { name, limit, since } => {
+            history(remote, fmt, name.as_deref(), *limit, *since).await?
+        }
+        Command::Rack {
+            op: RackOp::Show { rack, rear, at },
+        } => rack_show(remote, fmt, rack, *rear, at.at).await?,
+        Command::Plan {
+            manifests,
+            detailed_exitcode,
+            out,
+        } => {
+            if out.is_some() {
+                bail!("--out needs the database (--store); through --server, apply the manifests");
+            }
+            return plan(remote, fmt, manifests, *detailed_exitcode).await;
+        }
+        Command::Apply {
+            plan: plan_file,
+            manifests,
+            dry_run,
+        } => {
+            let Some(args) = manifests.as_ref().filter(|a| !a.files.is_empty()) else {
+                if plan_file.is_some() {
+                    bail!(
+                        "applying a saved plan needs the database (--store); through --server, apply the manifests with -f"
+                    );
+                }
+                bail!("give the manifests with -f FILE|DIR|-");
+            };
+            return apply(remote, fmt, args, *dry_run).await;
+        }
+        _ => bail!(
+            "this command needs the database (--store); through --server: {}",
+            COMMANDS.join(", ")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The collection a `get KIND` names (`all` is every kind).
+fn plural(kind: &str) -> Result<String> {
+    if kind == "all" {
+        return Ok("entities".into());
+    }
+    Ok(crate::commands::kind_arg(kind)?.plural())
+}
+
+/// One line of `clusto get` from an object.
+fn get_row(o: &Json) -> Vec<String> {
+    let text = |v: &Json| v.as_str().unwrap_or_default().to_string();
+    let kind = text(&o["kind"]);
+    // The object leaves out a kind's default driver, and a pool's is its type.
+    let driver = match (o["spec"]["driver"].as_str(), o["spec"]["type"].as_str()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) if kind == "Pool" => PoolType::parse(t)
+            .unwrap_or(PoolType::Plain)
+            .driver()
+            .to_string(),
+        _ => kind
+            .parse::<Kind>()
+            .map(|k| k.default_driver().to_string())
+            .unwrap_or_default(),
+    };
+    let place = match (&o["spec"]["rack"], &o["spec"]["ru"]) {
+        (Json::String(r), Json::Null) => r.clone(),
+        (Json::String(r), ru) => format!(
+            "{r} RU {}",
+            ru.as_str().map_or(ru.to_string(), str::to_string)
+        ),
+        _ => text(&o["spec"]["datacenter"]),
+    };
+    let addrs: Vec<String> = o["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| Some(a["address"].as_str()?.to_string()))
+        .collect();
+    vec![
+        text(&o["metadata"]["name"]),
+        kind,
+        driver,
+        place,
+        addrs.join(","),
+    ]
+}
+
+async fn get(
+    remote: &Remote,
+    fmt: Format,
+    kind: &str,
+    name: Option<&str>,
+    rev: Option<i64>,
+) -> Result<()> {
+    let coll = plural(kind)?;
+    let Some(name) = name else {
+        return list(remote, fmt, &coll, rev).await;
+    };
+    let o = remote
+        .get(&format!("/entities/{}{}", encode(name), query(&[at(rev)])))
+        .await
+        .map_err(|e| not_found(e, name))?;
+    let is = o["kind"].as_str().unwrap_or("?");
+    if kind != "all" && plural(is).ok().as_deref() != Some(coll.as_str()) {
+        bail!("{name} is a {is}, not a {kind}");
+    }
+    emit(fmt, &o, GET_HEADER, vec![get_row(&o)])
+}
+
+/// A 404 from the server in the CLI's words.
+fn not_found(e: anyhow::Error, name: &str) -> anyhow::Error {
+    match e.downcast_ref::<Refused>() {
+        Some(r) if r.code == 404 => anyhow!("{name} not found"),
+        _ => e,
+    }
+}
+
+/// Page after page of one list (every page the revision of the first).
+async fn list(remote: &Remote, fmt: Format, coll: &str, rev: Option<i64>) -> Result<()> {
+    let mut out = ListWriter::new(fmt, GET_HEADER);
+    let mut token: Option<String> = None;
+    loop {
+        let page = remote
+            .get(&format!(
+                "/{coll}{}",
+                query(&[
+                    ("limit", Some(PAGE.to_string())),
+                    ("continue", token.clone()),
+                    at(rev)
+                ])
+            ))
+            .await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let rows = items.iter().map(get_row).collect();
+        out.page(
+            if matches!(fmt, Format::Json | Format::Yaml) {
+                items
+            } else {
+                Vec::new()
+            },
+            rows,
+        )?;
+        token = page["metadata"]["continue"].as_str().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.finish()
+}
+
+async fn describe(remote: &Remote, fmt: Format, name: &str, rev: Option<i64>) -> Result<()> {
+    let path = format!("/entities/{}", encode(name));
+    let o = remote
+        .get(&format!("{path}{}", query(&[at(rev)])))
+        .await
+        .map_err(|e| not_found(e, name))?;
+    if fmt != Format::Table {
+        return emit(fmt, &o, &[], vec![vec![name.to_string()]]);
+    }
+    let (spec, status) = (&o["spec"], &o["status"]);
+    let row = get_row(&o);
+    println!("Name:     {}", row[0]);
+    println!("Kind:     {}", row[1]);
+    println!("Driver:   {}", row[2]);
+    if !row[3].is_empty() {
+        println!("Location: {}", row[3]);
+    }
+    let names = |v: &Json| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| Some(n.as_str()?.to_string()))
+            .collect()
+    };
+    let pools = names(&spec["pools"]);
+    if !pools.is_empty() {
+        println!("Pools:    {}", pools.join(", "));
+    }
+    if let Some(addrs) = status["addresses"].as_array().filter(|a| !a.is_empty()) {
+        println!("Addresses:");
+        for a in addrs {
+            let f = |k: &str| a[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "  {}  manager {}  os {}  port {}",
+                f("address"),
+                f("manager"),
+                f("osPort"),
+                f("port")
+            );
+        }
+    }
+    if let Some(ports) = spec["ports"].as_array().filter(|p| !p.is_empty()) {
+        println!("Ports:");
+        for p in ports {
+            let peer = p["connectedTo"]
+                .as_str()
+                .map(|c| format!("-> {c}"))
+                .unwrap_or_default();
+            let attrs: Vec<String> = ["mac", "osPort"]
+                .iter()
+                .filter_map(|k| Some(format!("{k}={}", p[*k].as_str()?)))
+                .collect();
+            println!(
+                "  {:<16} {peer} {}",
+                p["port"].as_str().unwrap_or_default(),
+                attrs.join(" ")
+            );
+        }
+    }
+    let contents = names(&status["contents"]);
+    if !contents.is_empty() {
+        println!("Contains: {}", contents.join(", "));
+    }
+    let attrs = remote
+        .get(&format!("{path}/attributes{}", query(&[at(rev)])))
+        .await?;
+    if let Some(rows) = attrs["items"].as_array().filter(|r| !r.is_empty()) {
+        println!("Attributes:");
+        for r in rows {
+            let t = attr_table_row(r);
+            let path = match (t[1].as_str(), t[2].as_str()) {
+                ("", "") => t[0].clone(),
+                (s, "") => format!("{}.{s}", t[0]),
+                (s, n) => format!("{}.{s}.{n}", t[0]),
+            };
+            println!("  {path} = {} ({})", t[3], t[4]);
+        }
+    }
+    Ok(())
+}
+
+struct AttrFilter<'a> {
+    key: Option<&'a str>,
+    subkey: Option<&'a str>,
+    number: Option<i64>,
+}
+
+impl AttrFilter<'_> {
+    fn keeps(&self, row: &Json) -> bool {
+        // KEY.SUBKEY splits as on the CLI (an explicit --subkey wins).
+        let (key, subkey) = match self.key.map(|k| k.split_once('.')) {
+            Some(Some((k, s))) => (Some(k), self.subkey.or(Some(s))),
+            _ => (self.key, self.subkey),
+        };
+        key.is_none_or(|k| row["key"] == k)
+            && subkey.is_none_or(|s| row["subkey"] == s)
+            && self.number.is_none_or(|n| row["number"] == n)
+    }
+}
+
+async fn attr_get(
+    remote: &Remote,
+    fmt: Format,
+    name: &str,
+    filter: AttrFilter<'_>,
+    merged: bool,
+    rev: Option<i64>,
+) -> Result<()> {
+    let merged = merged.then(|| "true".to_string());
+    let answer = remote
+        .get(&format!(
+            "/entities/{}/attributes{}",
+            encode(name),
+            query(&[("merged", merged), at(rev)])
+        ))
+        .await
+        .map_err(|e| not_found(e, name))?;
+    let rows: Vec<Json> = answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| filter.keeps(r))
+        .cloned()
+        .collect();
+    if let Some(k) = filter.key
+        && rows.is_empty()
+    {
+        bail!("{name} has no attribute {k}");
+    }
+    let table = rows.iter().map(attr_table_row).collect();
+    emit(fmt, &Json::Array(rows), ATTR_HEADER, table)
+}
+
+async fn query_names(remote: &Remote, fmt: Format, expr: &str, rev: Option<i64>) -> Result<()> {
+    let mut out = ListWriter::bare(fmt, &["NAME"]);
+    let mut token: Option<String> = None;
+    loop {
+        let page = remote
+            .get(&format!(
+                "/entities{}",
+                query(&[
+                    ("query", Some(expr.to_string())),
+                    ("limit", Some(PAGE.to_string())),
+                    ("continue", token.clone()),
+                    at(rev),
+                ])
+            ))
+            .await?;
+        let names: Vec<String> = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| Some(o["metadata"]["name"].as_str()?.to_string()))
+            .collect();
+        let rows = names.iter().map(|n| vec![n.clone()]).collect();
+        out.page(names.into_iter().map(Json::String).collect(), rows)?;
+        token = page["metadata"]["continue"].as_str().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.finish()
+}
+
+async fn history(
+    remote: &Remote,
+    fmt: Format,
+    name: Option<&str>,
+    limit: i64,
+    since: Option<i64>,
+) -> Result<()> {
+    let params = [
+        ("limit", Some(limit.max(0).to_string())),
+        ("since", since.map(|s| s.max(0).to_string())),
+    ];
+    let path = match name {
+        Some(n) => format!("/entities/{}/history{}", encode(n), query(&params)),
+        None => format!("/revisions{}", query(&params)),
+    };
+    let answer = remote.get(&path).await.map_err(|e| match name {
+        Some(n) => not_found(e, n),
+        None => e,
+    })?;
+    let mut out = ListWriter::new(fmt, &[]);
+    for e in answer["items"].as_array().into_iter().flatten() {
+        print_history_entry(fmt, &mut out, e)?;
+    }
+    out.finish()
+}
+
+async fn rack_show(
+    remote: &Remote,
+    fmt: Format,
+    rack: &str,
+    rear: bool,
+    rev: Option<i64>,
+) -> Result<()> {
+    let el = remote
+        .get(&format!(
+            "/racks/{}/elevation{}",
+            encode(rack),
+            query(&[at(rev)])
+        ))
+        .await
+        .map_err(|e| not_found(e, rack))?;
+    if matches!(fmt, Format::Json | Format::Yaml) {
+        return emit(fmt, &el, &[], vec![]);
+    }
+    let parsed = clusto_core::elevation::Elevation::from_json(&el)
+        .ok_or_else(|| anyhow!("{}: the elevation of {rack} is not readable", remote.base))?;
+    let side = if rear {
+        clusto_core::elevation::Face::Rear
+    } else {
+        clusto_core::elevation::Face::Front
+    };
+    print!("{}", elevation_text(rack, &parsed, side));
+    Ok(())
+}
+
+/// The manifests as one request body (YAML documents, file after file),
+/// and where each file starts in it, so the server's `request:LINE`
+/// errors can be said as `FILE:LINE` again.
+struct Body {
+    text: String,
+    /// (file, first line in the body, lines)
+    files: Vec<(String, u64, u64)>,
+}
+
+impl Body {
+    fn of(sources: &[Source]) -> Body {
+        let mut text = String::new();
+        let mut files = Vec::new();
+        let mut line = 1u64;
+        for s in sources {
+            if !text.is_empty() {
+                text.push_str("---\n");
+                line += 1;
+            }
+            let lines = s.text.lines().count() as u64;
+            files.push((s.file.clone(), line, lines));
+            text.push_str(&s.text);
+            if !s.text.ends_with('\n') {
+                text.push('\n');
+            }
+            line += lines;
+        }
+        Body { text, files }
+    }
+
+    /// `request:L:C: …` → `FILE:l:C: …`.
+    fn locate(&self, message: &str) -> String {
+        let Some(rest) = message.strip_prefix("request:") else {
+            return message.to_string();
+        };
+        let (num, tail) = rest.split_at(
+            rest.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len()),
+        );
+        let Ok(line) = num.parse::<u64>() else {
+            return message.to_string();
+        };
+        match self
+            .files
+            .iter()
+            .find(|(_, first, n)| line >= *first && line < first + n.max(&1))
+        {
+            Some((file, first, _)) => format!("{file}:{}{tail}", line - first + 1),
+            None => message.to_string(),
+        }
+    }
+}
+
+/// Reads and checks the manifests here (so syntax errors name the file as
+/// without --server), then sends them. None: errors were reported.
+fn manifests(args: &ManifestArgs) -> Result<std::result::Result<Body, ExitCode>> {
+    if args.files.is_empty() {
+        bail!("give the manifests with -f FILE|DIR|-");
+    }
+    let sources = read_sources(&args.files)?;
+    if let Err(e) = parse(&sources) {
+        return Ok(Err(report(&e)));
+    }
+    Ok(Ok(Body::of(&sources)))
+}
+
+fn write_query(args: &ManifestArgs, dry_run: bool) -> String {
+    let opts = options(args);
+    let yes = |b: bool| b.then(|| "true".to_string());
+    query(&[
+        ("applySet", Some(opts.apply_set)),
+        ("prune", yes(opts.prune)),
+        ("forceConflicts", yes(opts.force_conflicts)),
+        ("dryRun", dry_run.then(|| "All".to_string())),
+    ])
+}
+
+/// A 422 answer's causes, each said against the user's files.
+fn refused_manifests(e: anyhow::Error, body: &Body) -> Result<ExitCode> {
+    match e.downcast_ref::<Refused>() {
+        Some(r) if r.reason == "Invalid" && !r.causes.is_empty() => {
+            let located: Vec<String> = r.causes.iter().map(|c| body.locate(c)).collect();
+            Ok(report(&located))
+        }
+        _ => Err(e),
+    }
+}
+
+async fn plan(
+    remote: &Remote,
+    fmt: Format,
+    args: &ManifestArgs,
+    detailed: bool,
+) -> Result<ExitCode> {
+    let body = match manifests(args)? {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
+    };
+    let answer = match remote
+        .send(
+            Method::POST,
+            &format!("/plan{}", write_query(args, false)),
+            Some(body.text.clone()),
+        )
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return refused_manifests(e, &body),
+    };
+    let json: Json = serde_json::from_slice(&answer)?;
+    let base = json["baseRevision"].as_i64().unwrap_or_default();
+    let plan: Plan =
+        serde_json::from_value(json!({"changes": json["changes"], "summary": json["summary"]}))
+            .with_context(|| format!("{}: the plan is not readable", remote.base))?;
+    print_plan(&plan, &[], base, fmt)?;
+    Ok(if detailed && !plan.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn apply(
+    remote: &Remote,
+    fmt: Format,
+    args: &ManifestArgs,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    if dry_run {
+        return plan(remote, fmt, args, false).await;
+    }
+    let body = match manifests(args)? {
+        Ok(b) => b,
+        Err(code) => return Ok(code),
+    };
+    let answer = match remote
+        .send(
+            Method::POST,
+            &format!("/apply{}", write_query(args, false)),
+            Some(body.text.clone()),
+        )
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return refused_manifests(e, &body),
+    };
+    let json: Json = serde_json::from_slice(&answer)?;
+    let plan: Plan =
+        serde_json::from_value(json!({"changes": json["changes"], "summary": json["summary"]}))
+            .with_context(|| format!("{}: the answer is not readable", remote.base))?;
+    print_applied(fmt, &plan, json["revision"].as_i64())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_are_said_against_the_files_again() {
+        let src = |f: &str, t: &str| Source {
+            file: f.into(),
+            text: t.into(),
+        };
+        let b = Body::of(&[src("a.yaml", "x: 1\ny: 2\n"), src("b.yaml", "z: 3\nw: 4")]);
+        assert_eq!(b.text, "x: 1\ny: 2\n---\nz: 3\nw: 4\n");
+        assert_eq!(
+            b.locate("request:2:3: Server s1: rule"),
+            "a.yaml:2:3: Server s1: rule"
+        );
+        assert_eq!(
+            b.locate("request:5:1: Server s2: rule"),
+            "b.yaml:2:1: Server s2: rule"
+        );
+        assert_eq!(b.locate("request: no line"), "request: no line");
+        assert_eq!(b.locate("other:3:1: x"), "other:3:1: x");
+    }
+
+    #[test]
+    fn query_values_are_encoded_and_absent_ones_left_out() {
+        assert_eq!(
+            query(&[
+                ("query", Some("in:r1 and attr:a=b&c".into())),
+                ("continue", None)
+            ]),
+            "?query=in%3Ar1%20and%20attr%3Aa%3Db%26c"
+        );
+        assert_eq!(query(&[("limit", None)]), "");
+        assert_eq!(encode("s1/../x"), "s1%2F..%2Fx");
+    }
+}
