@@ -456,3 +456,43 @@ async fn two_handles_see_each_others_writes() {
         assert_eq!(a.head().await.unwrap(), 3);
     }
 }
+
+/// `head` is exact the moment another writer's commit returns, whether it
+/// is answered by a query or (SQLite) by the unchanged wal-index header:
+/// a second `Store` on the same database stands for another process, and
+/// a writer on its own connection that closes between writes makes SQLite
+/// delete and recreate the `-shm` file.
+#[tokio::test]
+async fn head_follows_every_commit_of_every_writer() {
+    for b in BACKENDS {
+        let url = clusto_store::testing::fresh_url(b).await.unwrap();
+        let reader = Store::open(&url).await.unwrap();
+        let writer = Store::open(&url).await.unwrap();
+        for i in 0..40 {
+            // Asked twice: the second may come from the probe.
+            let before = reader.head().await.unwrap();
+            assert_eq!(reader.head().await.unwrap(), before, "{b}");
+            let rev = if i % 10 == 9 {
+                let once = Store::open(&url).await.unwrap();
+                let r = w(&once, "one-off", |inv| {
+                    inv.create(Kind::Server, &format!("o{i}"), None).map(|_| ())
+                })
+                .await;
+                drop(once);
+                r
+            } else {
+                w(&writer, "write", |inv| {
+                    inv.create(Kind::Server, &format!("s{i}"), None).map(|_| ())
+                })
+                .await
+            };
+            let rev = rev.expect("a revision");
+            assert_eq!(reader.head().await.unwrap(), rev, "{b}: write {i}");
+            assert_eq!(
+                reader.head().await.unwrap(),
+                rev,
+                "{b}: write {i}, asked again"
+            );
+        }
+    }
+}
