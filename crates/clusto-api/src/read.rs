@@ -224,59 +224,16 @@ pub async fn list(api: &Api, coll: Collection, p: ListParams) -> Result<Response
 }
 
 /// The whole list as one JSON document written page by page: memory
-/// follows a page, not the list.
-fn stream_list(
-    mut snap: Snapshot,
-    mut names: Names,
-    mut after: Option<String>,
-    list_kind: String,
-) -> Response {
+/// follows a page, not the list. Two stages overlap: while one page is
+/// encoded (on a blocking thread, with its view dropped there too), the
+/// next is read from the store.
+fn stream_list(snap: Snapshot, names: Names, after: Option<String>, list_kind: String) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let rev = snap.rev();
     tokio::spawn(async move {
-        let head = format!(
-            "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{{\"resourceVersion\":\"{rev}\"}},\"items\":["
-        );
-        if tx.send(Bytes::from(head)).await.is_err() {
-            return;
+        if let Err(e) = write_list(snap, names, after, &list_kind, &tx).await {
+            // The status line is gone; a truncated document tells the client.
+            tracing::error!(error = %e, "list stream failed");
         }
-        let mut first = true;
-        loop {
-            let page = match names.page(&mut snap, after.as_deref(), PAGE).await {
-                Ok(p) => p,
-                Err(e) => {
-                    // The status line is gone; a truncated document tells the client.
-                    tracing::error!(error = %e, "list stream failed");
-                    return;
-                }
-            };
-            let Some(last) = page.last().cloned() else {
-                break;
-            };
-            let items = match objects(&mut snap, &page).await {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::error!(error = %e, "list stream failed");
-                    return;
-                }
-            };
-            let mut chunk = String::new();
-            for item in items {
-                if !first {
-                    chunk.push(',');
-                }
-                first = false;
-                chunk.push_str(&item.to_string());
-            }
-            if tx.send(Bytes::from(chunk)).await.is_err() {
-                return; // the client went away
-            }
-            if page.len() < PAGE {
-                break;
-            }
-            after = Some(last);
-        }
-        let _ = tx.send(Bytes::from_static(b"]}\n")).await;
     });
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
@@ -286,6 +243,76 @@ fn stream_list(
         body,
     )
         .into_response()
+}
+
+/// Why a streamed list stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ListStop {
+    #[error(transparent)]
+    Read(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] clusto_store::StoreError),
+    #[error("the client went away")]
+    Gone,
+    #[error("encoding a page: {0}")]
+    Encode(#[from] tokio::task::JoinError),
+}
+
+async fn write_list(
+    mut snap: Snapshot,
+    mut names: Names,
+    mut after: Option<String>,
+    list_kind: &str,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<(), ListStop> {
+    let send = |b: Bytes| async move { tx.send(b).await.map_err(|_| ListStop::Gone) };
+    let rev = snap.rev();
+    send(Bytes::from(format!(
+        "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{{\"resourceVersion\":\"{rev}\"}},\"items\":["
+    )))
+    .await?;
+    let mut encoding: Option<tokio::task::JoinHandle<String>> = None;
+    let mut first = true;
+    loop {
+        let page = names.page(&mut snap, after.as_deref(), PAGE).await?;
+        let full = page.len() == PAGE;
+        after = page.last().cloned();
+        let view = if page.is_empty() {
+            None
+        } else {
+            Some(snap.load(&Scope::read(&page)).await?)
+        };
+        if let Some(done) = encoding.take() {
+            send(Bytes::from(done.await?)).await?;
+        }
+        if let Some(inv) = view {
+            let comma = !first;
+            first = false;
+            encoding = Some(tokio::task::spawn_blocking(move || {
+                encode_page(&inv, &page, comma)
+            }));
+        }
+        if !full {
+            break;
+        }
+    }
+    if let Some(done) = encoding.take() {
+        send(Bytes::from(done.await?)).await?;
+    }
+    send(Bytes::from_static(b"]}\n")).await
+}
+
+/// A page's objects as JSON text, comma-separated (led by a comma when
+/// it follows another page).
+fn encode_page(inv: &Inventory, page: &[String], comma: bool) -> String {
+    let mut chunk = String::new();
+    for (i, id) in page.iter().filter_map(|n| inv.id_of(n).ok()).enumerate() {
+        if comma || i > 0 {
+            chunk.push(',');
+        }
+        chunk.push_str(&inv.resource(id, false).to_string());
+    }
+    chunk
 }
 
 /// One object of the collection named `name`, as of `at`, with the view
