@@ -22,21 +22,24 @@
 # Each apply trial starts from an empty store; the kill moment is uniform
 # over 1.2 × the time one full apply takes (so some trials let it finish).
 # 8. PostgreSQL restarted under the controller (row pgcontroller).
+# 9. kill -9 of the controller converging and deleting VMs on a real
+#    libvirtd with QEMU (row libvirt; --vms guests per trial, default 20).
 # --backends limits the rows that run on both stores to some of them.
 # --debug uses debug builds (CI runs a short pass: few trials, small N);
 # the exit status is 1 when any trial found a violation.
-# Usage: bench/faults.sh [--trials 100] [--debug] [--backends "sqlite postgres"] [--servers 10000] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"]
+# Usage: bench/faults.sh [--trials 100] [--debug] [--backends "sqlite postgres"] [--servers 10000] [--vms 20] [--rows "apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller libvirt"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BACKENDS="sqlite postgres"; PROFILE=release; TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller"
+BACKENDS="sqlite postgres"; PROFILE=release; TRIALS=100; N=10000; ROWS="apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller libvirt"; VMS=20
 while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=$2; shift 2;;
     --servers) N=$2; shift 2;;
     --rows) ROWS=$2; shift 2;;
+    --vms) VMS=$2; shift 2;;
     --debug) PROFILE=debug; shift;;
     --backends) BACKENDS=$2; shift 2;;
-    *) echo "usage: $0 [--trials N] [--servers N] [--debug] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller']"; exit 2;;
+    *) echo "usage: $0 [--trials N] [--servers N] [--vms N] [--debug] [--backends 'sqlite postgres'] [--rows 'apply concurrent snmptrapd fulldisk pgrestart controller dhcpd pgcontroller libvirt']"; exit 2;;
   esac
 done
 row() { [[ " $ROWS " == *" $1 "* ]]; }
@@ -355,6 +358,100 @@ if row controller; then
   done
   echo "== $backend + moto: kill -9 of the controller converging and deleting 200 VMs × $TRIALS: exactly one instance per VM $exact, leaked $leaked, missing $lost; after deleting: instances left $left, VMs left $stale; fsck not clean $dirty"
   found "$leaked" "$lost" "$left" "$stale" "$dirty"
+  done
+fi
+
+# --- kill -9 of the controller on a real libvirtd with QEMU -------------------
+# The libvirt test driver keeps its domains in the connecting process, so
+# they die with a killed controller and "exactly once at the backend" could
+# not fail; the row uses the real libvirtd (qemu:///system) instead, with
+# tiny guests (64 MiB, no OS, a 1 GiB sparse volume each) in a transient
+# directory pool per trial. Each trial: $VMS VirtualMachines declared, the
+# controller killed -9 at a random moment of converging, `controller
+# --once`; then all deleted (prune), killed again at a random moment,
+# `--once`. After converging: exactly $VMS domains, each VM's backendId one
+# of them; after deleting: no domain and no volume left, no VM left; fsck
+# clean. Each trial's names are its own, so a leak cannot hide in the next.
+if row libvirt; then
+  LV=qemu:///system
+  lv_domains() { virsh -c "$LV" list --all --uuid --name 2>/dev/null | awk -v p="$1" '$2 ~ "^"p {print $1}' | sort; }
+  lv_manifest() {  # PREFIX POOL N → a host (sized for $VMS), a VMManager on it, N VMs
+    python3 - "$1" "$2" "$3" "$LV" "$VMS" <<'PY'
+import sys
+prefix, pool, n, uri, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+print(f"""apiVersion: clusto.dev/v1alpha1
+kind: Server
+metadata: {{name: {prefix}hv}}
+spec:
+  attrs:
+    - {{key: system, subkey: memory, value: {64 * size + 1024}}}
+    - {{key: system, subkey: disk, value: {size + 10}}}
+    - {{key: system, subkey: cpucount, value: {size}}}
+    - {{key: libvirt, subkey: uri, value: "{uri}"}}
+---
+apiVersion: clusto.dev/v1alpha1
+kind: VMManager
+metadata: {{name: {prefix}mgr}}
+spec:
+  backend: libvirt
+  libvirt: {{pool: {pool}}}
+  hosts: [{prefix}hv]""")
+for i in range(n):
+    print(f"""---
+apiVersion: clusto.dev/v1alpha1
+kind: VirtualMachine
+metadata: {{name: {prefix}v{i:03d}}}
+spec:
+  manager: {prefix}mgr
+  cpus: 1
+  memoryMiB: 64
+  diskGiB: 1
+  allowTermination: true
+  attrs:
+    - {{key: libvirt, subkey: domain-type, value: qemu}}""")
+PY
+  }
+  lv_kill_during() {  # MAX_MS
+    "$C" controller --lease-ttl 1 --poll-ms 100 >/dev/null 2>&1 &
+    local pid=$! ms=$(( RANDOM % ($1 + 1) ))
+    sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
+    kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    sleep 1.1
+  }
+  for backend in $BACKENDS; do
+  exact=0; leaked=0; lost=0; left=0; vols=0; stale=0; dirty=0
+  for t in $(seq "$TRIALS"); do
+    prefix="ft$$t${t}x"; pool="clusto-faults-$$-$t"; pooldir="$work/$pool"
+    mkdir -p "$pooldir"
+    virsh -c "$LV" pool-create-as "$pool" dir --target "$pooldir" >/dev/null
+    export CLUSTO_STORE; CLUSTO_STORE=$(fresh "$backend")
+    lv_manifest "$prefix" "$pool" "$VMS" > "$work/lv.yaml"
+    "$C" apply -f "$work/lv.yaml" --apply-set lv >/dev/null
+    lv_kill_during 4000; "$C" controller --once --lease-ttl 1 >/dev/null 2>&1 || true
+    doms=$(lv_domains "$prefix")
+    mine=$("$C" vm list -o json | python3 -c 'import json,sys; print("\n".join(sorted(v["status"].get("backendId","") for v in json.load(sys.stdin)["items"])))')
+    n=$(echo "$doms" | grep -c . || true)
+    if [ "$n" = "$VMS" ] && [ "$doms" = "$mine" ]; then exact=$((exact + 1))
+    elif [ "$n" -gt "$VMS" ]; then leaked=$((leaked + 1)); echo "   leaked: $n domains for $VMS VMs"
+    else lost=$((lost + 1)); echo "   not exact: $n domains, $(echo "$mine" | grep -c . || true) backend ids"
+    fi
+    lv_manifest "$prefix" "$pool" 0 > "$work/lv-none.yaml"
+    "$C" apply -f "$work/lv-none.yaml" --apply-set lv --prune >/dev/null
+    lv_kill_during 4000; "$C" controller --once --lease-ttl 1 >/dev/null 2>&1 || true
+    n=$(lv_domains "$prefix" | grep -c . || true)
+    [ "$n" = 0 ] || { left=$((left + 1)); echo "   after deleting: $n domains still defined"; }
+    v=$(virsh -c "$LV" vol-list "$pool" 2>/dev/null | grep -c "$prefix" || true)
+    [ "$v" = 0 ] || { vols=$((vols + 1)); echo "   after deleting: $v volumes left"; }
+    nvm=$("$C" query 'kind:virtualmachine' -o name | grep -c . || true)
+    [ "$nvm" = 0 ] || { stale=$((stale + 1)); echo "   after deleting: $nvm VMs still in the inventory"; }
+    "$C" fsck >/dev/null 2>&1 || dirty=$((dirty + 1))
+    # Whatever a violation left behind goes before the next trial.
+    for d in $(lv_domains "$prefix"); do virsh -c "$LV" destroy "$d" >/dev/null 2>&1 || true; virsh -c "$LV" undefine "$d" --remove-all-storage >/dev/null 2>&1 || true; done
+    virsh -c "$LV" pool-destroy "$pool" >/dev/null 2>&1 || true
+    rm -rf "$pooldir"
+  done
+  echo "== $backend + libvirtd (QEMU): kill -9 of the controller converging and deleting $VMS VMs × $TRIALS: exactly one domain per VM $exact, leaked $leaked, missing $lost; after deleting: domains left $left, volumes left $vols, VMs left $stale; fsck not clean $dirty"
+  found "$leaked" "$lost" "$left" "$vols" "$stale" "$dirty"
   done
 fi
 
