@@ -239,11 +239,7 @@ async fn fetch(
 ) -> Result<(), StoreError> {
     // Rows come back as one JSON array per chunk, as a full load reads
     // them: one value to decode instead of a driver round trip per row.
-    let (agg, arr) = if conn.backend_name().eq_ignore_ascii_case("postgresql") {
-        ("json_agg", "json_build_array")
-    } else {
-        ("json_group_array", "json_array")
-    };
+    let (agg, arr) = json_fns(conn);
     let mut decoded = Vec::new();
     for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
@@ -282,15 +278,33 @@ async fn fetch_entities(
     .await
 }
 
-async fn ids(conn: &mut AnyConnection, sql: String) -> Result<Vec<i64>, StoreError> {
-    let mut v = Vec::new();
-    for r in sqlx::query(AssertSqlSafe(sql))
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        v.push(r.try_get(0)?);
+/// The backend's JSON aggregate and array constructor.
+fn json_fns(conn: &AnyConnection) -> (&'static str, &'static str) {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        ("json_agg", "json_build_array")
+    } else {
+        ("json_group_array", "json_array")
     }
-    Ok(v)
+}
+
+/// One JSON array from a query's rows, decoded: a single value through
+/// the driver, whose per-row cost dominates reads of hundreds of rows.
+async fn aggregated<T: serde::de::DeserializeOwned>(
+    conn: &mut AnyConnection,
+    query: sqlx::query::QueryScalar<'_, sqlx::Any, Option<String>, sqlx::any::AnyArguments>,
+) -> Result<Vec<T>, StoreError> {
+    let text: Option<String> = query.fetch_one(&mut *conn).await?;
+    match text {
+        Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Entity ids from `sql`, whose one column is named `e`.
+async fn ids(conn: &mut AnyConnection, sql: String) -> Result<Vec<i64>, StoreError> {
+    let (agg, _) = json_fns(conn);
+    let wrapped = format!("SELECT CAST({agg}(x.e) AS TEXT) FROM ({sql}) x");
+    aggregated(conn, sqlx::query_scalar(AssertSqlSafe(wrapped))).await
 }
 
 /// A named entity: id, name, kind.
@@ -304,34 +318,29 @@ async fn seeds(
 ) -> Result<(Vec<Seed>, Vec<i64>), StoreError> {
     let names: Vec<&String> = scope.names.iter().chain(&scope.context).collect();
     let mut named = Vec::new();
+    let (agg, arr) = json_fns(conn);
+    let select = format!("SELECT CAST({agg}({arr}(eid, name, kind)) AS TEXT) FROM entities t");
     for chunk in names.chunks(IN_CHUNK) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT eid, name, kind FROM entities t WHERE {} AND name IN ({})",
+            "{select} WHERE {} AND name IN ({})",
             vis("t", at),
             marks.join(",")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
         for n in chunk {
             q = q.bind(n.to_string());
         }
-        for r in q.fetch_all(&mut *conn).await? {
-            named.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-        }
+        named.extend(aggregated::<Seed>(conn, q).await?);
     }
     let by_id: Vec<i64> = scope.ids.iter().copied().collect();
     for chunk in by_id.chunks(IN_CHUNK) {
         let sql = format!(
-            "SELECT eid, name, kind FROM entities t WHERE {} AND eid IN ({})",
+            "{select} WHERE {} AND eid IN ({})",
             vis("t", at),
             in_list(chunk)
         );
-        for r in sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            named.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-        }
+        named.extend(aggregated::<Seed>(conn, sqlx::query_scalar(AssertSqlSafe(sql))).await?);
     }
     let mut kinds = scope.kinds.clone();
     kinds.insert(Kind::Driver);
@@ -342,7 +351,7 @@ async fn seeds(
 fn kinds_sql(at: Option<i64>, kinds: &BTreeSet<Kind>) -> String {
     let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
     format!(
-        "SELECT eid FROM entities t WHERE {} AND kind IN ({})",
+        "SELECT eid AS e FROM entities t WHERE {} AND kind IN ({})",
         vis("t", at),
         list.join(",")
     )
@@ -409,7 +418,7 @@ async fn of_kinds(
             ids(
                 conn,
                 format!(
-                    "SELECT eid FROM entities t WHERE {} AND eid IN ({}) AND kind IN ({})",
+                    "SELECT eid AS e FROM entities t WHERE {} AND eid IN ({}) AND kind IN ({})",
                     vis("t", at),
                     in_list(chunk),
                     list.join(",")
