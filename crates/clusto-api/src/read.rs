@@ -271,7 +271,7 @@ async fn write_list(
         "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{{\"resourceVersion\":\"{rev}\"}},\"items\":["
     )))
     .await?;
-    let mut encoding: Option<tokio::task::JoinHandle<String>> = None;
+    let mut encoding: Option<tokio::task::JoinHandle<Vec<u8>>> = None;
     let mut first = true;
     loop {
         let page = names.page(&mut snap, after.as_deref(), PAGE).await?;
@@ -304,13 +304,14 @@ async fn write_list(
 
 /// A page's objects as JSON text, comma-separated (led by a comma when
 /// it follows another page).
-fn encode_page(inv: &Inventory, page: &[String], comma: bool) -> String {
-    let mut chunk = String::new();
+fn encode_page(inv: &Inventory, page: &[String], comma: bool) -> Vec<u8> {
+    let mut chunk = Vec::with_capacity(page.len() * 600);
     for (i, id) in page.iter().filter_map(|n| inv.id_of(n).ok()).enumerate() {
         if comma || i > 0 {
-            chunk.push(',');
+            chunk.push(b',');
         }
-        chunk.push_str(&inv.resource(id, false).to_string());
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut chunk, &inv.resource(id, false));
     }
     chunk
 }
