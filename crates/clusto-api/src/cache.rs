@@ -12,8 +12,10 @@ use std::sync::Mutex;
 use axum::body::Bytes;
 use clusto_core::{EntityId, Kind};
 
-/// Entries kept before the cache starts over (a bound on memory, ~1 KiB each).
-const MAX_ENTRIES: usize = 50_000;
+/// Entries kept before the cache starts over: a bound on memory (about
+/// 1 KiB an entry with its view: ~250 MiB when full). Inventories larger
+/// than this are served partly from the store.
+const MAX_ENTRIES: usize = 250_000;
 
 struct Entry {
     kind: Kind,
@@ -86,6 +88,24 @@ impl ObjectCache {
             }
         }
         g.rev = rev;
+    }
+
+    /// The revision the entries are exact at.
+    pub fn rev(&self) -> i64 {
+        self.inner().rev
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner().objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// As many entries as it keeps (the next put starts over).
+    pub fn is_full(&self) -> bool {
+        self.len() >= MAX_ENTRIES
     }
 
     /// Forgets everything (the feed was missed); exact again from `rev`.

@@ -65,6 +65,19 @@ impl Api {
         let hub = Hub::start(store.clone(), watch, metrics.watchers.clone()).await?;
         let cache = Arc::new(cache::ObjectCache::new(hub.published()));
         follow_into_cache(&hub, cache.clone());
+        let (warming, to_warm) = (store.clone(), cache.clone());
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            match read::warm(warming, to_warm).await {
+                Ok(n) => {
+                    release_freed_memory();
+                    tracing::info!(objects = n, elapsed = ?t.elapsed(), "object cache warm")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "object cache not warmed; reads go to the store")
+                }
+            }
+        });
         Ok(Arc::new(Api {
             store,
             tokens,
@@ -73,6 +86,16 @@ impl Api {
             cache,
             metrics,
         }))
+    }
+}
+
+/// Warming reads the whole inventory a page at a time; the allocator keeps
+/// what those pages freed unless asked to give it back.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -3,6 +3,7 @@
 //! costs what it returns, not the size of the inventory.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -13,6 +14,7 @@ use clusto_store::{HistoryQuery, Scope, Snapshot, Store};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
+use crate::cache::ObjectCache;
 use crate::status::ApiError;
 use crate::{API_VERSION, Api};
 
@@ -148,7 +150,7 @@ impl Cursor {
 }
 
 /// The names a list covers, in byte order, from one snapshot.
-enum Names {
+pub(crate) enum Names {
     /// Paged from the store's name index (every kind for None).
     Kind(Option<Kind>),
     /// Matched by a compiled query (names only; the objects load by page).
@@ -219,20 +221,48 @@ pub async fn list(api: &Api, coll: Collection, p: ListParams) -> Result<Response
             Ok(Json(json!({"apiVersion": API_VERSION, "kind": list_kind, "metadata": meta, "items": items}))
                 .into_response())
         }
-        None => Ok(stream_list(snap, names, cursor.after, list_kind)),
+        None => Ok(stream_list(
+            api.cache.clone(),
+            snap,
+            names,
+            cursor.after,
+            list_kind,
+        )),
     }
 }
 
 /// The whole list as one JSON document written page by page: memory
-/// follows a page, not the list. Two stages overlap: while one page is
-/// encoded (on a blocking thread, with its view dropped there too), the
-/// next is read from the store.
-fn stream_list(snap: Snapshot, names: Names, after: Option<String>, list_kind: String) -> Response {
+/// follows a page, not the list. Objects come from the object cache while
+/// it is at the list's revision; the rest are read from the store, and two
+/// stages overlap: while one page is encoded (on a blocking thread, which
+/// also drops its view and caches what it encoded), the next is read.
+fn stream_list(
+    cache: Arc<ObjectCache>,
+    snap: Snapshot,
+    names: Names,
+    after: Option<String>,
+    list_kind: String,
+) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        if let Err(e) = write_list(snap, names, after, &list_kind, &tx).await {
+        let out = |b: Bytes| {
+            let tx = tx.clone();
+            async move { tx.send(b).await.is_ok() }
+        };
+        let head = format!(
+            "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
+            snap.rev()
+        );
+        if !out(Bytes::from(head)).await {
+            return;
+        }
+        match each_page(&cache, snap, names, after, out).await {
+            Ok(true) => {
+                let _ = tx.send(Bytes::from_static(b"]}\n")).await;
+            }
+            Ok(false) => {} // the client went away
             // The status line is gone; a truncated document tells the client.
-            tracing::error!(error = %e, "list stream failed");
+            Err(e) => tracing::error!(error = %e, "list stream failed"),
         }
     });
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
@@ -245,51 +275,81 @@ fn stream_list(snap: Snapshot, names: Names, after: Option<String>, list_kind: S
         .into_response()
 }
 
-/// Why a streamed list stopped early.
+/// Why a list stopped early.
 #[derive(Debug, thiserror::Error)]
-enum ListStop {
+pub(crate) enum ListStop {
     #[error(transparent)]
     Read(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] clusto_store::StoreError),
-    #[error("the client went away")]
-    Gone,
     #[error("encoding a page: {0}")]
     Encode(#[from] tokio::task::JoinError),
 }
 
-async fn write_list(
+/// Fills the object cache with every object at the head, page by page as a
+/// list reads them, so the first list and GET after start are served from
+/// memory (as an apiserver's watch cache is). Stops when the cache is full.
+pub(crate) async fn warm(store: Store, cache: Arc<ObjectCache>) -> Result<usize, ListStop> {
+    // The cache follows the feed; start from a snapshot at its revision.
+    let mut snap = store.snapshot(None).await?;
+    for _ in 0..100 {
+        if snap.rev() == cache.rev() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        snap = store.snapshot(None).await?;
+    }
+    let full = || async { !cache.is_full() };
+    each_page(&cache, snap, Names::Kind(None), None, |_| full()).await?;
+    Ok(cache.len())
+}
+
+/// Every page of a list, encoded and handed to `out` in order (false from
+/// `out`: stop, the reader is gone). Ok(false) when stopped that way.
+pub(crate) async fn each_page<F, Fut>(
+    cache: &Arc<ObjectCache>,
     mut snap: Snapshot,
     mut names: Names,
     mut after: Option<String>,
-    list_kind: &str,
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
-) -> Result<(), ListStop> {
-    let send = |b: Bytes| async move { tx.send(b).await.map_err(|_| ListStop::Gone) };
+    out: F,
+) -> Result<bool, ListStop>
+where
+    F: Fn(Bytes) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let rev = snap.rev();
-    send(Bytes::from(format!(
-        "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{{\"resourceVersion\":\"{rev}\"}},\"items\":["
-    )))
-    .await?;
     let mut encoding: Option<tokio::task::JoinHandle<Vec<u8>>> = None;
     let mut first = true;
     loop {
         let page = names.page(&mut snap, after.as_deref(), PAGE).await?;
         let full = page.len() == PAGE;
         after = page.last().cloned();
-        let view = if page.is_empty() {
+        let cached: Vec<Option<Bytes>> = page
+            .iter()
+            .map(|n| cache.get(rev, n).map(|(_, b)| b))
+            .collect();
+        let missing: Vec<&String> = page
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(n, _)| n)
+            .collect();
+        let view = if missing.is_empty() {
             None
         } else {
-            Some(snap.load(&Scope::read(&page)).await?)
+            Some(snap.load(&Scope::read(missing)).await?)
         };
-        if let Some(done) = encoding.take() {
-            send(Bytes::from(done.await?)).await?;
+        if let Some(done) = encoding.take()
+            && !out(Bytes::from(done.await?)).await
+        {
+            return Ok(false);
         }
-        if let Some(inv) = view {
+        if !page.is_empty() {
             let comma = !first;
             first = false;
+            let cache = cache.clone();
             encoding = Some(tokio::task::spawn_blocking(move || {
-                encode_page(&inv, &page, comma)
+                encode_page(&cache, rev, view.as_ref(), &page, cached, comma)
             }));
         }
         if !full {
@@ -297,21 +357,45 @@ async fn write_list(
         }
     }
     if let Some(done) = encoding.take() {
-        send(Bytes::from(done.await?)).await?;
+        return Ok(out(Bytes::from(done.await?)).await);
     }
-    send(Bytes::from_static(b"]}\n")).await
+    Ok(true)
 }
 
-/// A page's objects as JSON text, comma-separated (led by a comma when
-/// it follows another page).
-fn encode_page(inv: &Inventory, page: &[String], comma: bool) -> Vec<u8> {
+/// A page's objects as JSON text, comma-separated (led by a comma when it
+/// follows another page): cached ones as they are, the others encoded
+/// from `view` and cached with the entities each is made from.
+fn encode_page(
+    cache: &ObjectCache,
+    rev: i64,
+    view: Option<&Inventory>,
+    page: &[String],
+    cached: Vec<Option<Bytes>>,
+    comma: bool,
+) -> Vec<u8> {
     let mut chunk = Vec::with_capacity(page.len() * 600);
-    for (i, id) in page.iter().filter_map(|n| inv.id_of(n).ok()).enumerate() {
-        if comma || i > 0 {
+    let mut written = 0;
+    for (name, hit) in page.iter().zip(cached) {
+        let body = match (hit, view) {
+            (Some(b), _) => b,
+            (None, Some(inv)) => {
+                let Ok(id) = inv.id_of(name) else { continue };
+                let Some(kind) = inv.kind_of(id) else {
+                    continue;
+                };
+                // Writing into a Vec cannot fail.
+                let b =
+                    Bytes::from(serde_json::to_vec(&inv.resource(id, false)).unwrap_or_default());
+                cache.put(rev, kind, name, b.clone(), &inv.resource_view(id));
+                b
+            }
+            (None, None) => continue,
+        };
+        if comma || written > 0 {
             chunk.push(b',');
         }
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut chunk, &inv.resource(id, false));
+        chunk.extend_from_slice(&body);
+        written += 1;
     }
     chunk
 }
@@ -395,8 +479,8 @@ pub async fn get(
     if at.is_none()
         && let Some(kind) = inv.kind_of(id)
     {
-        let view: Vec<EntityId> = inv.entities_unsorted().map(|e| e.id).collect();
-        api.cache.put(rev, kind, name, body.clone(), &view);
+        api.cache
+            .put(rev, kind, name, body.clone(), &inv.resource_view(id));
     }
     Ok(body)
 }

@@ -69,6 +69,28 @@ impl Inventory {
             .map(|p| self.name_of(p))
     }
 
+    /// Every entity whose rows `resource(id)` reads, so a cache of the
+    /// object stays exact until a revision touches one of them: the entity,
+    /// its containers at any depth (placement, pools, the datacenter), what
+    /// it contains, its cable peers, its addresses' managers, what its
+    /// attributes refer to, and every user-defined driver (ports come from
+    /// drivers, which may build on one another).
+    pub fn resource_view(&self, id: EntityId) -> Vec<EntityId> {
+        let mut v = vec![id];
+        v.extend(self.ancestors(id));
+        v.extend(self.contents(id));
+        v.extend(self.connected_ports(id).into_iter().map(|(_, (e, _))| e));
+        v.extend(self.addresses_of(id).iter().filter_map(|a| a.manager));
+        v.extend(self.attrs(id, true).iter().filter_map(|a| match a.value {
+            Value::Ref(r) => Some(r),
+            _ => None,
+        }));
+        v.extend(self.user_drivers.keys().filter_map(|d| self.id_of(d).ok()));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// The resource view of one entity.
     pub fn resource(&self, id: EntityId, include_hidden: bool) -> Json {
         let Some(e) = self.entity(id) else {

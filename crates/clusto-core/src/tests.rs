@@ -783,3 +783,68 @@ fn an_elevation_reads_back_from_its_json() {
         None
     );
 }
+
+/// `resource_view` names every entity the object is made from: renaming,
+/// configuring or giving an attribute to any entity outside the view
+/// leaves the object as it was, and the view holds what it should.
+#[test]
+fn an_object_is_made_only_from_its_view() {
+    let ru = |s: &str| Some(s.parse::<RuRange>().unwrap());
+    let mut i = inv();
+    let dc = i.create(Kind::Datacenter, "dc1", None).unwrap();
+    let r = i.create(Kind::Rack, "r1", None).unwrap();
+    i.insert(dc, r, None).unwrap();
+    let d = i.create(Kind::Driver, "big2u", None).unwrap();
+    i.configure(d, "base", "server").unwrap();
+    i.configure(d, "rackUnits", "2").unwrap();
+    i.configure(d, "ports", "nic-eth=2").unwrap();
+    let s = i.create(Kind::Server, "s1", Some("big2u")).unwrap();
+    i.insert(r, s, ru("10")).unwrap();
+    let other = i.create(Kind::Server, "s2", None).unwrap();
+    i.insert(r, other, ru("20")).unwrap();
+    let sw = i.create(Kind::NetworkSwitch, "sw1", None).unwrap();
+    i.insert(r, sw, ru("42")).unwrap();
+    i.connect(
+        s,
+        &"nic-eth:1".parse().unwrap(),
+        sw,
+        &"nic-eth:3".parse().unwrap(),
+    )
+    .unwrap();
+    let net = i.create(Kind::IpManager, "net1", None).unwrap();
+    i.configure(net, "cidr", "10.0.0.0/24").unwrap();
+    i.ip_allocate(net, s, None, Some("eth0"), None).unwrap();
+    let pool = i.create(Kind::Pool, "web", None).unwrap();
+    i.insert(pool, s, None).unwrap();
+    let owner = i.create(Kind::Pool, "team-a", None).unwrap();
+    i.attr_set(s, "owner", None, NumberSpec::None, Value::Ref(owner))
+        .unwrap();
+    let unrelated = i.create(Kind::Pool, "elsewhere", None).unwrap();
+    let view = i.resource_view(s);
+    for want in [s, r, dc, d, sw, net, pool, owner] {
+        assert!(view.contains(&want), "{} missing", i.name_of(want));
+    }
+    let before = i.resource(s, false);
+    for e in i.entities_unsorted().map(|e| e.id).collect::<Vec<_>>() {
+        if view.contains(&e) {
+            continue;
+        }
+        let mut changed = i.clone();
+        let name = format!("{}-renamed", changed.name_of(e));
+        changed.rename(e, &name).unwrap();
+        changed
+            .attr_set(e, "note", None, NumberSpec::None, Value::String("x".into()))
+            .unwrap();
+        assert_eq!(
+            changed.resource(s, false),
+            before,
+            "{} shaped s1 but is not in its view",
+            i.name_of(e)
+        );
+    }
+    assert!(!view.contains(&other) && !view.contains(&unrelated));
+    // And what is in the view does shape it: a peer's rename shows.
+    let mut changed = i.clone();
+    changed.rename(sw, "sw9").unwrap();
+    assert_ne!(changed.resource(s, false), before);
+}
