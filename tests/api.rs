@@ -900,3 +900,54 @@ async fn the_cli_reads_plans_and_applies_through_the_server() {
     let (_, again, _) = remote(Some(EDITOR), &["apply", "-f", a]);
     assert_eq!(again, "No changes.\n");
 }
+
+/// Lists and GETs served from the object cache stay exact: after each kind
+/// of change (the object's own rows, a cable peer's or a container's name,
+/// an address's manager, a new or deleted object), the API's list is what
+/// `clusto get server -o json` prints, item for item.
+#[tokio::test]
+async fn cached_lists_follow_every_change() {
+    let c = Clusto::fresh("sqlite").await;
+    build(&c);
+    c.ok(&["create", "networkswitch", "sw1", "--in", "r1", "--ru", "40"]);
+    c.ok(&["connect", "s1:nic-eth:1", "sw1:nic-eth:3"]);
+    c.ok(&["create", "ipmanager", "net1", "--set", "cidr=10.9.0.0/24"]);
+    c.ok(&["ip", "allocate", "net1", "s2"]);
+    c.ok(&["create", "pool", "web"]);
+    c.ok(&["insert", "web", "s3"]);
+    let s = serve(&c, &[]);
+    let same = |what: &str| {
+        // Twice: the second list is served from what the first cached.
+        for _ in 0..2 {
+            let (code, list) = get(&s, &format!("{BASE}/servers"), Some(VIEWER));
+            assert_eq!(code, 200, "{what}");
+            assert_eq!(
+                list["items"],
+                c.json(&["get", "server"])["items"],
+                "after {what}"
+            );
+            let (_, one) = get(&s, &format!("{BASE}/servers/s1"), Some(VIEWER));
+            assert_eq!(one, c.json(&["get", "server", "s1"]), "after {what}");
+        }
+    };
+    same("start");
+    let steps: &[(&str, &[&str])] = &[
+        ("an attribute", &["attr", "set", "s1", "role", "db"]),
+        ("a cable peer's rename", &["rename", "sw1", "sw9"]),
+        ("a datacenter's rename", &["rename", "dc1", "dc7"]),
+        ("a rack's rename", &["rename", "r1", "r5"]),
+        ("a pool's rename", &["rename", "web", "www"]),
+        ("an address manager's rename", &["rename", "net1", "net5"]),
+        ("an address released", &["ip", "release", "s2"]),
+        (
+            "a new server",
+            &["create", "server", "s0", "--in", "r5", "--ru", "30"],
+        ),
+        ("a deleted server", &["delete", "s3"]),
+        ("a cable removed", &["disconnect", "s1:nic-eth:1"]),
+    ];
+    for (what, args) in steps {
+        c.ok(args);
+        same(what);
+    }
+}
