@@ -33,6 +33,10 @@ port=$((20000 + RANDOM % 20000))
 "$C" serve --listen "127.0.0.1:$port" --anonymous-read 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+# The object cache warms from the store at start (as an apiserver's watch
+# cache lists before serving from memory); measure once it is warm.
+for _ in $(seq 600); do grep -q "object cache warm" "$work/serve.log" && break; sleep 0.2; done
+echo "object cache:          $(grep -o 'objects=[0-9]* elapsed=[^ ]*' "$work/serve.log" | head -1); server RSS $(awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/$pid/status") MiB"
 B="http://127.0.0.1:$port/apis/clusto.dev/v1alpha1"
 one=$(printf 'gen-s%07d' $((N / 2 + 345)))
 rss() { awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/$pid/status"; }

@@ -995,7 +995,10 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLUSTO_LOG").unwrap_or_else(|_| {
                 // A daemon says what it does; a command only what went wrong.
-                if matches!(cli.command, Command::Controller { .. }) {
+                if matches!(
+                    cli.command,
+                    Command::Controller { .. } | Command::Serve { .. }
+                ) {
                     "info,sqlx=warn".into()
                 } else {
                     "warn".into()
