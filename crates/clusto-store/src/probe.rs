@@ -8,7 +8,8 @@
 //! unchanged. Anything unexpected (no file, copies that differ, a header not
 //! yet initialised) answers "unknown" and the caller queries.
 
-use std::os::unix::fs::FileExt;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -18,6 +19,8 @@ type Header = [u8; 96];
 #[derive(Debug)]
 pub(crate) struct HeadProbe {
     shm: PathBuf,
+    /// The `-shm` file, kept open between reads.
+    file: Mutex<Option<File>>,
     last: Mutex<Option<(Header, i64)>>,
 }
 
@@ -26,17 +29,25 @@ impl HeadProbe {
     pub(crate) fn new(db: &str) -> HeadProbe {
         HeadProbe {
             shm: PathBuf::from(format!("{db}-shm")),
+            file: Mutex::new(None),
             last: Mutex::new(None),
         }
     }
 
-    /// The header now, if it can be read whole and settled. The file is
-    /// opened each time: SQLite deletes and recreates it when the last
-    /// connection closes, and a handle kept open would read a dead copy.
+    /// The header now, if it can be read whole and settled. SQLite deletes
+    /// the file when the last connection closes and makes a new one, so a
+    /// kept handle whose file is gone (no links left) is opened again.
     pub(crate) fn header(&self) -> Option<Header> {
-        let file = std::fs::File::open(&self.shm).ok()?;
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = match file.as_ref() {
+            Some(f) => f.metadata().map(|m| m.nlink() == 0).unwrap_or(true),
+            None => true,
+        };
+        if stale {
+            *file = File::open(&self.shm).ok();
+        }
         let mut h = [0u8; 96];
-        file.read_exact_at(&mut h, 0).ok()?;
+        file.as_ref()?.read_exact_at(&mut h, 0).ok()?;
         // The copies agree once a writer has finished; byte 12 is isInit.
         (h[..48] == h[48..] && h[12] == 1).then_some(h)
     }
