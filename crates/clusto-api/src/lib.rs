@@ -137,12 +137,7 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/openapi/v3", get(|| async { Json(openapi::document()) }))
         .fallback(|req: Request| async move { ApiError::NoSuchPath(req.uri().path().to_string()) })
-        .method_not_allowed_fallback(|req: Request| async move {
-            ApiError::MethodNotAllowed {
-                method: req.method().to_string(),
-                path: req.uri().path().to_string(),
-            }
-        })
+        .method_not_allowed_fallback(status::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             authenticate,

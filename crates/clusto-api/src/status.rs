@@ -77,6 +77,14 @@ impl From<ApplyFailure> for ApiError {
     }
 }
 
+/// The answer to a method a path does not take (a `Status`, as every error).
+pub async fn method_not_allowed(req: axum::extract::Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+}
+
 impl ApiError {
     fn code_reason(&self) -> (StatusCode, &'static str) {
         match self {

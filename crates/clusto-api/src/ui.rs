@@ -50,4 +50,5 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
         .route("/ui/{*page}", get(page))
+        .method_not_allowed_fallback(crate::status::method_not_allowed)
 }
