@@ -647,14 +647,14 @@ fn manifests(args: &ManifestArgs) -> Result<std::result::Result<Body, ExitCode>>
     Ok(Ok(Body::of(&sources)))
 }
 
-fn write_query(args: &ManifestArgs, dry_run: bool) -> String {
+/// The apply set and flags as the API's parameters (a dry run is a plan).
+fn write_query(args: &ManifestArgs) -> String {
     let opts = options(args);
     let yes = |b: bool| b.then(|| "true".to_string());
     query(&[
         ("applySet", Some(opts.apply_set)),
         ("prune", yes(opts.prune)),
         ("forceConflicts", yes(opts.force_conflicts)),
-        ("dryRun", dry_run.then(|| "All".to_string())),
     ])
 }
 
@@ -669,34 +669,51 @@ fn refused_manifests(e: anyhow::Error, body: &Body) -> Result<ExitCode> {
     }
 }
 
+/// What the server answered a plan or apply with: its JSON and the plan in it.
+struct Answered {
+    json: Json,
+    plan: Plan,
+}
+
+/// Reads the manifests, posts them to `verb` (`plan` or `apply`) and reads
+/// the plan back; Err(code) when the manifests were refused (reported).
+async fn post_manifests(
+    remote: &Remote,
+    verb: &str,
+    args: &ManifestArgs,
+) -> Result<std::result::Result<Answered, ExitCode>> {
+    let body = match manifests(args)? {
+        Ok(b) => b,
+        Err(code) => return Ok(Err(code)),
+    };
+    let path = format!("/{verb}{}", write_query(args));
+    let answer = match remote
+        .send(Method::POST, &path, Some(body.text.clone()))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return refused_manifests(e, &body).map(Err),
+    };
+    let json: Json = serde_json::from_slice(&answer)?;
+    let plan: Plan =
+        serde_json::from_value(json!({"changes": json["changes"], "summary": json["summary"]}))
+            .with_context(|| format!("{}: the {verb} answer is not readable", remote.base))?;
+    Ok(Ok(Answered { json, plan }))
+}
+
 async fn plan(
     remote: &Remote,
     fmt: Format,
     args: &ManifestArgs,
     detailed: bool,
 ) -> Result<ExitCode> {
-    let body = match manifests(args)? {
-        Ok(b) => b,
+    let a = match post_manifests(remote, "plan", args).await? {
+        Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let answer = match remote
-        .send(
-            Method::POST,
-            &format!("/plan{}", write_query(args, false)),
-            Some(body.text.clone()),
-        )
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return refused_manifests(e, &body),
-    };
-    let json: Json = serde_json::from_slice(&answer)?;
-    let base = json["baseRevision"].as_i64().unwrap_or_default();
-    let plan: Plan =
-        serde_json::from_value(json!({"changes": json["changes"], "summary": json["summary"]}))
-            .with_context(|| format!("{}: the plan is not readable", remote.base))?;
-    print_plan(&plan, &[], base, fmt)?;
-    Ok(if detailed && !plan.is_empty() {
+    let base = a.json["baseRevision"].as_i64().unwrap_or_default();
+    print_plan(&a.plan, &[], base, fmt)?;
+    Ok(if detailed && !a.plan.is_empty() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -712,27 +729,13 @@ async fn apply(
     if dry_run {
         return plan(remote, fmt, args, false).await;
     }
-    let body = match manifests(args)? {
-        Ok(b) => b,
-        Err(code) => return Ok(code),
-    };
-    let answer = match remote
-        .send(
-            Method::POST,
-            &format!("/apply{}", write_query(args, false)),
-            Some(body.text.clone()),
-        )
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return refused_manifests(e, &body),
-    };
-    let json: Json = serde_json::from_slice(&answer)?;
-    let plan: Plan =
-        serde_json::from_value(json!({"changes": json["changes"], "summary": json["summary"]}))
-            .with_context(|| format!("{}: the answer is not readable", remote.base))?;
-    print_applied(fmt, &plan, json["revision"].as_i64())?;
-    Ok(ExitCode::SUCCESS)
+    match post_manifests(remote, "apply", args).await? {
+        Ok(a) => {
+            print_applied(fmt, &a.plan, a.json["revision"].as_i64())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(code) => Ok(code),
+    }
 }
 
 #[cfg(test)]
