@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use clusto_core::query::Query;
@@ -176,13 +175,30 @@ impl Names {
     }
 }
 
-async fn objects(snap: &mut Snapshot, names: &[String]) -> Result<Vec<Json_>, ApiError> {
-    let inv = snap.load(&Scope::read(names)).await?;
-    Ok(names
+/// A page's objects that the cache holds at the snapshot's revision, and
+/// the view the others are read into (None when every one was cached).
+async fn read_page(
+    cache: &ObjectCache,
+    snap: &mut Snapshot,
+    page: &[String],
+) -> Result<(Vec<Option<Bytes>>, Option<Inventory>), clusto_store::StoreError> {
+    let rev = snap.rev();
+    let cached: Vec<Option<Bytes>> = page
         .iter()
-        .filter_map(|n| inv.id_of(n).ok())
-        .map(|id| inv.resource(id, false))
-        .collect())
+        .map(|n| cache.get(rev, n).map(|(_, b)| b))
+        .collect();
+    let missing: Vec<&String> = page
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(n, _)| n)
+        .collect();
+    let view = if missing.is_empty() {
+        None
+    } else {
+        Some(snap.load(&Scope::read(missing)).await?)
+    };
+    Ok((cached, view))
 }
 
 pub async fn list(api: &Api, coll: Collection, p: ListParams) -> Result<Response, ApiError> {
@@ -213,12 +229,32 @@ pub async fn list(api: &Api, coll: Collection, p: ListParams) -> Result<Response
                 .await?;
             let more = page.len() > limit;
             page.truncate(limit);
-            let items = objects(&mut snap, &page).await?;
             let mut meta = json!({"resourceVersion": rev.to_string()});
             if more && let Some(last) = page.last() {
                 meta["continue"] = json!(encode_continue(rev, last));
             }
-            Ok(Json(json!({"apiVersion": API_VERSION, "kind": list_kind, "metadata": meta, "items": items}))
+            let (cached, view) = read_page(&api.cache, &mut snap, &page).await?;
+            let cache = api.cache.clone();
+            let items = tokio::task::spawn_blocking(move || {
+                encode_page(&cache, rev, view.as_ref(), &page, cached, false)
+            })
+            .await
+            // Only a panic while encoding ends the task early.
+            .map_err(|e| {
+                ApiError::Store(clusto_store::StoreError::Corrupt(format!(
+                    "encoding a page: {e}"
+                )))
+            })?;
+            let mut body = format!(
+                "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{list_kind}\",\"metadata\":{meta},\"items\":["
+            )
+            .into_bytes();
+            body.extend_from_slice(&items);
+            body.extend_from_slice(b"]}");
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
                 .into_response())
         }
         None => Ok(stream_list(
@@ -324,21 +360,7 @@ where
         let page = names.page(&mut snap, after.as_deref(), PAGE).await?;
         let full = page.len() == PAGE;
         after = page.last().cloned();
-        let cached: Vec<Option<Bytes>> = page
-            .iter()
-            .map(|n| cache.get(rev, n).map(|(_, b)| b))
-            .collect();
-        let missing: Vec<&String> = page
-            .iter()
-            .zip(&cached)
-            .filter(|(_, c)| c.is_none())
-            .map(|(n, _)| n)
-            .collect();
-        let view = if missing.is_empty() {
-            None
-        } else {
-            Some(snap.load(&Scope::read(missing)).await?)
-        };
+        let (cached, view) = read_page(cache, &mut snap, &page).await?;
         if let Some(done) = encoding.take()
             && !out(Bytes::from(done.await?)).await
         {

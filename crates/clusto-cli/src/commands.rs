@@ -57,7 +57,7 @@ fn parse_ru(s: Option<&str>) -> Result<Option<RuRange>, CoreError> {
     s.map(str::parse).transpose()
 }
 
-fn split_key<'a>(
+pub(crate) fn split_key<'a>(
     key: &'a str,
     subkey: Option<&'a str>,
 ) -> Result<(&'a str, Option<&'a str>), WriteError> {

@@ -153,16 +153,7 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use clusto_http::client::percent_encode as encode;
 
 fn at(rev: Option<i64>) -> (&'static str, Option<String>) {
     ("resourceVersion", rev.map(|r| r.to_string()))
@@ -200,11 +191,7 @@ pub async fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
             if *show_hidden {
                 bail!("--show-hidden needs the database (--store); the API leaves hidden keys out");
             }
-            let filter = AttrFilter {
-                key: key.as_deref(),
-                subkey: subkey.as_deref(),
-                number: *number,
-            };
+            let filter = AttrFilter::new(key.as_deref(), subkey.as_deref(), *number)?;
             attr_get(remote, fmt, name, filter, *merged, at.at).await?
         }
         Command::Query { expr, at, explain } => {
@@ -329,36 +316,47 @@ fn not_found(e: anyhow::Error, name: &str) -> anyhow::Error {
     }
 }
 
-/// Page after page of one list (every page the revision of the first).
-async fn list(remote: &Remote, fmt: Format, coll: &str, rev: Option<i64>) -> Result<()> {
-    let mut out = ListWriter::new(fmt, GET_HEADER);
+/// Page after page of a collection (every page the revision of the
+/// first), each page's items handed to `each`.
+async fn each_page(
+    remote: &Remote,
+    coll: &str,
+    expr: Option<&str>,
+    rev: Option<i64>,
+    mut each: impl FnMut(Vec<Json>) -> Result<()>,
+) -> Result<()> {
     let mut token: Option<String> = None;
     loop {
-        let page = remote
-            .get(&format!(
-                "/{coll}{}",
-                query(&[
-                    ("limit", Some(PAGE.to_string())),
-                    ("continue", token.clone()),
-                    at(rev)
-                ])
-            ))
-            .await?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        let rows = items.iter().map(get_row).collect();
-        out.page(
-            if matches!(fmt, Format::Json | Format::Yaml) {
-                items
-            } else {
-                Vec::new()
-            },
-            rows,
-        )?;
+        let params = [
+            ("query", expr.map(str::to_string)),
+            ("limit", Some(PAGE.to_string())),
+            ("continue", token.take()),
+            at(rev),
+        ];
+        let mut page = remote.get(&format!("/{coll}{}", query(&params))).await?;
+        each(match page["items"].take() {
+            Json::Array(items) => items,
+            _ => Vec::new(),
+        })?;
         token = page["metadata"]["continue"].as_str().map(str::to_string);
         if token.is_none() {
-            break;
+            return Ok(());
         }
     }
+}
+
+async fn list(remote: &Remote, fmt: Format, coll: &str, rev: Option<i64>) -> Result<()> {
+    let mut out = ListWriter::new(fmt, GET_HEADER);
+    each_page(remote, coll, None, rev, |items| {
+        let rows = items.iter().map(get_row).collect();
+        let items = if matches!(fmt, Format::Json | Format::Yaml) {
+            items
+        } else {
+            Vec::new()
+        };
+        out.page(items, rows)
+    })
+    .await?;
     out.finish()
 }
 
@@ -444,20 +442,35 @@ async fn describe(remote: &Remote, fmt: Format, name: &str, rev: Option<i64>) ->
 }
 
 struct AttrFilter<'a> {
+    /// The key as given, for the error when nothing matches.
+    asked: Option<&'a str>,
     key: Option<&'a str>,
     subkey: Option<&'a str>,
     number: Option<i64>,
 }
 
-impl AttrFilter<'_> {
-    fn keeps(&self, row: &Json) -> bool {
-        // KEY.SUBKEY splits as on the CLI (an explicit --subkey wins).
-        let (key, subkey) = match self.key.map(|k| k.split_once('.')) {
-            Some(Some((k, s))) => (Some(k), self.subkey.or(Some(s))),
-            _ => (self.key, self.subkey),
+impl<'a> AttrFilter<'a> {
+    /// KEY.SUBKEY splits as with `--store` (`split_key`).
+    fn new(key: Option<&'a str>, subkey: Option<&'a str>, number: Option<i64>) -> Result<Self> {
+        let key_given = key;
+        let (key, subkey) = match key {
+            Some(k) => {
+                let (k, s) = crate::commands::split_key(k, subkey)?;
+                (Some(k), s)
+            }
+            None => (None, subkey),
         };
-        key.is_none_or(|k| row["key"] == k)
-            && subkey.is_none_or(|s| row["subkey"] == s)
+        Ok(AttrFilter {
+            asked: key_given,
+            key,
+            subkey,
+            number,
+        })
+    }
+
+    fn keeps(&self, row: &Json) -> bool {
+        self.key.is_none_or(|k| row["key"] == k)
+            && self.subkey.is_none_or(|s| row["subkey"] == s)
             && self.number.is_none_or(|n| row["number"] == n)
     }
 }
@@ -486,7 +499,7 @@ async fn attr_get(
         .filter(|r| filter.keeps(r))
         .cloned()
         .collect();
-    if let Some(k) = filter.key
+    if let Some(k) = filter.asked
         && rows.is_empty()
     {
         bail!("{name} has no attribute {k}");
@@ -497,32 +510,15 @@ async fn attr_get(
 
 async fn query_names(remote: &Remote, fmt: Format, expr: &str, rev: Option<i64>) -> Result<()> {
     let mut out = ListWriter::bare(fmt, &["NAME"]);
-    let mut token: Option<String> = None;
-    loop {
-        let page = remote
-            .get(&format!(
-                "/entities{}",
-                query(&[
-                    ("query", Some(expr.to_string())),
-                    ("limit", Some(PAGE.to_string())),
-                    ("continue", token.clone()),
-                    at(rev),
-                ])
-            ))
-            .await?;
-        let names: Vec<String> = page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    each_page(remote, "entities", Some(expr), rev, |items| {
+        let names: Vec<String> = items
+            .iter()
             .filter_map(|o| Some(o["metadata"]["name"].as_str()?.to_string()))
             .collect();
         let rows = names.iter().map(|n| vec![n.clone()]).collect();
-        out.page(names.into_iter().map(Json::String).collect(), rows)?;
-        token = page["metadata"]["continue"].as_str().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+        out.page(names.into_iter().map(Json::String).collect(), rows)
+    })
+    .await?;
     out.finish()
 }
 

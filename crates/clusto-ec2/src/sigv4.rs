@@ -108,16 +108,7 @@ pub fn sign(
 /// `application/x-www-form-urlencoded` as AWS signs it: RFC 3986
 /// unreserved characters stay, everything else is `%XX`.
 pub fn form(params: &[(String, String)]) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    let enc = clusto_http::client::percent_encode;
     params
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))

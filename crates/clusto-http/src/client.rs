@@ -32,3 +32,16 @@ where
         .build();
     Client::builder(TokioExecutor::new()).build(https)
 }
+
+/// RFC 3986 percent-encoding: the unreserved characters stay, every other
+/// byte is `%XX` (query values, and AWS's signed forms).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
