@@ -820,6 +820,8 @@ async fn the_cli_reads_plans_and_applies_through_the_server() {
         vec!["rack", "show", "r1"],
         vec!["rack", "show", "r1", "--rear", "-o", "json"],
         vec!["describe", "s1", "-o", "json"],
+        vec!["describe", "s1"],
+        vec!["describe", "r1"],
     ] {
         let (code, out, err) = remote(Some(VIEWER), &args);
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -831,9 +833,10 @@ async fn the_cli_reads_plans_and_applies_through_the_server() {
     let (_, desc, _) = remote(Some(VIEWER), &["describe", "s1"]);
     for line in [
         "Name:     s1",
-        "Location: r1 RU 3",
+        "Rack:     r1 RU 3",
+        "In:       r1, web",
         "Pools:    web",
-        "system.memory = 4096 (int)",
+        "system.memory = 4096",
     ] {
         assert!(desc.contains(line), "{line} missing from {desc}");
     }
@@ -947,4 +950,177 @@ async fn cached_lists_follow_every_change() {
         c.ok(args);
         same(what);
     }
+}
+
+/// Every read `--server` serves prints exactly what `--store` prints, on
+/// the example manifests (VMs, addresses, cables, pools, a layout, a
+/// generic entity); errors name the same object and rule; fsck is an
+/// admin's.
+#[tokio::test]
+async fn every_read_prints_the_same_through_the_server() {
+    let c = Clusto::fresh("sqlite").await;
+    c.ok(&[
+        "apply",
+        "-f",
+        &format!("{}/../../manifests", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    c.ok(&["create", "entity", "gadget1"]);
+    let s = serve(&c, &[]);
+    let remote = |token: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clusto"))
+            .env_remove("CLUSTO_STORE")
+            .args(["--server", &s.url, "--token", token])
+            .args(args)
+            .output()
+            .unwrap();
+        common::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    };
+    let commands: &[&[&str]] = &[
+        &["describe", "xenhost1"],
+        &["describe", "sv3-001"],
+        &["describe", "subnet-dmz"],
+        &["describe", "servernames"],
+        &["describe", "vm-web1"],
+        &["describe", "sv3-001-sw1"],
+        &["locate", "xenhost1"],
+        &["locate", "xenhost1", "-o", "json"],
+        &["locate", "gadget1"],
+        &["contents", "sv3-001"],
+        &["contents", "eqix-sv3", "-r", "-o", "yaml"],
+        &["parents", "xenhost1"],
+        &["parents", "xenhost1", "-r", "-o", "json", "--at", "1"],
+        &["pool", "members", "production"],
+        &["pool", "members", "production", "unallocated", "-o", "name"],
+        &["port", "list", "sv3-001-sw1"],
+        &["port", "list", "sv3-001-sw1", "--connected", "-o", "json"],
+        &["port", "list", "xenhost1", "--free"],
+        &["ip", "list", "subnet-dmz"],
+        &["ip", "list", "subnet-dmz", "-o", "yaml"],
+        &["vm", "list"],
+        &["vm", "list", "--manager", "xen-sv3", "-o", "json"],
+        &["vm", "explain", "vm-web1"],
+        &["vm", "explain", "vm-db1", "-o", "json"],
+        &["export"],
+        &["export", "in:sv3-001"],
+        &[
+            "export",
+            "--format",
+            "crd",
+            "--namespace",
+            "infra",
+            "kind:server",
+        ],
+        &["get", "entity"],
+        &["fsck", "-o", "json"],
+    ];
+    for args in commands {
+        let local = c.run(args);
+        let r = remote(ADMIN, args);
+        assert_eq!((r.code, &r.stderr), (0, &String::new()), "{args:?}");
+        assert_eq!(r.stdout, local.stdout, "{args:?}");
+    }
+    assert!(c.ok(&["export"]).contains("name: gadget1"));
+    assert_eq!(remote(ADMIN, &["fsck"]).stderr, "fsck: no violations\n");
+    for (args, want) in [
+        (vec!["locate", "nope"], "nope not found"),
+        (
+            vec!["pool", "members", "production", "nope"],
+            "nope not found",
+        ),
+        (
+            vec!["pool", "members", "xenhost1"],
+            "xenhost1 is a Server, not a Pool",
+        ),
+        (
+            vec!["ip", "list", "xenhost1"],
+            "xenhost1 is a Server, not an IPManager",
+        ),
+        (
+            vec!["vm", "explain", "xenhost1"],
+            "xenhost1 is a Server, not a VirtualMachine",
+        ),
+        (
+            vec!["contents", "sv3-001", "--at", "99"],
+            "revision 99 does not exist",
+        ),
+    ] {
+        let (local, r) = (c.run(&args), remote(VIEWER, &args));
+        assert_eq!((local.code, r.code), (1, 1), "{args:?}");
+        assert!(local.stderr.contains(want), "{args:?}: {}", local.stderr);
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+    let r = remote(VIEWER, &["fsck"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("may not run fsck"), "{}", r.stderr);
+}
+
+/// The views' paths: the same JSON the CLI prints, each kind's own view
+/// only under its collection, the object's collection checked, and fsck
+/// for admins only.
+#[tokio::test]
+async fn views_answer_with_what_the_cli_prints() {
+    let c = Clusto::fresh("sqlite").await;
+    build(&c);
+    c.ok(&["create", "pool", "web"]);
+    c.ok(&["create", "pool", "db"]);
+    c.ok(&["insert", "web", "s1"]);
+    c.ok(&["insert", "web", "s2"]);
+    c.ok(&["insert", "db", "s2"]);
+    let s = serve(&c, &[]);
+    let view = |path: &str| get(&s, &format!("{BASE}/{path}"), Some(VIEWER));
+    assert_eq!(view("entities/s1/locate"), (200, c.json(&["locate", "s1"])));
+    assert_eq!(view("servers/s1/locate").1, c.json(&["locate", "s1"]));
+    assert_eq!(
+        view("racks/r1/contents?recursive=true"),
+        (200, c.json(&["contents", "r1", "-r"]))
+    );
+    assert_eq!(
+        view("entities/s1/parents?recursive=true").1,
+        c.json(&["parents", "s1", "-r"])
+    );
+    assert_eq!(
+        view("pools/web/members?and=db").1,
+        c.json(&["pool", "members", "web", "db"])
+    );
+    assert_eq!(view("pools/web/members").1["items"], Value::Null);
+    assert_eq!(view("pools/web/members").1.as_array().unwrap().len(), 2);
+    assert_eq!(view("entities/s1/ports").1, c.json(&["port", "list", "s1"]));
+    let d = view("entities/s1/description").1;
+    assert_eq!(
+        (d["name"].as_str(), d["rack"][0].as_str()),
+        (Some("s1"), Some("r1"))
+    );
+    // Under another kind's collection the object is not found; a view of
+    // one kind exists only under that kind; a missing name is a 404.
+    for (path, code) in [
+        ("racks/s1/locate", 404),
+        ("servers/s1/members", 404),
+        ("pools/s1/members", 400),
+        ("pools/web/members?and=nope", 404),
+        ("entities/nope/locate", 404),
+        ("entities/s1/nothing", 404),
+        ("entities/s1/locate?resourceVersion=x", 400),
+        ("entities/s1/contents?recursive=maybe", 400),
+    ] {
+        let (got, status) = view(path);
+        assert_eq!(
+            (got, status["kind"].as_str()),
+            (code, Some("Status")),
+            "{path}: {status}"
+        );
+    }
+    assert_eq!(
+        view("pools/web/members?and=nope").1["details"]["name"],
+        "nope"
+    );
+    let (code, st) = get(&s, &format!("{BASE}/fsck"), Some(VIEWER));
+    assert_eq!((code, st["reason"].as_str()), (403, Some("Forbidden")));
+    let (code, found) = get(&s, &format!("{BASE}/fsck"), Some(ADMIN));
+    assert_eq!((code, found), (200, serde_json::json!({"violations": []})));
+    assert_eq!(get(&s, &format!("{BASE}/fsck"), None).0, 401);
 }

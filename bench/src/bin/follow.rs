@@ -174,7 +174,7 @@ async fn dhcp(url: &str) -> Result<()> {
 
 async fn controller(url: &str) -> Result<()> {
     let store = Store::open(url).await?;
-    let scope = clusto_vm::controller::world();
+    let scope = clusto_store::Scope::vm_world();
     let t = Instant::now();
     let (mut rev, mut view) = store.load_scope(&scope, None).await?;
     let load = t.elapsed();

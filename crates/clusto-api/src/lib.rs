@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod read;
 pub mod status;
 pub mod ui;
+pub mod views;
 pub mod watch;
 
 use std::sync::Arc;
@@ -122,6 +123,7 @@ pub fn router(api: Arc<Api>) -> Router {
     let base = format!("/apis/{API_VERSION}");
     Router::new()
         .route(&format!("{base}/revisions"), get(revisions))
+        .route(&format!("{base}/fsck"), get(fsck))
         .route(&format!("{base}/plan"), post(plan))
         .route(&format!("{base}/apply"), post(apply))
         .route(&format!("{base}/{{plural}}"), get(list))
@@ -135,6 +137,7 @@ pub fn router(api: Arc<Api>) -> Router {
             &format!("{base}/{{plural}}/{{name}}/elevation"),
             get(elevation),
         )
+        .route(&format!("{base}/{{plural}}/{{name}}/{{view}}"), get(view))
         .route("/openapi/v3", get(|| async { Json(openapi::document()) }))
         .fallback(|req: Request| async move { ApiError::NoSuchPath(req.uri().path().to_string()) })
         .method_not_allowed_fallback(status::method_not_allowed)
@@ -242,6 +245,32 @@ async fn elevation(
     Ok(Json(
         read::elevation(&api, Collection::parse(&plural)?, &name, p).await?,
     ))
+}
+
+async fn view(
+    State(api): State<Arc<Api>>,
+    Segments((plural, name, view)): Segments<(String, String, String)>,
+    Params(p): Params<views::ViewParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let coll = Collection::parse(&plural)?;
+    Ok(Json(views::view(&api, coll, &name, &view, p).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AtParams {
+    resource_version: Option<String>,
+}
+
+/// Reads the whole store: for operators, not for every viewer.
+async fn fsck(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    Params(p): Params<AtParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require(&caller, Role::Admin, "run fsck")?;
+    let at = read::revision(p.resource_version.as_deref())?;
+    Ok(Json(views::fsck(&api, at).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -101,6 +101,14 @@ fn collection_paths(paths: &mut serde_json::Map<String, Json>, coll: Collection)
             }}),
         );
     }
+    for (view, needs) in crate::views::VIEWS {
+        if needs.is_none_or(|k| coll == Collection::Of(k)) {
+            paths.insert(
+                format!("{base}/{{name}}/{view}"),
+                view_path(k, view, &name, &rv),
+            );
+        }
+    }
     paths.insert(
         format!("{base}/{{name}}/attributes"),
         json!({"get": {
@@ -120,6 +128,73 @@ fn collection_paths(paths: &mut serde_json::Map<String, Json>, coll: Collection)
             "responses": with_errors(json_response("the revisions", "HistoryList"), &[]),
         }}),
     );
+}
+
+/// A point read's path (`crate::views`): what it answers and the CLI
+/// command that prints the same.
+fn view_path(k: &str, view: &str, name: &Json, rv: &Json) -> Json {
+    let (schema, command) = match view {
+        "description" => ("Description", "describe NAME"),
+        "locate" => ("Places", "locate NAME"),
+        "contents" => ("NamedList", "contents NAME"),
+        "parents" => ("NamedList", "parents NAME"),
+        "ports" => ("Ports", "port list NAME"),
+        "members" => ("NamedList", "pool members POOL…"),
+        "addresses" => ("AddressBook", "ip list MANAGER"),
+        _ => ("PlacementView", "vm explain NAME"),
+    };
+    let mut params = vec![name.clone(), rv.clone()];
+    match view {
+        "contents" | "parents" => params.push(param(
+            "recursive",
+            "query",
+            "boolean",
+            "every level, not just the next",
+        )),
+        "members" => params.push(param(
+            "and",
+            "query",
+            "string",
+            "further pools, comma-separated: what is in every one",
+        )),
+        _ => {}
+    }
+    let mut op = String::from(view);
+    op[..1].make_ascii_uppercase();
+    json!({"get": {
+        "operationId": format!("read{k}{op}"),
+        "summary": format!("What `clusto {command}` shows"),
+        "parameters": params,
+        "responses": with_errors(json_response(view, schema), &[]),
+    }})
+}
+
+/// The point reads' schemas, from the types they are made of.
+fn view_schemas() -> serde_json::Map<String, Json> {
+    use clusto_core::views::*;
+    let mut g = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let mut named = serde_json::Map::new();
+    for (name, schema) in [
+        ("Places", g.subschema_for::<Vec<Place>>()),
+        ("NamedList", g.subschema_for::<Vec<Named>>()),
+        ("Ports", g.subschema_for::<Vec<PortView>>()),
+        ("Description", g.subschema_for::<Description>()),
+        ("AddressBook", g.subschema_for::<AddressBook>()),
+        ("PlacementView", g.subschema_for::<PlacementView>()),
+    ] {
+        named.insert(name.into(), schema.to_value());
+    }
+    let mut all = g.take_definitions(true);
+    // A type's own name and the path's name are the same schema.
+    for (name, schema) in named {
+        all.entry(name).or_insert(schema);
+    }
+    all
 }
 
 fn write_params() -> Json {
@@ -210,6 +285,9 @@ fn schemas() -> Json {
                         "ru": {"type": "object", "properties": {"start": {"type": "integer"}, "end": {"type": "integer"}}},
                         "face": {"enum": ["front", "rear"]}, "fullDepth": {"type": "boolean"}}}},
                 "unplaced": {"type": "array", "items": {"type": "string"}}}},
+        "Violations": {"type": "object", "required": ["violations"], "properties": {"violations": {"type": "array",
+            "items": {"type": "object", "required": ["rule", "objects", "detail"], "properties": {"rule": {"type": "string"},
+                "objects": {"type": "array", "items": {"type": "string"}}, "detail": {"type": "string"}}}}}},
         "PlanResult": {"type": "object", "required": ["changes", "summary"],
             "properties": {"baseRevision": {"type": "integer"}, "revision": {"type": ["integer", "null"]},
                 "changes": {"type": "array", "items": {"type": "object"}},
@@ -229,6 +307,12 @@ pub fn document() -> Json {
         "parameters": [param("limit", "query", "integer", "at most this many (default 50; 0 = all)"),
             param("since", "query", "integer", "only revisions after this one")],
         "responses": with_errors(json_response("the revisions", "RevisionList"), &[]),
+    }}));
+    paths.insert(format!("/apis/{API_VERSION}/fsck"), json!({"get": {
+        "operationId": "fsck", "summary": "Every broken invariant, as `clusto fsck -o json` prints it (admin)",
+        "parameters": [param("resourceVersion", "query", "string", "a store revision (default: the head)")],
+        "responses": with_errors(json_response("the violations (none: an empty list)", "Violations"),
+            &[("403", "the token's role may not do this")]),
     }}));
     paths.insert(
         format!("/apis/{API_VERSION}/plan"),
@@ -252,6 +336,8 @@ pub fn document() -> Json {
         json!({"get": {"operationId": "readyz", "security": [],
         "responses": {"200": text("ready"), "503": text("not ready yet")}}}),
     );
+    let mut all_schemas = view_schemas();
+    all_schemas.extend(schemas().as_object().cloned().unwrap_or_default());
     json!({
         "openapi": "3.1.0",
         "info": {"title": "clusto", "version": env!("CARGO_PKG_VERSION"),
@@ -260,7 +346,7 @@ pub fn document() -> Json {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas(),
+            "schemas": all_schemas,
         },
     })
 }

@@ -92,7 +92,7 @@ impl Collection {
         self.kind().map_or("Entity", |k| k.as_str())
     }
 
-    fn not_found(self, name: &str) -> ApiError {
+    pub(crate) fn not_found(self, name: &str) -> ApiError {
         ApiError::NotFound {
             plural: self.plural(),
             name: name.to_string(),

@@ -14,7 +14,7 @@ use serde_json::{Value as Json, json};
 
 use crate::declarative;
 use crate::output::{Format, ListWriter, emit, paint};
-use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PoolOp, PortOp, RackOp, VmOp};
+use crate::{AttrOp, AttrWrite, Cli, Command, IpOp, NameOp, PortOp, RackOp, VmOp};
 
 /// Errors from a write closure: a rule broken, or the store failing.
 #[derive(Debug, thiserror::Error)]
@@ -148,13 +148,24 @@ fn is_disk_full(e: &anyhow::Error) -> bool {
 
 async fn run_command(cli: Cli) -> Result<ExitCode> {
     let store = open(&cli).await?;
+    if let Some(r) = crate::views::run(&cli, &crate::views::Source::Store(&store)).await {
+        return r;
+    }
     let fmt = cli.output;
     let meta = |default: String| RevisionMeta::new(cli.message.clone().unwrap_or(default));
     match &cli.command {
         Command::Completions { .. } | Command::Schema { .. } | Command::Generate { .. } => {
             unreachable!("handled before the store is opened")
         }
-        Command::Fsck { at } => return fsck(&store, fmt, at.at).await,
+        Command::Locate { .. }
+        | Command::Contents { .. }
+        | Command::Parents { .. }
+        | Command::Pool { .. }
+        | Command::Fsck { .. }
+        | Command::Export { .. }
+        | Command::Vm {
+            op: VmOp::Explain { .. } | VmOp::List { .. },
+        } => unreachable!("a view: handled by views::run"),
         Command::Power { op } => return crate::oob::power(&store, fmt, op).await,
         Command::Console { name, print } => return crate::oob::console(&store, name, *print).await,
         Command::Plan {
@@ -351,49 +362,6 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         Command::Vm {
             op: VmOp::Console { name },
         } => return crate::vm::console(&store, name).await,
-        Command::Vm {
-            op: VmOp::List { manager, at },
-        } => crate::vm::list(&store, fmt, manager.as_deref(), at.at).await?,
-        Command::Vm {
-            op: VmOp::Explain { name, at },
-        } => {
-            let inv = crate::vm::vm_view(&store, Some(name), at.at).await?;
-            let vm = inv.id_of(name)?;
-            if inv.kind_of(vm) != Some(Kind::VirtualMachine) {
-                bail!("{name} is not a VirtualMachine");
-            }
-            let setting = |f: &str| match inv.setting(vm, f) {
-                Some(Value::String(s)) => Some(s.clone()),
-                _ => None,
-            };
-            let mgr = setting("manager").ok_or_else(|| anyhow!("{name} has no manager"))?;
-            let mgr = inv.id_of(&mgr)?;
-            let pin = setting("host").map(|h| inv.id_of(&h)).transpose()?;
-            // The recorded decision when there is one, else what placing it now would do.
-            let recorded = match (
-                inv.vm_host(vm),
-                inv.attr_value(vm, "_status", Some("placement")),
-            ) {
-                (Some(h), Some(Value::String(r))) => Some(clusto_core::placement::Placement {
-                    host: inv.id_of(h)?,
-                    reason: r.clone(),
-                }),
-                _ => None,
-            };
-            let p = match recorded {
-                Some(p) => p,
-                None => inv.place_vm(mgr, vm, pin, false)?,
-            };
-            match fmt {
-                Format::Json | Format::Yaml => emit(
-                    fmt,
-                    &json!({"vm": name, "host": inv.name_of(p.host), "reason": p.reason}),
-                    &[],
-                    vec![],
-                )?,
-                _ => println!("{name} -> {}", p.reason),
-            }
-        }
         Command::Import {
             from:
                 crate::ImportFrom::Clusto {
@@ -411,15 +379,6 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                 message: cli.message.clone(),
             };
             return crate::import::from_clusto(&store, fmt, args).await;
-        }
-        Command::Export {
-            query,
-            at,
-            format,
-            namespace,
-        } => {
-            let ns = (*format == crate::ExportFormat::Crd).then_some(namespace.as_str());
-            declarative::export_cmd(&store, query.as_deref(), at.at, ns).await?
         }
         Command::Rack {
             op: RackOp::Show { rack, rear, at },
@@ -515,12 +474,8 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         }
         Command::Describe { name, at } => {
             let inv = read(&store, Scope::read([name]), at.at).await?;
-            let id = inv.id_of(name)?;
-            let r = inv.resource(id, false);
-            match fmt {
-                Format::Table => describe(&inv, id),
-                _ => emit(fmt, &r, &[], vec![vec![name.clone()]])?,
-            }
+            let r = inv.resource(inv.id_of(name)?, false);
+            emit(fmt, &r, &[], vec![vec![name.clone()]])?
         }
         Command::Delete { names } => {
             let w = store
@@ -642,45 +597,7 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                 .await?;
             done(w.revision, &format!("{port} disconnected"));
         }
-        Command::Port { op } => port(&store, fmt, op, &meta).await?,
-        Command::Locate { name, at } => {
-            let inv = read(&store, Scope::read([name]), at.at).await?;
-            let id = inv.id_of(name)?;
-            let mut lines: Vec<(String, Json)> = Vec::new();
-            for (p, (peer, pp)) in inv.connected_ports(id) {
-                lines.push((
-                    format!("{name} -> port {pp} on {} (its {p})", inv.name_of(peer)),
-                    json!({"port": p.to_string(), "peer": inv.name_of(peer), "peerPort": pp.to_string()}),
-                ));
-            }
-            if let Some((r, ru)) = inv.rack_of(id) {
-                lines.push((
-                    format!("{name} -> RU {ru} in {}", inv.name_of(r)),
-                    json!({"rack": inv.name_of(r), "ru": ru.to_string()}),
-                ));
-            }
-            for a in inv.ancestors(id) {
-                if inv.kind_of(a).is_some_and(|k| k.is_location()) {
-                    let k = inv.kind_of(a).map(|k| k.as_str()).unwrap_or_default();
-                    lines.push((
-                        format!("{name} -> in {k} {}", inv.name_of(a)),
-                        json!({"kind": k, "name": inv.name_of(a)}),
-                    ));
-                }
-            }
-            let data = Json::Array(lines.iter().map(|l| l.1.clone()).collect());
-            match fmt {
-                Format::Table | Format::Name => {
-                    if lines.is_empty() {
-                        println!("{name} is not placed anywhere");
-                    }
-                    for (l, _) in lines {
-                        println!("{l}");
-                    }
-                }
-                _ => emit(fmt, &data, &[], vec![])?,
-            }
-        }
+        Command::Port { op } => port(&store, op, &meta).await?,
         Command::Ip { op } => ip(&store, fmt, op, &meta).await?,
         Command::Name {
             op:
@@ -711,60 +628,6 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                 )?,
                 _ => println!("{}", w.value),
             }
-        }
-        Command::Pool {
-            op: PoolOp::Members { pools, at },
-        } => {
-            let scope = pools
-                .iter()
-                .fold(Scope::read(pools), |s, p| s.with_descendants_of(p));
-            let inv = read(&store, scope, at.at).await?;
-            let ids = pools
-                .iter()
-                .map(|p| inv.id_of(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (p, id) in pools.iter().zip(&ids) {
-                if inv.kind_of(*id) != Some(Kind::Pool) {
-                    bail!(
-                        "{p} is a {}, not a Pool",
-                        inv.kind_of(*id).map(|k| k.as_str()).unwrap_or("?")
-                    );
-                }
-            }
-            names_out(&inv, fmt, inv.pool_intersection(&ids))?;
-        }
-        Command::Contents {
-            name,
-            recursive,
-            at,
-        } => {
-            let scope = if *recursive {
-                Scope::read([name]).with_descendants_of(name)
-            } else {
-                Scope::read([name])
-            };
-            let inv = read(&store, scope, at.at).await?;
-            let id = inv.id_of(name)?;
-            let v = if *recursive {
-                inv.contents_recursive(id)
-            } else {
-                inv.contents(id)
-            };
-            names_out(&inv, fmt, v)?;
-        }
-        Command::Parents {
-            name,
-            recursive,
-            at,
-        } => {
-            let inv = read(&store, Scope::read([name]), at.at).await?;
-            let id = inv.id_of(name)?;
-            let v = if *recursive {
-                inv.ancestors(id)
-            } else {
-                inv.parents_of(id)
-            };
-            names_out(&inv, fmt, v)?;
         }
         Command::Query { expr, at, explain } => {
             let q = clusto_core::query::parse(expr)?;
@@ -944,7 +807,6 @@ pub(crate) fn print_history_entry(fmt: Format, list: &mut ListWriter, e: &Json) 
     }
 }
 
-/// A point read: what `scope` names and its neighbourhood, one revision.
 /// The account a daemon drops root to, looked up before anything starts.
 fn run_as(user: Option<&str>) -> Result<Option<clusto_http::account::Account>> {
     Ok(user
@@ -952,6 +814,7 @@ fn run_as(user: Option<&str>) -> Result<Option<clusto_http::account::Account>> {
         .transpose()?)
 }
 
+/// A point read: what `scope` names and its neighbourhood, one revision.
 async fn read(store: &Store, scope: Scope, at: Option<i64>) -> Result<Inventory> {
     Ok(store.load_scope(&scope, at).await?.1)
 }
@@ -963,111 +826,6 @@ fn attr_scope(name: &str, value: Option<&str>, ty: Option<&str>) -> Scope {
     match (value, ty) {
         (Some(v), Some("ref")) => scope.name(v),
         _ => scope,
-    }
-}
-
-fn names_out(inv: &Inventory, fmt: Format, ids: Vec<EntityId>) -> Result<()> {
-    let rows: Vec<Vec<String>> = ids
-        .iter()
-        .map(|i| {
-            vec![
-                inv.name_of(*i).to_string(),
-                inv.kind_of(*i).map(|k| k.to_string()).unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let data = Json::Array(
-        ids.iter()
-            .map(|i| json!({"name": inv.name_of(*i), "kind": inv.kind_of(*i).map(|k| k.as_str())}))
-            .collect(),
-    );
-    emit(fmt, &data, &["NAME", "KIND"], rows)
-}
-
-fn describe(inv: &Inventory, id: EntityId) {
-    let e = inv.entity(id).expect("described");
-    println!("Name:     {}", e.name);
-    println!("Kind:     {}", e.kind);
-    println!("Driver:   {}", e.driver);
-    if let Some((r, ru)) = inv.rack_of(id) {
-        println!("Rack:     {} RU {ru}", inv.name_of(r));
-    }
-    let parents: Vec<&str> = inv
-        .parents_of(id)
-        .into_iter()
-        .map(|p| inv.name_of(p))
-        .collect();
-    if !parents.is_empty() {
-        println!("In:       {}", parents.join(", "));
-    }
-    let pools: Vec<&str> = inv
-        .pools_of(id)
-        .into_iter()
-        .map(|p| inv.name_of(p))
-        .collect();
-    if !pools.is_empty() {
-        println!("Pools:    {}", pools.join(", "));
-    }
-    for (k, v) in inv.settings(id) {
-        if k != "last" && k != "next" || e.kind == Kind::NameManager {
-            println!("{:<9} {}", format!("{k}:"), v.to_text().unwrap_or_default());
-        }
-    }
-    let addrs = inv.addresses_of(id);
-    if !addrs.is_empty() {
-        println!("Addresses:");
-        for a in addrs {
-            let m = a
-                .manager
-                .map(|m| inv.name_of(m).to_string())
-                .unwrap_or_else(|| "-".into());
-            let o = a.os_port.clone().unwrap_or_else(|| "-".into());
-            let p = a
-                .port
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into());
-            println!("  {}  manager {m}  os {o}  port {p}", a.address);
-        }
-    }
-    let ports: Vec<_> = inv
-        .ports(id)
-        .into_iter()
-        .filter(|p| p.peer.is_some() || !p.attrs.is_empty())
-        .collect();
-    if !ports.is_empty() {
-        println!("Ports:");
-        for p in ports {
-            let peer = p
-                .peer
-                .map(|(e, pp)| format!("-> {}:{pp}", inv.name_of(e)))
-                .unwrap_or_default();
-            let attrs: Vec<String> = p.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  {:<16} {peer} {}", p.port.to_string(), attrs.join(" "));
-        }
-    }
-    let contents = inv.contents(id);
-    if !contents.is_empty() {
-        println!("Contains:");
-        for c in inv.child_rows(id) {
-            match c.ru {
-                Some(ru) => println!("  RU {ru:<6} {}", inv.name_of(c.child)),
-                None => println!("  {}", inv.name_of(c.child)),
-            }
-        }
-    }
-    let attrs = inv.attrs(id, false);
-    if !attrs.is_empty() {
-        println!("Attributes:");
-        for a in attrs {
-            let v = inv.value_text(&a.value);
-            let t = inv.value_json(&a.value).1;
-            println!(
-                "  {} = {v}{}",
-                a.path(),
-                t.map(|t| format!(" ({t})")).unwrap_or_default()
-            );
-        }
     }
 }
 
@@ -1191,58 +949,9 @@ async fn attr(
     Ok(())
 }
 
-async fn port(
-    store: &Store,
-    fmt: Format,
-    op: &PortOp,
-    meta: &dyn Fn(String) -> RevisionMeta,
-) -> Result<()> {
+async fn port(store: &Store, op: &PortOp, meta: &dyn Fn(String) -> RevisionMeta) -> Result<()> {
     match op {
-        PortOp::List {
-            name,
-            free,
-            connected,
-            at,
-        } => {
-            let inv = read(store, Scope::read([name]), at.at).await?;
-            let id = inv.id_of(name)?;
-            let ports: Vec<_> = inv
-                .ports(id)
-                .into_iter()
-                .filter(|p| !free || p.peer.is_none())
-                .filter(|p| !connected || p.peer.is_some())
-                .collect();
-            let data = Json::Array(
-                ports
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "port": p.port.to_string(),
-                            "connectedTo": p.peer.as_ref().map(|(e, pp)| format!("{}:{pp}", inv.name_of(*e))),
-                            "attrs": p.attrs,
-                        })
-                    })
-                    .collect(),
-            );
-            let rows = ports
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.port.to_string(),
-                        p.peer
-                            .as_ref()
-                            .map(|(e, pp)| format!("{}:{pp}", inv.name_of(*e)))
-                            .unwrap_or_default(),
-                        p.attrs
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    ]
-                })
-                .collect();
-            emit(fmt, &data, &["PORT", "CONNECTED-TO", "ATTRIBUTES"], rows)?;
-        }
+        PortOp::List { .. } => unreachable!("a view: handled by views::run"),
         PortOp::Set {
             name,
             port,
@@ -1288,6 +997,7 @@ async fn ip(
     meta: &dyn Fn(String) -> RevisionMeta,
 ) -> Result<()> {
     match op {
+        IpOp::List { .. } => unreachable!("a view: handled by views::run"),
         IpOp::Allocate {
             manager,
             name,
@@ -1348,41 +1058,6 @@ async fn ip(
                 w.revision,
                 &format!("released {} from {name}", list.join(", ")),
             );
-        }
-        IpOp::List { manager, at } => {
-            let inv = read(store, Scope::read([manager]), at.at).await?;
-            let m = inv.id_of(manager)?;
-            let range = inv.ip_range(m)?;
-            let mut allocs = inv.allocations(m);
-            allocs.sort_by_key(|a| a.address);
-            let data = Json::Array(
-                allocs
-                    .iter()
-                    .map(|a| {
-                        json!({"address": a.address.to_string(), "holder": inv.name_of(a.holder),
-                               "osPort": a.os_port, "port": a.port.as_ref().map(|p| p.to_string())})
-                    })
-                    .collect(),
-            );
-            let rows = allocs
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.address.to_string(),
-                        inv.name_of(a.holder).to_string(),
-                        a.os_port.clone().unwrap_or_default(),
-                        a.port.as_ref().map(|p| p.to_string()).unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            if fmt == Format::Table {
-                println!(
-                    "{manager}: {} gateway {}",
-                    range.cidr,
-                    range.gateway.map(|g| g.to_string()).unwrap_or("-".into())
-                );
-            }
-            emit(fmt, &data, &["ADDRESS", "HOLDER", "OS-PORT", "PORT"], rows)?;
         }
     }
     Ok(())
@@ -1497,26 +1172,6 @@ pub(crate) fn elevation_text(
         out.push_str(&format!("at no unit: {}\n", el.unplaced.join(", ")));
     }
     out
-}
-
-/// `clusto fsck`: every violation, one per line (or as JSON); exit 1 if any.
-async fn fsck(store: &Store, fmt: Format, at: Option<i64>) -> Result<ExitCode> {
-    let found = store.fsck(at).await?;
-    if found.is_empty() && fmt == Format::Table {
-        eprintln!("fsck: no violations");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows: Vec<Vec<String>> = found
-        .iter()
-        .map(|v| vec![v.rule.to_string(), v.objects.join(","), v.detail.clone()])
-        .collect();
-    let data = serde_json::json!({ "violations": found });
-    emit(fmt, &data, &["RULE", "OBJECTS", "DETAIL"], rows)?;
-    if found.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!("fsck: {} violation(s)", found.len());
-    Ok(ExitCode::FAILURE)
 }
 
 /// The SNMPv3 engine: its ID (given, or from the host name) and its users.

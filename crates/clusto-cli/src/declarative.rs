@@ -4,11 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clusto_api::engine::{self, ApplyFailure, ApplyRequest};
-use clusto_core::{EntityId, Kind};
+use clusto_core::Kind;
 use clusto_manifest::plan::{OutOfSync, Plan, PlanFile, out_of_sync, render_out_of_sync};
 use clusto_manifest::{
-    ApplyOptions, ManifestError, Object, Source, export, layout, parse_sources, read_sources,
-    schema,
+    ApplyOptions, ManifestError, Object, Source, layout, parse_sources, read_sources, schema,
 };
 use clusto_store::{RevisionMeta, Store, StoreError};
 use serde_json::json;
@@ -223,75 +222,6 @@ pub async fn apply_cmd(
     );
     print_applied(fmt, &w.value, w.revision)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Entities per page of an export.
-const EXPORT_PAGE: usize = 500;
-
-/// `clusto export [QUERY]`: manifests written page by page from one
-/// snapshot, each page loaded with just what its documents show.
-/// Manifests for what `query` selects (everything without one); with
-/// `namespace`, as custom resources of that namespace.
-pub async fn export_cmd(
-    store: &Store,
-    query: Option<&str>,
-    at: Option<i64>,
-    namespace: Option<&str>,
-) -> Result<()> {
-    let mut snap = store.snapshot(at).await?;
-    match query {
-        Some(q) => {
-            let q = clusto_core::query::parse(q)?;
-            let names = store.query(&q, Some(snap.rev())).await?;
-            for page in names.chunks(EXPORT_PAGE) {
-                export_page(&mut snap, page, namespace).await?;
-            }
-        }
-        None => {
-            // Definitions first, so a reader sees drivers and layouts before their users.
-            let mut kinds = Kind::ALL.to_vec();
-            kinds.sort_by_key(|k| (!k.is_definition(), *k));
-            for kind in kinds {
-                let mut after: Option<String> = None;
-                loop {
-                    let page = snap
-                        .names(Some(kind), after.as_deref(), EXPORT_PAGE as i64)
-                        .await?;
-                    export_page(&mut snap, &page, namespace).await?;
-                    if page.len() < EXPORT_PAGE {
-                        break;
-                    }
-                    after = page.last().cloned();
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn export_page(
-    snap: &mut clusto_store::Snapshot,
-    names: &[String],
-    namespace: Option<&str>,
-) -> Result<()> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    let inv = snap.load(&clusto_store::Scope::read(names)).await?;
-    let ids: Vec<EntityId> = names
-        .iter()
-        .map(|n| inv.id_of(n))
-        .collect::<Result<_, _>>()?;
-    let mut docs = export::export(&inv, &ids);
-    if let Some(ns) = namespace {
-        for d in &mut docs {
-            d["metadata"]["namespace"] = serde_json::json!(ns);
-        }
-    }
-    let out = export::to_yaml(&docs)?;
-    use std::io::Write;
-    std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(())
 }
 
 fn write_files(dir: &str, files: &[(String, String)], what: &str) -> Result<()> {

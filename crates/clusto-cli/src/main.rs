@@ -6,6 +6,7 @@ mod import;
 mod oob;
 mod output;
 mod remote;
+mod views;
 mod vm;
 
 use std::process::ExitCode;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use clusto_core::{Kind, PoolType};
 use clusto_manifest::plan::Plan;
 use clusto_manifest::{Source, read_sources};
+use clusto_store::reads::Read;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use serde_json::{Value as Json, json};
@@ -34,6 +35,16 @@ pub const COMMANDS: &[&str] = &[
     "query",
     "history",
     "rack show",
+    "locate",
+    "contents",
+    "parents",
+    "pool members",
+    "port list",
+    "ip list",
+    "vm list",
+    "vm explain",
+    "export",
+    "fsck",
     "plan",
     "apply",
 ];
@@ -48,6 +59,8 @@ pub struct Refused {
     message: String,
     /// One entry per broken rule (422 Invalid).
     causes: Vec<String>,
+    /// The name a 404 did not find.
+    missing: Option<String>,
 }
 
 pub struct Remote {
@@ -118,6 +131,7 @@ impl Remote {
                 .flatten()
                 .filter_map(|c| Some(c["message"].as_str()?.to_string()))
                 .collect(),
+            missing: st["details"]["name"].as_str().map(str::to_string),
         }
         .into())
     }
@@ -126,6 +140,45 @@ impl Remote {
         let bytes = self.send(Method::GET, path, None).await?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: the answer to {path}", self.base))
+    }
+
+    /// A point read (`clusto_store::reads`): the server's
+    /// `…/{plural}/{name}/{view}`.
+    pub async fn view(&self, read: &Read<'_>, rev: Option<i64>) -> Result<Json> {
+        let flag = |on: bool| ("recursive", on.then(|| "true".to_string()));
+        let (plural, name, view, extra) = match *read {
+            Read::Description(n) => ("entities", n, "description", ("", None)),
+            Read::Locate(n) => ("entities", n, "locate", ("", None)),
+            Read::Contents { name, recursive } => ("entities", name, "contents", flag(recursive)),
+            Read::Parents { name, recursive } => ("entities", name, "parents", flag(recursive)),
+            Read::Ports(n) => ("entities", n, "ports", ("", None)),
+            Read::Addresses(n) => ("ipmanagers", n, "addresses", ("", None)),
+            Read::Placement(n) => ("virtualmachines", n, "placement", ("", None)),
+            Read::Members(pools) => {
+                let (first, rest) = pools
+                    .split_first()
+                    .ok_or_else(|| anyhow!("name at least one pool"))?;
+                let and = (!rest.is_empty()).then(|| rest.join(","));
+                ("pools", first.as_str(), "members", ("and", and))
+            }
+        };
+        let path = format!(
+            "/{plural}/{}/{view}{}",
+            encode(name),
+            query(&[at(rev), extra])
+        );
+        self.get(&path).await.map_err(|e| not_found(e, name))
+    }
+
+    /// The server's head revision.
+    pub async fn head(&self) -> Result<i64> {
+        let log = self.get("/revisions?limit=1").await?;
+        Ok(log["items"][0]["revision"].as_i64().unwrap_or(0))
+    }
+
+    /// `clusto fsck` on the server's store (an admin's token).
+    pub async fn fsck(&self, rev: Option<i64>) -> Result<Json> {
+        self.get(&format!("/fsck{}", query(&[at(rev)]))).await
     }
 }
 
@@ -162,6 +215,9 @@ fn at(rev: Option<i64>) -> (&'static str, Option<String>) {
 /// Runs a command against the server; the commands outside `COMMANDS`
 /// need the database.
 pub async fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
+    if let Some(r) = crate::views::run(cli, &crate::views::Source::Server(remote)).await {
+        return r;
+    }
     let fmt = cli.output;
     match &cli.command {
         Command::Get {
@@ -247,6 +303,17 @@ fn plural(kind: &str) -> Result<String> {
     Ok(crate::commands::kind_arg(kind)?.plural())
 }
 
+/// How to list one kind (`None`: every kind): a collection and a query.
+/// The generic kind Entity's plural is also the every-kind collection's
+/// name, so its objects are those of kind entity there.
+pub(crate) fn listing(kind: Option<Kind>) -> (String, Option<&'static str>) {
+    match kind {
+        None => ("entities".into(), None),
+        Some(Kind::Entity) => ("entities".into(), Some("kind:entity")),
+        Some(k) => (k.plural(), None),
+    }
+}
+
 /// One line of `clusto get` from an object.
 fn get_row(o: &Json) -> Vec<String> {
     let text = |v: &Json| v.as_str().unwrap_or_default().to_string();
@@ -295,7 +362,10 @@ async fn get(
 ) -> Result<()> {
     let coll = plural(kind)?;
     let Some(name) = name else {
-        return list(remote, fmt, &coll, rev).await;
+        let of = (kind != "all")
+            .then(|| crate::commands::kind_arg(kind))
+            .transpose()?;
+        return list(remote, fmt, of, rev).await;
     };
     let o = remote
         .get(&format!("/entities/{}{}", encode(name), query(&[at(rev)])))
@@ -311,14 +381,14 @@ async fn get(
 /// A 404 from the server in the CLI's words.
 fn not_found(e: anyhow::Error, name: &str) -> anyhow::Error {
     match e.downcast_ref::<Refused>() {
-        Some(r) if r.code == 404 => anyhow!("{name} not found"),
+        Some(r) if r.code == 404 => anyhow!("{} not found", r.missing.as_deref().unwrap_or(name)),
         _ => e,
     }
 }
 
 /// Page after page of a collection (every page the revision of the
 /// first), each page's items handed to `each`.
-async fn each_page(
+pub(crate) async fn each_page(
     remote: &Remote,
     coll: &str,
     expr: Option<&str>,
@@ -345,9 +415,10 @@ async fn each_page(
     }
 }
 
-async fn list(remote: &Remote, fmt: Format, coll: &str, rev: Option<i64>) -> Result<()> {
+async fn list(remote: &Remote, fmt: Format, kind: Option<Kind>, rev: Option<i64>) -> Result<()> {
     let mut out = ListWriter::new(fmt, GET_HEADER);
-    each_page(remote, coll, None, rev, |items| {
+    let (coll, expr) = listing(kind);
+    each_page(remote, &coll, expr, rev, |items| {
         let rows = items.iter().map(get_row).collect();
         let items = if matches!(fmt, Format::Json | Format::Yaml) {
             items
@@ -360,85 +431,11 @@ async fn list(remote: &Remote, fmt: Format, coll: &str, rev: Option<i64>) -> Res
     out.finish()
 }
 
+/// `describe -o json|yaml`: the object (the table is a view, `crate::views`).
 async fn describe(remote: &Remote, fmt: Format, name: &str, rev: Option<i64>) -> Result<()> {
-    let path = format!("/entities/{}", encode(name));
-    let o = remote
-        .get(&format!("{path}{}", query(&[at(rev)])))
-        .await
-        .map_err(|e| not_found(e, name))?;
-    if fmt != Format::Table {
-        return emit(fmt, &o, &[], vec![vec![name.to_string()]]);
-    }
-    let (spec, status) = (&o["spec"], &o["status"]);
-    let row = get_row(&o);
-    println!("Name:     {}", row[0]);
-    println!("Kind:     {}", row[1]);
-    println!("Driver:   {}", row[2]);
-    if !row[3].is_empty() {
-        println!("Location: {}", row[3]);
-    }
-    let names = |v: &Json| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| Some(n.as_str()?.to_string()))
-            .collect()
-    };
-    let pools = names(&spec["pools"]);
-    if !pools.is_empty() {
-        println!("Pools:    {}", pools.join(", "));
-    }
-    if let Some(addrs) = status["addresses"].as_array().filter(|a| !a.is_empty()) {
-        println!("Addresses:");
-        for a in addrs {
-            let f = |k: &str| a[k].as_str().unwrap_or("-").to_string();
-            println!(
-                "  {}  manager {}  os {}  port {}",
-                f("address"),
-                f("manager"),
-                f("osPort"),
-                f("port")
-            );
-        }
-    }
-    if let Some(ports) = spec["ports"].as_array().filter(|p| !p.is_empty()) {
-        println!("Ports:");
-        for p in ports {
-            let peer = p["connectedTo"]
-                .as_str()
-                .map(|c| format!("-> {c}"))
-                .unwrap_or_default();
-            let attrs: Vec<String> = ["mac", "osPort"]
-                .iter()
-                .filter_map(|k| Some(format!("{k}={}", p[*k].as_str()?)))
-                .collect();
-            println!(
-                "  {:<16} {peer} {}",
-                p["port"].as_str().unwrap_or_default(),
-                attrs.join(" ")
-            );
-        }
-    }
-    let contents = names(&status["contents"]);
-    if !contents.is_empty() {
-        println!("Contains: {}", contents.join(", "));
-    }
-    let attrs = remote
-        .get(&format!("{path}/attributes{}", query(&[at(rev)])))
-        .await?;
-    if let Some(rows) = attrs["items"].as_array().filter(|r| !r.is_empty()) {
-        println!("Attributes:");
-        for r in rows {
-            let t = attr_table_row(r);
-            let path = match (t[1].as_str(), t[2].as_str()) {
-                ("", "") => t[0].clone(),
-                (s, "") => format!("{}.{s}", t[0]),
-                (s, n) => format!("{}.{s}.{n}", t[0]),
-            };
-            println!("  {path} = {} ({})", t[3], t[4]);
-        }
-    }
-    Ok(())
+    let path = format!("/entities/{}{}", encode(name), query(&[at(rev)]));
+    let o = remote.get(&path).await.map_err(|e| not_found(e, name))?;
+    emit(fmt, &o, &[], vec![vec![name.to_string()]])
 }
 
 struct AttrFilter<'a> {

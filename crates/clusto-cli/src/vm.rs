@@ -334,7 +334,7 @@ pub(crate) async fn vm_view(
     name: Option<&str>,
     at: Option<i64>,
 ) -> Result<Inventory> {
-    let mut scope = clusto_vm::controller::world();
+    let mut scope = clusto_store::Scope::vm_world();
     if let Some(n) = name {
         scope = scope.name(n);
     }
@@ -477,61 +477,4 @@ pub async fn console(store: &Store, name: &str) -> Result<ExitCode> {
     }
     println!("{cmd}");
     Ok(ExitCode::SUCCESS)
-}
-
-pub async fn list(
-    store: &Store,
-    fmt: Format,
-    manager: Option<&str>,
-    at: Option<i64>,
-) -> Result<()> {
-    let inv = vm_view(store, None, at).await?;
-    let mut items = Vec::new();
-    let mut rows = Vec::new();
-    for e in inv.entities_of_kind(Kind::VirtualMachine) {
-        let d = inv.vm_desired(e.id)?;
-        if manager.is_some_and(|m| m != d.manager) {
-            continue;
-        }
-        let st = inv.vm_status(e.id);
-        let ready = st
-            .condition("Ready")
-            .map(|c| {
-                if c.status {
-                    "True".to_string()
-                } else {
-                    format!("False ({})", c.reason)
-                }
-            })
-            .unwrap_or_else(|| "-".into());
-        let phase = inv.vm_phase(e.id);
-        rows.push(vec![
-            d.name.clone(),
-            d.manager.clone(),
-            d.host.clone().unwrap_or_else(|| "-".into()),
-            format!(
-                "{}/{}",
-                st.power_state.clone().unwrap_or_else(|| "-".into()),
-                d.power.as_str()
-            ),
-            phase.clone(),
-            st.backend_id.clone().unwrap_or_else(|| "-".into()),
-            ready,
-        ]);
-        items.push(inv.resource(e.id, false));
-    }
-    emit(
-        fmt,
-        &clusto_core::resource::list(items),
-        &[
-            "NAME",
-            "MANAGER",
-            "HOST",
-            "POWER (HAVE/WANT)",
-            "PHASE",
-            "BACKEND-ID",
-            "READY",
-        ],
-        rows,
-    )
 }

@@ -33,7 +33,7 @@ pub enum CoreError {
     BadPort(String),
     #[error("{0:?} is not a rack unit or range like 12 or 12-13")]
     BadRu(String),
-    #[error("{name} is a {kind}, not a {expected}")]
+    #[error("{name} is {}, not {}", a(*kind), a(*expected))]
     WrongKind {
         name: String,
         kind: Kind,
@@ -55,4 +55,13 @@ pub enum CoreError {
     Query(String),
     #[error("the entity was deleted")]
     Gone,
+}
+
+/// "a Server", "an IPManager".
+fn a(kind: Kind) -> String {
+    let s = kind.as_str();
+    match s.as_bytes().first() {
+        Some(b'A' | b'E' | b'I' | b'O' | b'U') => format!("an {s}"),
+        _ => format!("a {s}"),
+    }
 }

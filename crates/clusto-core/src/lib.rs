@@ -23,6 +23,7 @@ pub mod resources;
 pub mod testing;
 pub mod time;
 pub mod value;
+pub mod views;
 pub mod vm;
 
 pub use driver::{Driver, PoolType};

@@ -284,6 +284,10 @@ impl Inventory {
         {
             status.insert(k, self.value_json(&v).0);
         }
+        if e.kind == Kind::VirtualMachine {
+            // Pending before the controller acts, Terminating once deleted.
+            status.insert("phase".into(), json!(self.vm_phase(id)));
+        }
         if e.kind == Kind::IpManager {
             status.insert("allocated".into(), json!(self.allocations(id).len()));
             if let Ok(range) = self.ip_range(id) {

@@ -152,7 +152,7 @@ impl Inventory {
         }
     }
 
-    fn expect_kind(&self, id: EntityId, kind: Kind) -> Result<(), CoreError> {
+    pub(crate) fn expect_kind(&self, id: EntityId, kind: Kind) -> Result<(), CoreError> {
         let e = self.entity(id).ok_or(CoreError::Gone)?;
         if e.kind == kind {
             Ok(())

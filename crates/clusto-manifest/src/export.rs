@@ -1,7 +1,6 @@
 //! `clusto export`: manifests for any part of the inventory, including
 //! objects made by hand, such that applying them back is a no-op.
 
-use clusto_core::{EntityId, Inventory};
 use serde_json::{Map, Value as Json, json};
 
 /// Documents as one YAML stream (`---` before each), as `clusto export`
@@ -15,33 +14,29 @@ pub fn to_yaml(docs: &[Json]) -> Result<String, serde_saphyr::SerializeError> {
     Ok(out)
 }
 
-/// One manifest document per entity, in the given order.
-pub fn export(inv: &Inventory, ids: &[EntityId]) -> Vec<Json> {
-    ids.iter().filter_map(|id| document(inv, *id)).collect()
-}
-
-fn document(inv: &Inventory, id: EntityId) -> Option<Json> {
-    let res = inv.resource(id, false);
-    let e = inv.entity(id)?;
+/// The manifest that declares an object (what `clusto get -o json` and the
+/// API answer): its name, labels, annotations and spec, with the addresses
+/// it holds, and no status. Applying it back changes nothing.
+pub fn document(object: &Json) -> Json {
     let mut metadata = Map::new();
-    metadata.insert("name".into(), json!(e.name));
+    metadata.insert("name".into(), object["metadata"]["name"].clone());
     for k in ["labels", "annotations"] {
-        if let Some(v) = res["metadata"].get(k) {
+        if let Some(v) = object["metadata"].get(k) {
             metadata.insert(k.into(), v.clone());
         }
     }
-    let mut spec = res["spec"].as_object().cloned().unwrap_or_default();
-    if let Some(addrs) = res["status"]["addresses"].as_array()
+    let mut spec = object["spec"].as_object().cloned().unwrap_or_default();
+    if let Some(addrs) = object["status"]["addresses"].as_array()
         && !addrs.is_empty()
     {
         spec.insert("addresses".into(), Json::Array(addrs.clone()));
     }
     let mut doc = Map::new();
     doc.insert("apiVersion".into(), json!(crate::types::API_VERSION));
-    doc.insert("kind".into(), json!(e.kind.as_str()));
+    doc.insert("kind".into(), object["kind"].clone());
     doc.insert("metadata".into(), Json::Object(metadata));
     if !spec.is_empty() {
         doc.insert("spec".into(), Json::Object(spec));
     }
-    Some(Json::Object(doc))
+    Json::Object(doc)
 }

@@ -15,6 +15,7 @@ mod lease;
 mod probe;
 pub use lease::{Leadership, Leading, Lease};
 mod query;
+pub mod reads;
 mod schema;
 mod scope;
 pub use scope::Scope;

@@ -79,6 +79,14 @@ impl Scope {
         s
     }
 
+    /// Everything the VM controller's rules read: every VM and VM manager
+    /// with the hosts inside each manager, their containers (merged
+    /// settings), and what rules scan on a write. Its size follows the VMs,
+    /// not the inventory.
+    pub fn vm_world() -> Scope {
+        Scope::write(Vec::<String>::new()).with_vms()
+    }
+
     /// Also every VM and VM manager with their hosts, whatever is named
     /// (the VM controller's view).
     pub fn with_vms(mut self) -> Scope {

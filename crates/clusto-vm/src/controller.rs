@@ -463,7 +463,7 @@ impl Controller {
     /// The controller's view brought up to the head: loaded once, then only
     /// rows later revisions changed are read. Returns its revision.
     async fn follow_store(&mut self) -> Result<i64, ControllerError> {
-        let scope = world();
+        let scope = clusto_store::Scope::vm_world();
         Ok(match &mut self.view {
             Some(inv) if self.last_rev >= 0 => {
                 self.store.follow(inv, self.last_rev, &scope).await?.0
@@ -666,7 +666,7 @@ impl Controller {
             .store
             .write_scope(
                 &meta,
-                &world().with_ids(touched),
+                &clusto_store::Scope::vm_world().with_ids(touched),
                 |inv: &mut Inventory| -> Result<(), ControllerError> {
                     for (id, fp, st) in &updates {
                         let same = inv.entity(*id).is_some()
@@ -689,13 +689,6 @@ impl Controller {
         }
         Ok(w.revision.is_some())
     }
-}
-
-/// Everything the controller's rules read: every VM and VM manager with
-/// the hosts inside each manager, their containers (merged settings), and
-/// what rules scan on a write. Its size follows the VMs, not the inventory.
-pub fn world() -> clusto_store::Scope {
-    clusto_store::Scope::write(Vec::<String>::new()).with_vms()
 }
 
 /// Where a VM lives, from its manager's settings and its host.
