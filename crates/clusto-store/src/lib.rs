@@ -429,6 +429,9 @@ impl Store {
         let mut opts =
             AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
         if backend == Backend::Sqlite {
+            // A connection to a file does not go stale; pinging it before
+            // every use would double the round trips of a point read.
+            opts = opts.test_before_acquire(false);
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; the long busy
