@@ -2,6 +2,7 @@
 //! its neighbourhood (`Store::load_scope`, `Store::write_scope`); lists
 //! query SQL or load the inventory. A write makes exactly one revision or none.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clusto_core::{
     CoreError, EntityId, Inventory, Kind, NumberSpec, PortId, RuRange, Value, ValueType, model,
 };
-use clusto_store::{RevisionMeta, Scope, Store, StoreError};
+use clusto_store::{HistoryItem, RevisionMeta, Scope, Store, StoreError, revision_json};
 use serde_json::{Value as Json, json};
 
 use crate::declarative;
@@ -659,11 +660,14 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                 limit: (*limit != 0).then_some(*limit),
                 since: *since,
             };
-            let mut list = ListWriter::new(fmt, &[]);
+            let mut out = HistoryWriter::new(fmt);
             store
-                .history_each(&q, |e| print_history_entry(fmt, &mut list, &e.to_json()))
+                .history_stream(&q, |item| match item {
+                    HistoryItem::Revision(r) => out.revision(&revision_json(&r)),
+                    HistoryItem::Change(c) => out.change(&serde_json::to_value(c)?),
+                })
                 .await?;
-            list.finish()?;
+            out.finish()?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -770,41 +774,135 @@ fn flush_names(list: &mut ListWriter, page: &mut Vec<String>) -> Result<()> {
     list.page(items, rows)
 }
 
-/// One revision of `clusto history` from its JSON (the store's entry, or
-/// what the API answers with `--server`).
-pub(crate) fn print_history_entry(fmt: Format, list: &mut ListWriter, e: &Json) -> Result<()> {
-    let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-    match fmt {
-        Format::Table => {
-            println!(
+/// `clusto history` written as it is read: each revision's header, then
+/// its changes one at a time, so a revision of a million rows streams in
+/// constant memory. Fed from the store, or from the API's entries with
+/// `--server`; JSON and YAML entries are a revision's fields, then
+/// `changes`.
+pub(crate) struct HistoryWriter {
+    fmt: Format,
+    list: ListWriter,
+    /// Changes written so far in the open entry.
+    open: Option<usize>,
+}
+
+impl HistoryWriter {
+    pub(crate) fn new(fmt: Format) -> HistoryWriter {
+        HistoryWriter {
+            fmt,
+            list: ListWriter::new(fmt, &[]),
+            open: None,
+        }
+    }
+
+    /// A revision's header (`revision`, `time`, `user`, `manager`, `message`).
+    pub(crate) fn revision(&mut self, head: &Json) -> Result<()> {
+        self.close()?;
+        let text = |k: &str| head[k].as_str().unwrap_or_default().to_string();
+        let mut out = std::io::stdout().lock();
+        match self.fmt {
+            Format::Table => writeln!(
+                out,
                 "{} {} {} [{}] {}",
-                paint("33", &format!("revision {}", e["revision"])),
+                paint("33", &format!("revision {}", head["revision"])),
                 text("time"),
                 text("user"),
                 text("manager"),
                 text("message")
-            );
-            for c in e["changes"].as_array().into_iter().flatten() {
+            )?,
+            Format::Name => writeln!(out, "{}", head["revision"])?,
+            Format::Json => {
+                self.list.begin_item()?;
+                let fields = serde_json::to_string(head)?;
+                let fields = fields.strip_suffix('}').unwrap_or(&fields);
+                write!(out, "{fields},\"changes\":[")?;
+            }
+            Format::Yaml => {
+                self.list.begin_item()?;
+                out.write_all(indented(&serde_saphyr::to_string(head)?, "- ", "  ").as_bytes())?;
+            }
+        }
+        self.open = Some(0);
+        Ok(())
+    }
+
+    /// One change (`op`, `text`) of the open revision.
+    pub(crate) fn change(&mut self, c: &Json) -> Result<()> {
+        let Some(n) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let mut out = std::io::stdout().lock();
+        match self.fmt {
+            Format::Table => {
                 let op = c["op"].as_str().unwrap_or_default();
                 let code = match op {
                     "+" => "32",
                     "-" => "31",
                     _ => "33",
                 };
-                println!(
-                    "  {} {}",
-                    paint(code, op),
-                    c["text"].as_str().unwrap_or_default()
-                );
+                let text = c["text"].as_str().unwrap_or_default();
+                writeln!(out, "  {} {text}", paint(code, op))?;
             }
-            Ok(())
+            Format::Name => {}
+            Format::Json => {
+                if *n > 0 {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut out, c)?;
+            }
+            Format::Yaml => {
+                if *n == 0 {
+                    out.write_all(b"  changes:\n")?;
+                }
+                out.write_all(indented(&serde_saphyr::to_string(c)?, "  - ", "    ").as_bytes())?;
+            }
         }
-        Format::Name => {
-            println!("{}", e["revision"]);
-            Ok(())
-        }
-        _ => list.item(e),
+        *n += 1;
+        Ok(())
     }
+
+    /// An entry as the API answers it: its header, then its changes.
+    pub(crate) fn entry(&mut self, e: &Json) -> Result<()> {
+        let mut head = e.clone();
+        let changes = head.as_object_mut().and_then(|o| o.remove("changes"));
+        self.revision(&head)?;
+        for c in changes
+            .as_ref()
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.change(c)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        match (self.open.take(), self.fmt) {
+            (Some(_), Format::Json) => out.write_all(b"]}")?,
+            (Some(0), Format::Yaml) => out.write_all(b"  changes: []\n")?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.close()?;
+        self.list.finish()
+    }
+}
+
+/// YAML text as a list item: `first` before its first line, `rest`
+/// before the others.
+fn indented(yaml: &str, first: &str, rest: &str) -> String {
+    let mut s = String::with_capacity(yaml.len() + 16);
+    for (i, line) in yaml.lines().enumerate() {
+        s.push_str(if i == 0 { first } else { rest });
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
 }
 
 /// The account a daemon drops root to, looked up before anything starts.

@@ -145,6 +145,19 @@ impl ListWriter {
     /// One item for JSON or YAML (tables and names print their own lines
     /// through [`ListWriter::page`] or directly).
     pub fn item(&mut self, item: &Json) -> Result<()> {
+        self.begin_item()?;
+        let mut out = std::io::stdout().lock();
+        match self.format {
+            Format::Json => serde_json::to_writer(&mut out, item)?,
+            Format::Yaml => out.write_all(serde_saphyr::to_string(&[item])?.as_bytes())?,
+            Format::Table | Format::Name => {}
+        }
+        Ok(())
+    }
+
+    /// What comes before an item (the envelope, a separator); the caller
+    /// writes the item itself (a JSON value, or a YAML `- ` entry).
+    pub fn begin_item(&mut self) -> Result<()> {
         let mut out = std::io::stdout().lock();
         match self.format {
             Format::Json => {
@@ -156,15 +169,11 @@ impl ListWriter {
                     _ => ",\n",
                 };
                 out.write_all(sep.as_bytes())?;
-                serde_json::to_writer(&mut out, item)?;
             }
-            Format::Yaml => {
-                if self.items == 0 && self.envelope {
-                    out.write_all(b"apiVersion: v1\nkind: List\nitems:\n")?;
-                }
-                out.write_all(serde_saphyr::to_string(&[item])?.as_bytes())?;
+            Format::Yaml if self.items == 0 && self.envelope => {
+                out.write_all(b"apiVersion: v1\nkind: List\nitems:\n")?;
             }
-            Format::Table | Format::Name => {}
+            _ => {}
         }
         self.items += 1;
         Ok(())

@@ -16,9 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use serde_json::{Value as Json, json};
 
-use crate::commands::{
-    ATTR_HEADER, GET_HEADER, attr_table_row, elevation_text, print_history_entry,
-};
+use crate::commands::{ATTR_HEADER, GET_HEADER, HistoryWriter, attr_table_row, elevation_text};
 use crate::declarative::{ManifestArgs, options, parse, print_applied, print_plan, report};
 use crate::output::{Format, ListWriter, emit};
 use crate::{AttrOp, Cli, Command, RackOp};
@@ -538,9 +536,9 @@ async fn history(
         Some(n) => not_found(e, n),
         None => e,
     })?;
-    let mut out = ListWriter::new(fmt, &[]);
+    let mut out = HistoryWriter::new(fmt);
     for e in answer["items"].as_array().into_iter().flatten() {
-        print_history_entry(fmt, &mut out, e)?;
+        out.entry(e)?;
     }
     out.finish()
 }

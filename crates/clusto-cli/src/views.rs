@@ -452,6 +452,18 @@ async fn vm_list(
     )
 }
 
+/// A VM's phase as `vm list` shows it: Terminating as soon as deletion is
+/// asked for, Pending until the controller records one.
+fn phase(o: &Json) -> String {
+    if o["metadata"]["deleting"] == true {
+        return "Terminating".into();
+    }
+    match o["status"]["phase"].as_str() {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => "Pending".into(),
+    }
+}
+
 fn vm_row(o: &Json) -> Vec<String> {
     let (spec, status) = (&o["spec"], &o["status"]);
     let text = |v: &Json| v.as_str().map(str::to_string);
@@ -477,7 +489,7 @@ fn vm_row(o: &Json) -> Vec<String> {
             dash(&status["powerState"]),
             text(&spec["powerState"]).unwrap_or_else(|| "Running".into())
         ),
-        dash(&status["phase"]),
+        phase(o),
         dash(&status["backendId"]),
         ready,
     ]

@@ -284,10 +284,6 @@ impl Inventory {
         {
             status.insert(k, self.value_json(&v).0);
         }
-        if e.kind == Kind::VirtualMachine {
-            // Pending before the controller acts, Terminating once deleted.
-            status.insert("phase".into(), json!(self.vm_phase(id)));
-        }
         if e.kind == Kind::IpManager {
             status.insert("allocated".into(), json!(self.allocations(id).len()));
             if let Ok(range) = self.ip_range(id) {
@@ -306,6 +302,8 @@ impl Inventory {
             ("labels", "labels"),
             ("annotations", "annotations"),
             ("managedBy", "managedBy"),
+            // Asked to go, waiting for the controller (a VM's backend).
+            ("deleting", crate::vm::DELETING),
         ] {
             if let Some(v) = self.attr_value(id, META_KEY, Some(key)) {
                 metadata.insert(field.into(), self.value_json(v).0);

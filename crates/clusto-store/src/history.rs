@@ -1,6 +1,6 @@
 //! `clusto history`: what each revision added, changed and removed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use clusto_core::{Fact, Table, Value};
 use sqlx::{AssertSqlSafe, Row};
@@ -25,33 +25,392 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// The entry as `history -o json` prints it and the API serves it.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "revision": self.revision.rev,
-            "time": clusto_core::time::format_unix_ms(self.revision.at_ms),
-            "user": self.revision.user,
-            "manager": self.revision.manager,
-            "message": self.revision.message,
-            "changes": self.changes,
+        let mut j = revision_json(&self.revision);
+        j["changes"] = serde_json::json!(self.changes);
+        j
+    }
+}
+
+/// A revision's fields as history shows them (its changes aside).
+pub fn revision_json(r: &Revision) -> serde_json::Value {
+    serde_json::json!({
+        "revision": r.rev,
+        "time": clusto_core::time::format_unix_ms(r.at_ms),
+        "user": r.user,
+        "manager": r.manager,
+        "message": r.message,
+    })
+}
+
+/// Which revisions `clusto history` shows.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    /// Only revisions that touched this entity (under any of its names).
+    pub name: Option<String>,
+    /// At most this many, newest first (None = all).
+    pub limit: Option<i64>,
+    /// Only revisions after this one.
+    pub since: Option<i64>,
+}
+
+/// Revisions read per round: history streams in pages, so its memory
+/// follows one page, not the whole log.
+const PAGE: i64 = 20;
+
+/// What [`Store::history_stream`] hands out, in order: a revision, then
+/// each of its changes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistoryItem {
+    Revision(Revision),
+    Change(Change),
+}
+
+impl Store {
+    /// Revisions newest first, each with its changes; with `name`, only
+    /// revisions that touched that entity (under any of its names).
+    pub async fn history(
+        &self,
+        name: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut out = Vec::new();
+        let q = HistoryQuery {
+            name: name.map(str::to_string),
+            limit,
+            since: None,
+        };
+        self.history_each(&q, |e| {
+            out.push(e);
+            Ok::<(), StoreError>(())
         })
+        .await?;
+        Ok(out)
+    }
+
+    /// Like [`Store::history`], handing each whole entry to `each` (a
+    /// revision's changes are gathered first: for bounded revisions, such
+    /// as one object's).
+    pub async fn history_each<E: From<StoreError>>(
+        &self,
+        q: &HistoryQuery,
+        mut each: impl FnMut(HistoryEntry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut current: Option<HistoryEntry> = None;
+        self.history_stream(q, |item| match item {
+            HistoryItem::Revision(revision) => match current.replace(HistoryEntry {
+                revision,
+                changes: Vec::new(),
+            }) {
+                Some(done) => each(done),
+                None => Ok(()),
+            },
+            HistoryItem::Change(c) => {
+                if let Some(e) = current.as_mut() {
+                    e.changes.push(c);
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        match current {
+            Some(done) => each(done),
+            None => Ok(()),
+        }
+    }
+
+    /// Revisions newest first, each followed by its changes as they are
+    /// read: memory follows a batch of rows, whatever a revision holds.
+    pub async fn history_stream<E: From<StoreError>>(
+        &self,
+        q: &HistoryQuery,
+        mut each: impl FnMut(HistoryItem) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        let eids = match &q.name {
+            None => None,
+            Some(n) => Some(eids_named(&mut conn, n).await?),
+        };
+        let mut left = q.limit.map(|l| l.max(0)).unwrap_or(i64::MAX);
+        let mut before = i64::MAX;
+        while left > 0 {
+            let page = PAGE.min(left);
+            let revs = revisions_page(&mut conn, eids.as_deref(), q.since, before, page).await?;
+            let Some(&oldest) = revs.last() else { break };
+            for revision in revision_rows(&mut conn, &revs).await? {
+                let rev = revision.rev;
+                each(HistoryItem::Revision(revision))?;
+                let changes = RevisionChanges {
+                    rev,
+                    eids: eids.as_deref(),
+                    backend: self.backend,
+                };
+                // The log's connection goes back while the rows stream on another.
+                drop(conn);
+                changes
+                    .each(&self.pool, &mut |c| each(HistoryItem::Change(c)))
+                    .await?;
+                conn = self.pool.acquire().await.map_err(StoreError::from)?;
+            }
+            left -= revs.len() as i64;
+            before = oldest;
+            if (revs.len() as i64) < page {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Identity of a fact for pairing a removal with an addition into `~`.
-fn slot(f: &Fact) -> Option<String> {
-    match f {
-        Fact::Entity(e) => Some(format!("e{}", e.id.0)),
-        Fact::Attr(e, a) => Some(format!("a{}/{}/{:?}/{:?}", e.0, a.key, a.subkey, a.number)),
-        Fact::Address(a) => Some(format!("ip{}", a.address)),
-        _ => None,
+async fn eids_named(conn: &mut sqlx::AnyConnection, n: &str) -> Result<Vec<i64>, StoreError> {
+    let rows = sqlx::query("SELECT DISTINCT eid FROM entities WHERE name = $1")
+        .bind(n.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.is_empty() {
+        return Err(clusto_core::CoreError::NotFound(n.to_string()).into());
+    }
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Rows of table `t` (as `alias`) about these entities (all rows without a
+/// filter).
+fn about(t: Table, eids: Option<&[i64]>, alias: &str) -> String {
+    let Some(ids) = eids else {
+        return "1=1".into();
+    };
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let l = list.join(",");
+    let either = |a: &str, b: &str| format!("({alias}.{a} IN ({l}) OR {alias}.{b} IN ({l}))");
+    match t {
+        Table::Entities => format!("{alias}.eid IN ({l})"),
+        Table::Attrs => either("eid", "ref_eid"),
+        Table::Contains => either("parent", "child"),
+        Table::Links => either("a", "b"),
+        Table::Addresses => either("holder", "manager"),
     }
 }
 
-/// Facts a revision added and retired, with their row ids.
-type AddedRemoved = (Vec<(i64, Fact)>, Vec<(i64, Fact)>);
+/// The next `page` revisions older than `before` and newer than `since`,
+/// newest first; with `eids`, only those that touched them.
+async fn revisions_page(
+    conn: &mut sqlx::AnyConnection,
+    eids: Option<&[i64]>,
+    since: Option<i64>,
+    before: i64,
+    page: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let after = since.unwrap_or(0);
+    let sql = match eids {
+        // Every revision changed something: the log itself says which.
+        None => format!(
+            "SELECT rev FROM revisions WHERE rev > {after} AND rev < {before} ORDER BY rev DESC LIMIT {page}"
+        ),
+        Some(_) => {
+            let mut parts = Vec::new();
+            for t in TABLES {
+                let f = about(t, eids, table_name(t));
+                parts.push(format!(
+                    "SELECT rev_from AS r FROM {} WHERE {f}",
+                    table_name(t)
+                ));
+                parts.push(format!(
+                    "SELECT rev_to AS r FROM {} WHERE rev_to IS NOT NULL AND {f}",
+                    table_name(t)
+                ));
+            }
+            format!(
+                "SELECT DISTINCT r FROM ({}) x WHERE r > {after} AND r < {before} ORDER BY r DESC LIMIT {page}",
+                parts.join(" UNION ALL ")
+            )
+        }
+    };
+    let mut revs = Vec::new();
+    for r in sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        revs.push(r.try_get(0)?);
+    }
+    Ok(revs)
+}
 
+/// These revisions' log rows, newest first.
+async fn revision_rows(
+    conn: &mut sqlx::AnyConnection,
+    revs: &[i64],
+) -> Result<Vec<Revision>, StoreError> {
+    let list: Vec<String> = revs.iter().map(|r| r.to_string()).collect();
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT rev, at_ms, user_name, message, manager FROM revisions WHERE rev IN ({}) ORDER BY rev DESC",
+        list.join(",")
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(revision_from_row).collect()
+}
+
+/// `cols` with each column qualified by `alias`.
+fn qualified(alias: &str, cols: &str) -> String {
+    cols.split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What makes a retired row and a new row of `t` the same thing changed in
+/// place (`~`): the same entity, attribute slot or address.
+fn same_slot(t: Table, backend: crate::Backend) -> Option<String> {
+    let same = match backend {
+        crate::Backend::Sqlite => "IS",
+        crate::Backend::Postgres => "IS NOT DISTINCT FROM",
+    };
+    match t {
+        Table::Entities => Some("n.eid = o.eid".into()),
+        Table::Attrs => Some(format!(
+            "n.eid = o.eid AND n.key = o.key AND n.subkey {same} o.subkey AND n.number {same} o.number"
+        )),
+        Table::Addresses => Some("n.address = o.address".into()),
+        Table::Contains | Table::Links => None,
+    }
+}
+
+/// One revision's changes: first what it retired (each paired with the
+/// row that replaced it, as `~`, or alone, as `-`), then what it added
+/// without replacing anything (`+`), table by table in row order. Each
+/// row arrives with the newest names of the entities it mentions, so a
+/// revision streams from one statement per table and side, in constant
+/// memory.
+struct RevisionChanges<'a> {
+    rev: i64,
+    eids: Option<&'a [i64]>,
+    backend: crate::Backend,
+}
+
+/// The columns of `t` that hold entity ids (their names are read along).
+fn id_columns(t: Table) -> [&'static str; 2] {
+    match t {
+        // The eid twice keeps every table's shape the same.
+        Table::Entities => ["eid", "eid"],
+        Table::Attrs => ["eid", "ref_eid"],
+        Table::Contains => ["parent", "child"],
+        Table::Links => ["a", "b"],
+        Table::Addresses => ["holder", "manager"],
+    }
+}
+
+/// `cols` of `t` as `alias`, then the id and newest name of each entity
+/// the row mentions.
+fn with_names(t: Table, alias: &str) -> String {
+    let mut s = qualified(alias, table_cols(t));
+    for c in id_columns(t) {
+        s.push_str(&format!(
+            ", {alias}.{c}, (SELECT x.name FROM entities x WHERE x.eid = {alias}.{c} \
+             ORDER BY x.rev_from DESC, x.id DESC LIMIT 1)"
+        ));
+    }
+    s
+}
+
+impl RevisionChanges<'_> {
+    async fn each<E: From<StoreError>>(
+        &self,
+        pool: &sqlx::AnyPool,
+        each: &mut impl FnMut(Change) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use futures::TryStreamExt;
+        for retired in [true, false] {
+            for t in TABLES {
+                let paired = retired && same_slot(t, self.backend).is_some();
+                let width = table_cols(t).split(',').count() + 4;
+                let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+                let sql = self.sql(t, retired);
+                let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *conn);
+                while let Some(r) = rows.try_next().await.map_err(StoreError::from)? {
+                    let mut names = Names::of_row(t, &r, 0)?;
+                    let fact = fact_from_row(t, &r, 0)?;
+                    // A retired row with no replacement reads NULLs on the pair's side.
+                    let replaced_by = match paired
+                        && r.try_get::<Option<i64>, _>(width)
+                            .map_err(StoreError::from)?
+                            .is_some()
+                    {
+                        true => {
+                            names.0.extend(Names::of_row(t, &r, width + 1)?.0);
+                            Some(fact_from_row(t, &r, width + 1)?)
+                        }
+                        false => None,
+                    };
+                    let change = match (&replaced_by, retired) {
+                        (Some(new), _) => names
+                            .changed(&fact, new)
+                            .map(|text| Change { op: '~', text }),
+                        (None, true) => names.describe(&fact).map(|text| Change { op: '-', text }),
+                        (None, false) => names.describe(&fact).map(|text| Change { op: '+', text }),
+                    };
+                    if let Some(c) = change {
+                        each(c)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sql(&self, t: Table, retired: bool) -> String {
+        let (tn, rev) = (table_name(t), self.rev);
+        let slot = same_slot(t, self.backend);
+        if retired {
+            let (pair_cols, join) = match &slot {
+                Some(eq) => (
+                    format!(", n.id, {}", with_names(t, "n")),
+                    format!(" LEFT JOIN {tn} n ON n.rev_from = {rev} AND {eq}"),
+                ),
+                None => (String::new(), String::new()),
+            };
+            format!(
+                "SELECT {}{pair_cols} FROM {tn} o{join} WHERE o.rev_to = {rev} AND {} ORDER BY o.id",
+                with_names(t, "o"),
+                about(t, self.eids, "o")
+            )
+        } else {
+            let unpaired = match &slot {
+                Some(eq) => format!(
+                    " AND NOT EXISTS (SELECT 1 FROM {tn} o WHERE o.rev_to = {rev} AND {eq})"
+                ),
+                None => String::new(),
+            };
+            format!(
+                "SELECT {} FROM {tn} n WHERE n.rev_from = {rev} AND {}{unpaired} ORDER BY n.id",
+                with_names(t, "n"),
+                about(t, self.eids, "n")
+            )
+        }
+    }
+}
+
+/// The newest names of the entities one row mentions.
 struct Names(HashMap<i64, String>);
 
 impl Names {
+    /// The names read along with a row whose columns start at `off`.
+    fn of_row(t: Table, r: &sqlx::any::AnyRow, off: usize) -> Result<Names, StoreError> {
+        let mut names = HashMap::new();
+        let mut at = off + table_cols(t).split(',').count();
+        for _ in id_columns(t) {
+            if let (Some(id), Some(name)) = (
+                r.try_get::<Option<i64>, _>(at)?,
+                r.try_get::<Option<String>, _>(at + 1)?,
+            ) {
+                names.insert(id, name);
+            }
+            at += 2;
+        }
+        Ok(Names(names))
+    }
+
     fn n(&self, id: i64) -> &str {
         self.0.get(&id).map(String::as_str).unwrap_or("?")
     }
@@ -135,270 +494,4 @@ impl Names {
             _ => format!("{} → {}", self.describe(old)?, self.describe(new)?),
         })
     }
-}
-
-/// Which revisions `clusto history` shows.
-#[derive(Clone, Debug, Default)]
-pub struct HistoryQuery {
-    /// Only revisions that touched this entity (under any of its names).
-    pub name: Option<String>,
-    /// At most this many, newest first (None = all).
-    pub limit: Option<i64>,
-    /// Only revisions after this one.
-    pub since: Option<i64>,
-}
-
-/// Revisions read per round: history streams in pages, so its memory
-/// follows one page, not the whole log.
-const PAGE: i64 = 20;
-
-impl Store {
-    /// Revisions newest first, each with its changes; with `name`, only
-    /// revisions that touched that entity (under any of its names).
-    pub async fn history(
-        &self,
-        name: Option<&str>,
-        limit: Option<i64>,
-    ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut out = Vec::new();
-        let q = HistoryQuery {
-            name: name.map(str::to_string),
-            limit,
-            since: None,
-        };
-        self.history_each(&q, |e| {
-            out.push(e);
-            Ok::<(), StoreError>(())
-        })
-        .await?;
-        Ok(out)
-    }
-
-    /// Like [`Store::history`], handing each entry to `each` as soon as its
-    /// page is read.
-    pub async fn history_each<E: From<StoreError>>(
-        &self,
-        q: &HistoryQuery,
-        mut each: impl FnMut(HistoryEntry) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
-        let eids = match &q.name {
-            None => None,
-            Some(n) => Some(eids_named(&mut conn, n).await?),
-        };
-        let mut left = q.limit.map(|l| l.max(0)).unwrap_or(i64::MAX);
-        let mut before = i64::MAX;
-        while left > 0 {
-            let page = PAGE.min(left);
-            let revs = revisions_page(&mut conn, eids.as_deref(), q.since, before, page).await?;
-            let Some(&oldest) = revs.last() else { break };
-            for e in entries(&mut conn, eids.as_deref(), &revs).await? {
-                each(e)?;
-            }
-            left -= revs.len() as i64;
-            before = oldest;
-            if (revs.len() as i64) < page {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-async fn eids_named(conn: &mut sqlx::AnyConnection, n: &str) -> Result<Vec<i64>, StoreError> {
-    let rows = sqlx::query("SELECT DISTINCT eid FROM entities WHERE name = $1")
-        .bind(n.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-    if rows.is_empty() {
-        return Err(clusto_core::CoreError::NotFound(n.to_string()).into());
-    }
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?)
-}
-
-/// Rows of table `t` about these entities (all rows without a filter).
-fn about(t: Table, eids: Option<&[i64]>) -> String {
-    let Some(ids) = eids else {
-        return "1=1".into();
-    };
-    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let l = list.join(",");
-    match t {
-        Table::Entities => format!("eid IN ({l})"),
-        Table::Attrs => format!("(eid IN ({l}) OR ref_eid IN ({l}))"),
-        Table::Contains => format!("(parent IN ({l}) OR child IN ({l}))"),
-        Table::Links => format!("(a IN ({l}) OR b IN ({l}))"),
-        Table::Addresses => format!("(holder IN ({l}) OR manager IN ({l}))"),
-    }
-}
-
-/// The next `page` revisions older than `before` and newer than `since`,
-/// newest first; with `eids`, only those that touched them.
-async fn revisions_page(
-    conn: &mut sqlx::AnyConnection,
-    eids: Option<&[i64]>,
-    since: Option<i64>,
-    before: i64,
-    page: i64,
-) -> Result<Vec<i64>, StoreError> {
-    let after = since.unwrap_or(0);
-    let sql = match eids {
-        // Every revision changed something: the log itself says which.
-        None => format!(
-            "SELECT rev FROM revisions WHERE rev > {after} AND rev < {before} ORDER BY rev DESC LIMIT {page}"
-        ),
-        Some(_) => {
-            let mut parts = Vec::new();
-            for t in TABLES {
-                let f = about(t, eids);
-                parts.push(format!(
-                    "SELECT rev_from AS r FROM {} WHERE {f}",
-                    table_name(t)
-                ));
-                parts.push(format!(
-                    "SELECT rev_to AS r FROM {} WHERE rev_to IS NOT NULL AND {f}",
-                    table_name(t)
-                ));
-            }
-            format!(
-                "SELECT DISTINCT r FROM ({}) x WHERE r > {after} AND r < {before} ORDER BY r DESC LIMIT {page}",
-                parts.join(" UNION ALL ")
-            )
-        }
-    };
-    let mut revs = Vec::new();
-    for r in sqlx::query(AssertSqlSafe(sql))
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        revs.push(r.try_get(0)?);
-    }
-    Ok(revs)
-}
-
-/// The entries of these revisions (newest first), described with the
-/// newest name of every entity they mention.
-async fn entries(
-    conn: &mut sqlx::AnyConnection,
-    eids: Option<&[i64]>,
-    revs: &[i64],
-) -> Result<Vec<HistoryEntry>, StoreError> {
-    let rev_list: Vec<String> = revs.iter().map(|r| r.to_string()).collect();
-    let rev_list = rev_list.join(",");
-    let meta_rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT rev, at_ms, user_name, message, manager FROM revisions WHERE rev IN ({rev_list})"
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut per_rev: BTreeMap<i64, AddedRemoved> = BTreeMap::new();
-    for t in TABLES {
-        let sql = format!(
-            "SELECT id, {}, rev_from, rev_to FROM {} WHERE {} AND (rev_from IN ({rev_list}) OR rev_to IN ({rev_list})) ORDER BY id",
-            table_cols(t),
-            table_name(t),
-            about(t, eids)
-        );
-        let ncols = table_cols(t).split(',').count();
-        for r in sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let id: i64 = r.try_get(0)?;
-            let f = fact_from_row(t, &r, 1)?;
-            let from: i64 = r.try_get(1 + ncols)?;
-            let to: Option<i64> = r.try_get(2 + ncols)?;
-            if revs.contains(&from) {
-                per_rev.entry(from).or_default().0.push((id, f.clone()));
-            }
-            if let Some(to) = to
-                && revs.contains(&to)
-            {
-                per_rev.entry(to).or_default().1.push((id, f));
-            }
-        }
-    }
-    let names = names_of(conn, &per_rev).await?;
-    let mut out = Vec::new();
-    for r in &meta_rows {
-        let revision = revision_from_row(r)?;
-        let (added, removed) = per_rev.remove(&revision.rev).unwrap_or_default();
-        out.push(HistoryEntry {
-            revision,
-            changes: describe_changes(&names, added, removed),
-        });
-    }
-    out.sort_by_key(|e| std::cmp::Reverse(e.revision.rev));
-    Ok(out)
-}
-
-/// The newest name of every entity these facts mention.
-async fn names_of(
-    conn: &mut sqlx::AnyConnection,
-    per_rev: &BTreeMap<i64, AddedRemoved>,
-) -> Result<Names, StoreError> {
-    let mut eids: Vec<i64> = per_rev
-        .values()
-        .flat_map(|(a, r)| a.iter().chain(r))
-        .flat_map(|(_, f)| f.entities())
-        .map(|e| e.0)
-        .collect();
-    eids.sort_unstable();
-    eids.dedup();
-    let mut names = HashMap::new();
-    for chunk in eids.chunks(500) {
-        let list: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
-        let sql = format!(
-            "SELECT eid, name FROM entities WHERE eid IN ({}) ORDER BY rev_from, id",
-            list.join(",")
-        );
-        for r in sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            names.insert(r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?);
-        }
-    }
-    Ok(Names(names))
-}
-
-/// One revision's rows as `+`, `-` and `~` lines: a removal and an addition
-/// of the same slot read as one change.
-fn describe_changes(
-    names: &Names,
-    added: Vec<(i64, Fact)>,
-    removed: Vec<(i64, Fact)>,
-) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let mut added_slots: HashMap<String, usize> = HashMap::new();
-    for (i, (_, f)) in added.iter().enumerate() {
-        if let Some(s) = slot(f) {
-            added_slots.insert(s, i);
-        }
-    }
-    let mut paired = vec![false; added.len()];
-    for (_, f) in &removed {
-        if let Some(i) = slot(f).and_then(|s| added_slots.get(&s).copied())
-            && !paired[i]
-        {
-            paired[i] = true;
-            if let Some(text) = names.changed(f, &added[i].1) {
-                changes.push(Change { op: '~', text });
-            }
-            continue;
-        }
-        if let Some(text) = names.describe(f) {
-            changes.push(Change { op: '-', text });
-        }
-    }
-    for (i, (_, f)) in added.iter().enumerate() {
-        if !paired[i]
-            && let Some(text) = names.describe(f)
-        {
-            changes.push(Change { op: '+', text });
-        }
-    }
-    changes
 }

@@ -31,7 +31,7 @@ use clusto_core::{
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
-pub use history::{Change, HistoryEntry, HistoryQuery};
+pub use history::{Change, HistoryEntry, HistoryItem, HistoryQuery, revision_json};
 pub use query::compile as compile_query;
 
 /// Rows a write must change to count as bulk (see `Store::after_bulk_write`).

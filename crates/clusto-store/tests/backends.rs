@@ -28,7 +28,7 @@ fn snapshot(inv: &Inventory) -> Vec<serde_json::Value> {
 async fn build(s: &Store) {
     w(s, "build", |inv| {
         let dc = inv.create(Kind::Datacenter, "dc1", None)?;
-        let r = inv.create(Kind::Rack, "r1", None)?;
+        let r = inv.create(Kind::Pool, "r1", None)?;
         inv.insert(dc, r, None)?;
         let sw = inv.create(Kind::NetworkSwitch, "sw1", None)?;
         inv.insert(r, sw, Some("45".parse()?))?;
@@ -494,5 +494,81 @@ async fn head_follows_every_commit_of_every_writer() {
                 "{b}: write {i}, asked again"
             );
         }
+    }
+}
+
+/// A revision of thousands of rows streams: the revision first, then each
+/// change as read, every name resolved; a later revision that changes
+/// some of them in place reads `~` for those alone.
+#[tokio::test]
+async fn a_large_revision_streams_change_by_change() {
+    use clusto_store::{HistoryItem, HistoryQuery};
+    for b in BACKENDS {
+        let s = fresh(b).await.unwrap();
+        w(&s, "many", |inv| {
+            let r = inv.create(Kind::Pool, "r1", None)?;
+            for i in 0..1500 {
+                let id = inv.create(Kind::Server, &format!("s{i:04}"), None)?;
+                inv.insert(r, id, None)?;
+                inv.attr_set(id, "n", None, NumberSpec::None, Value::Int(i))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        w(&s, "some", |inv| {
+            for i in 0..3 {
+                let id = inv.id_of(&format!("s{i:04}"))?;
+                inv.attr_set(id, "n", None, NumberSpec::None, Value::Int(-1))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let mut items = Vec::new();
+        s.history_stream(&HistoryQuery::default(), |i| {
+            items.push(i);
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+        let texts = |from: usize, to: usize| -> Vec<String> {
+            items[from..to]
+                .iter()
+                .map(|i| match i {
+                    HistoryItem::Change(c) => format!("{} {}", c.op, c.text),
+                    HistoryItem::Revision(r) => format!("revision {}", r.rev),
+                })
+                .collect()
+        };
+        assert_eq!(
+            texts(0, 4),
+            vec![
+                "revision 2",
+                "~ s0000 attr n: 0 → -1",
+                "~ s0001 attr n: 1 → -1",
+                "~ s0002 attr n: 2 → -1",
+            ],
+            "{b}"
+        );
+        assert_eq!(texts(4, 5), vec!["revision 1"], "{b}");
+        let first = texts(5, items.len());
+        assert_eq!(
+            first.len(),
+            1 + 1500 * 3,
+            "{b}: an entity, an attr, a containment each"
+        );
+        assert!(
+            first
+                .iter()
+                .all(|t| t.starts_with("+ ") && !t.contains('?')),
+            "{b}"
+        );
+        assert!(first.contains(&"+ s1499 in r1".to_string()), "{b}");
+        assert!(first.contains(&"+ s0007 attr n = 7".to_string()), "{b}");
+        // history_each gathers the same into entries.
+        let h = s.history(None, None).await.unwrap();
+        assert_eq!(h.len(), 2, "{b}");
+        assert_eq!(h[1].changes.len(), first.len(), "{b}");
     }
 }
