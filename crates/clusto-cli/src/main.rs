@@ -1002,7 +1002,9 @@ fn main() -> ExitCode {
                 ) {
                     "info,sqlx=warn".into()
                 } else {
-                    "warn".into()
+                    // A streamed read (history, a list) is one long statement
+                    // by design: sqlx's slow-statement warning would only alarm.
+                    "warn,sqlx::query=error".into()
                 }
             }),
         )
