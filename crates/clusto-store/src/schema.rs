@@ -67,4 +67,12 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX entities_current_kind ON entities (kind, name) WHERE rev_to IS NULL",
         ],
     ),
+    // The occupied units of a container something enters: without it a
+    // pool join read every member of the pool (333,000 at 1,000,000
+    // servers) to find the few rows with units.
+    (
+        4,
+        &["CREATE INDEX containment_current_units ON containment (parent) \
+           WHERE rev_to IS NULL AND ru_start IS NOT NULL"],
+    ),
 ];
