@@ -28,7 +28,7 @@ fn snapshot(inv: &Inventory) -> Vec<serde_json::Value> {
 async fn build(s: &Store) {
     w(s, "build", |inv| {
         let dc = inv.create(Kind::Datacenter, "dc1", None)?;
-        let r = inv.create(Kind::Pool, "r1", None)?;
+        let r = inv.create(Kind::Rack, "r1", None)?;
         inv.insert(dc, r, None)?;
         let sw = inv.create(Kind::NetworkSwitch, "sw1", None)?;
         inv.insert(r, sw, Some("45".parse()?))?;
