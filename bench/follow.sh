@@ -25,19 +25,32 @@ C="$CARGO_TARGET_DIR/release/clusto"; F="$CARGO_TARGET_DIR/release/follow"
 PG=${CLUSTO_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+# Written as files of 100,000 documents: each under the 128 MiB a manifest
+# file may be (1,000,000 servers with their MACs are 380 MiB).
+mkdir "$work/gen"
 "$C" generate --racks $((N / 40)) --servers-per-rack 40 | python3 -c '
 import sys, re
-n = 0
+gen = sys.argv[1]
+part, docs = 0, 0
+out = open(f"{gen}/part-0000.yaml", "w")
 for line in sys.stdin:
-    sys.stdout.write(line)
+    if line == "---\n":
+        docs += 1
+        if docs == 100000:
+            out.close()
+            part, docs = part + 1, 0
+            out = open(f"{gen}/part-{part:04d}.yaml", "w")
+            continue
+    out.write(line)
     m = re.match(r"metadata: \{name: gen-s(\d+)\}", line)
     if m:
         i = int(m.group(1))
         # spec: follows the metadata line; the port goes right under it.
-        sys.stdout.write(next(sys.stdin))
-        sys.stdout.write("  ports:\n    - {port: \"nic-eth:1\", mac: \"02:%02x:%02x:%02x:%02x:%02x\", osPort: eth0}\n"
-                         % (0xAA, (i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255))
-' > "$work/gen.yaml"
+        out.write(next(sys.stdin))
+        out.write("  ports:\n    - {port: \"nic-eth:1\", mac: \"02:%02x:%02x:%02x:%02x:%02x\", osPort: eth0}\n"
+                  % (0xAA, (i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255))
+out.close()
+' "$work/gen"
 python3 - "$N" > "$work/vms.yaml" <<'PY'
 import sys
 n = int(sys.argv[1])
@@ -65,7 +78,7 @@ for b in $BACKENDS; do
       url="${PG%/*}/clusto_bench_follow";;
   esac
   start=$SECONDS
-  "$C" --store "$url" apply -f "$work/gen.yaml" >/dev/null
+  "$C" --store "$url" apply -f "$work/gen" >/dev/null
   # Room for 50 VMs on each of the 20 hosts.
   for h in $(sed -n 's/^  hosts: \[\(.*\)\]$/\1/p' "$work/vms.yaml" | tr -d ','); do
     for kv in memory=65536 cpucount=64 disk=1000; do

@@ -72,7 +72,9 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     // servers) to find the few rows with units.
     (
         4,
-        &["CREATE INDEX containment_current_units ON containment (parent) \
-           WHERE rev_to IS NULL AND ru_start IS NOT NULL"],
+        &[
+            "CREATE INDEX containment_current_units ON containment (parent) \
+           WHERE rev_to IS NULL AND ru_start IS NOT NULL",
+        ],
     ),
 ];
