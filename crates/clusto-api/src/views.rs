@@ -35,14 +35,15 @@ pub const VIEWS: &[(&str, Option<Kind>)] = &[
     ("placement", Some(Kind::VirtualMachine)),
 ];
 
-/// The read a path names, or why there is none.
+/// The read a path names with the kind it is of (`None`: any), or why
+/// there is none.
 fn read<'a>(
     coll: Collection,
     name: &'a str,
     view: &str,
     p: &ViewParams,
     pools: &'a mut Vec<String>,
-) -> Result<Read<'a>, ApiError> {
+) -> Result<(Read<'a>, Option<Kind>), ApiError> {
     let no_path = || {
         ApiError::NoSuchPath(format!(
             "/apis/{API_VERSION}/{}/{name}/{view}",
@@ -58,7 +59,7 @@ fn read<'a>(
         return Err(no_path());
     }
     let recursive = p.recursive.unwrap_or(false);
-    Ok(match view {
+    let read = match view {
         "description" => Read::Description(name),
         "locate" => Read::Locate(name),
         "contents" => Read::Contents { name, recursive },
@@ -72,7 +73,8 @@ fn read<'a>(
             pools.extend(more.filter(|s| !s.is_empty()).map(str::to_string));
             Read::Members(pools)
         }
-    })
+    };
+    Ok((read, needs))
 }
 
 /// One view of one object, read at one revision.
@@ -85,8 +87,7 @@ pub async fn view(
 ) -> Result<Json, ApiError> {
     let at = revision(p.resource_version.as_deref())?;
     let mut pools = Vec::new();
-    let read = read(coll, name, view, &p, &mut pools)?;
-    let needs = VIEWS.iter().find(|(v, _)| *v == view).and_then(|v| v.1);
+    let (read, needs) = read(coll, name, view, &p, &mut pools)?;
     let answer = api
         .store
         .view(&read.scope(), at, |inv| {
