@@ -57,6 +57,9 @@ pub enum NumberSpec {
 pub struct Inventory {
     pub(crate) entities: HashMap<EntityId, (FactId, Entity)>,
     pub(crate) by_name: HashMap<String, EntityId>,
+    /// Entities per kind: listing the VMs (placement weighs every host's
+    /// guests) must not scan a million servers.
+    by_kind: HashMap<Kind, BTreeSet<EntityId>>,
     pub(crate) attrs: HashMap<EntityId, Vec<(FactId, Attr)>>,
     pub(crate) contains: HashMap<FactId, Containment>,
     pub(crate) children: HashMap<EntityId, Vec<FactId>>,
@@ -195,6 +198,7 @@ impl Inventory {
             Fact::Entity(e) => {
                 self.next_entity = self.next_entity.max(e.id.0 + 1);
                 self.by_name.insert(e.name.clone(), e.id);
+                self.by_kind.entry(e.kind).or_default().insert(e.id);
                 self.entities.insert(e.id, (id, e));
             }
             Fact::Attr(e, a) => {
@@ -308,6 +312,9 @@ impl Inventory {
     fn remove_entity_row(&mut self, e: EntityId) {
         if let Some((id, ent)) = self.entities.remove(&e) {
             self.by_name.remove(&ent.name);
+            if let Some(ids) = self.by_kind.get_mut(&ent.kind) {
+                ids.remove(&e);
+            }
             let is_driver = ent.kind == Kind::Driver;
             self.journal_removed(id, Fact::Entity(ent));
             if is_driver {
@@ -388,10 +395,11 @@ impl Inventory {
 
     pub fn entities_of_kind(&self, kind: Kind) -> Vec<&Entity> {
         let mut v: Vec<&Entity> = self
-            .entities
-            .values()
-            .map(|(_, e)| e)
-            .filter(|e| e.kind == kind)
+            .by_kind
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some(&self.entities.get(id)?.1))
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
