@@ -66,6 +66,10 @@ async fn writers(url: &str, tasks: usize, seconds: u64) -> Result<()> {
         );
     }
     let until = Instant::now() + Duration::from_secs(seconds);
+    // Values no earlier run wrote: a value already there is no write at all.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
     let mut handles = Vec::new();
     for t in 0..tasks {
         // Each task: its own handle, its own servers (every tasks-th one).
@@ -77,7 +81,7 @@ async fn writers(url: &str, tasks: usize, seconds: u64) -> Result<()> {
             while Instant::now() < until {
                 let name = &mine[(i * 7919) % mine.len()];
                 i += 1;
-                let v = format!("writer-{t}-{i}");
+                let v = format!("writer-{run}-{t}-{i}");
                 let r = store
                     .write_scope(
                         &RevisionMeta::new("bench"),

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use clusto_core::{EntityId, Fact, FactId, Inventory, Kind};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use crate::{Scope, Snapshot, Store, StoreError, TABLES, fact_from_row, table_cols, table_name};
+use crate::{Scope, Snapshot, Store, StoreError, TABLES, table_cols, table_name};
 
 /// The rows revisions `from+1 ..= to` added and retired. A row both added
 /// and retired in that span is in neither list.
@@ -18,6 +18,10 @@ pub struct Changes {
     pub to: i64,
     pub added: Vec<(FactId, Fact)>,
     pub retired: Vec<(FactId, Fact)>,
+    /// One past the largest row id and entity id the span created (0 when
+    /// it created none): how a writer's view learns which ids are taken.
+    pub next_fact: i64,
+    pub next_entity: i64,
 }
 
 impl Changes {
@@ -74,7 +78,9 @@ impl Snapshot {
 }
 
 /// The rows revisions `since+1 ..= to` added and retired, read on `conn`
-/// (a snapshot, or the write transaction holding the lock).
+/// (a snapshot, or the write transaction holding the lock) in one
+/// statement: under the write lock every round trip is one other writers
+/// wait for.
 pub(crate) async fn changes_between(
     conn: &mut AnyConnection,
     since: i64,
@@ -88,36 +94,93 @@ pub(crate) async fn changes_between(
     if since >= to {
         return Ok(ch);
     }
-    for t in TABLES {
-        let ncols = table_cols(t).split(',').count();
-        // Two index range scans: rows added, and rows retired, after `since`.
-        let sql = format!(
-            "SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_from > {since} AND rev_from <= {to} \
-             UNION ALL \
-             SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_to IS NOT NULL AND rev_to > {since} \
-             AND rev_to <= {to} AND rev_from <= {since}",
-            cols = table_cols(t),
-            tn = table_name(t),
-        );
-        for r in sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let id = FactId(r.try_get(0)?);
-            let f = fact_from_row(t, &r, 1)?;
-            let from: i64 = r.try_get(1 + ncols)?;
-            let until: Option<i64> = r.try_get(2 + ncols)?;
-            let retired = until.is_some_and(|u| u <= to);
-            match (from > since, retired) {
-                (true, false) => ch.added.push((id, f)),
-                (false, true) => ch.retired.push((id, f)),
-                _ => {} // born and gone within the span, or untouched
+    let row = sqlx::query(AssertSqlSafe(changes_sql(conn)))
+        .bind(since)
+        .bind(to)
+        .fetch_one(&mut *conn)
+        .await?;
+    read_changes(&row, &mut ch)?;
+    Ok(ch)
+}
+
+/// What landed after `since`, read by a writer holding the write lock (no
+/// revision can land meanwhile, so the span is open-ended): its `to` is the
+/// head, read by the same statement.
+pub(crate) async fn changes_under_lock(
+    conn: &mut AnyConnection,
+    since: i64,
+) -> Result<Changes, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(changes_sql(conn)))
+        .bind(since)
+        .bind(i64::MAX)
+        .fetch_one(&mut *conn)
+        .await?;
+    let head: Option<i64> = row.try_get(3 * TABLES.len() + 1)?;
+    let mut ch = Changes {
+        from: since,
+        to: head.unwrap_or(0),
+        ..Changes::default()
+    };
+    read_changes(&row, &mut ch)?;
+    Ok(ch)
+}
+
+/// Fills `ch` from a row of [`changes_sql`].
+fn read_changes(row: &sqlx::any::AnyRow, ch: &mut Changes) -> Result<(), StoreError> {
+    for (i, t) in TABLES.into_iter().enumerate() {
+        for (col, list) in [(3 * i, &mut ch.added), (3 * i + 1, &mut ch.retired)] {
+            if let Some(text) = row.try_get::<Option<String>, _>(col)? {
+                crate::decode_chunk(t, &text, list)?;
             }
         }
+        let top: Option<i64> = row.try_get(3 * i + 2)?;
+        ch.next_fact = ch.next_fact.max(top.map_or(0, |m| m + 1));
     }
+    let top_eid: Option<i64> = row.try_get(3 * TABLES.len())?;
+    ch.next_entity = top_eid.map_or(0, |m| m + 1);
     ch.added.sort_by_key(|(id, _)| *id);
     ch.retired.sort_by_key(|(id, _)| *id);
-    Ok(ch)
+    Ok(())
+}
+
+/// Per table: the rows added (and still live at `$2`), the rows retired
+/// (and born by `$1`), and the largest id of any row the span touched; then
+/// the largest entity id created; last, the head. A row born and retired within the span
+/// comes from both range scans and is in neither list. The text is the
+/// same for every span, so PostgreSQL plans it once per connection; the
+/// classifying conditions sit in the aggregates' filters, where they cannot
+/// turn the two index range scans into a scan of a whole index.
+fn changes_sql(conn: &AnyConnection) -> String {
+    let pg = conn.backend_name().eq_ignore_ascii_case("postgresql");
+    let (agg, arr) = if pg {
+        ("json_agg", "json_build_array")
+    } else {
+        ("json_group_array", "json_array")
+    };
+    let mut parts = Vec::new();
+    for (i, t) in TABLES.into_iter().enumerate() {
+        let (cols, tn) = (table_cols(t), table_name(t));
+        let eid = if t == clusto_core::Table::Entities {
+            ", MAX(eid) AS top_eid"
+        } else {
+            ""
+        };
+        parts.push(format!(
+            "(SELECT CAST({agg}({arr}(id, {cols})) FILTER (WHERE rev_from > $1 AND (rev_to IS NULL OR rev_to > $2)) AS TEXT) AS added{i}, \
+             CAST({agg}({arr}(id, {cols})) FILTER (WHERE rev_from <= $1) AS TEXT) AS retired{i}, \
+             MAX(id) AS top{i}{eid} FROM \
+             (SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_from > $1 AND rev_from <= $2 \
+              UNION ALL SELECT id, {cols}, rev_from, rev_to FROM {tn} WHERE rev_to > $1 AND rev_to <= $2) x) t{i}"
+        ));
+    }
+    let cols: Vec<String> = (0..TABLES.len())
+        .map(|i| format!("t{i}.added{i}, t{i}.retired{i}, t{i}.top{i}"))
+        .collect();
+    format!(
+        "SELECT {}, t0.top_eid, (SELECT MAX(rev) FROM revisions) AS head FROM {}",
+        cols.join(", "),
+        parts.join(", ")
+    )
 }
 
 /// Whether a write's view, loaded before its writer took the lock, may

@@ -7,10 +7,10 @@
 //! Unique pools' group rule (which walks nested pools) is the core's alone.
 
 use clusto_core::{ChangeSet, Fact, Kind, PoolType};
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, Row};
 
 use crate::StoreError;
-use crate::scope::in_list;
+use crate::scope::IdSet;
 
 /// Checks the containment rows a scoped write added (whole-inventory
 /// writes saw every row, so only partial views need this); a violation is
@@ -28,10 +28,12 @@ pub(crate) async fn check(conn: &mut AnyConnection, ch: &ChangeSet) -> Result<()
         }
     }
     for chunk in units.chunks(500) {
-        first_violation(conn, &rack_units(&in_list(chunk))).await?;
+        let set = IdSet::new(conn, chunk);
+        first_violation(conn, &set, rack_units(&set.sql)).await?;
     }
     for chunk in any.chunks(500) {
-        first_violation(conn, &exclusive_pools(&in_list(chunk))).await?;
+        let set = IdSet::new(conn, chunk);
+        first_violation(conn, &set, exclusive_pools(&set.sql)).await?;
     }
     Ok(())
 }
@@ -68,11 +70,12 @@ fn exclusive_pools(ids: &str) -> String {
     )
 }
 
-async fn first_violation(conn: &mut AnyConnection, sql: &str) -> Result<(), StoreError> {
-    match sqlx::query(AssertSqlSafe(sql.to_string()))
-        .fetch_optional(&mut *conn)
-        .await?
-    {
+async fn first_violation(
+    conn: &mut AnyConnection,
+    set: &IdSet,
+    sql: String,
+) -> Result<(), StoreError> {
+    match set.query(sql).fetch_optional(&mut *conn).await? {
         None => Ok(()),
         Some(r) => Err(StoreError::Refused {
             object: r.try_get(0)?,

@@ -40,6 +40,15 @@ const BULK_ROWS: usize = 10_000;
 /// PostgreSQL advisory lock key for clusto writers ("clusto" in ASCII).
 const PG_WRITE_LOCK: i64 = 0x636c7573746f;
 
+/// Scope reads and writes on PostgreSQL plan each statement once per
+/// connection: their texts do not change with the ids they name (bound as
+/// arrays), and their custom plans were re-made on every execution, since
+/// the planner sees that a custom plan for one id is cheaper than the
+/// generic one for any. With 8 writers that planning was most of the
+/// server's CPU. Reads that answer a user's query keep custom plans: their
+/// values' statistics matter there.
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
@@ -266,10 +275,7 @@ mod optimistic_writes {
             })
             .await;
             let mut tx = s.begin_write().await.unwrap();
-            let head = head_of(&mut tx).await.unwrap();
-            let mut now = current_view(&mut tx, &scope, seen, head, early)
-                .await
-                .unwrap();
+            let (_, mut now) = current_view(&mut tx, &scope, seen, early).await.unwrap();
             assert!(
                 matches!(place_x(&mut now), Err(CoreError::Rule { .. })),
                 "{b}: unit 1 is seen taken"
@@ -300,10 +306,8 @@ mod optimistic_writes {
             })
             .await;
             let mut tx = s.begin_write().await.unwrap();
-            let head = head_of(&mut tx).await.unwrap();
-            let now = current_view(&mut tx, &scope, seen, head, early)
-                .await
-                .unwrap();
+            let (head, now) = current_view(&mut tx, &scope, seen, early).await.unwrap();
+            assert_eq!(head, seen + 1, "{b}: the head read with the changes");
             assert!(
                 now.next_fact_id() > before,
                 "{b}: ids moved past the new row"
@@ -465,14 +469,14 @@ impl Store {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            // One round trip: the lock, and generic plans (see
+            // `GENERIC_PLANS`) for what runs under it.
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
-                )))
-                .execute(&mut *tx)
-                .await?;
-                tx
+                self.pool
+                    .begin_with(AssertSqlSafe(format!(
+                        "BEGIN; {GENERIC_PLANS}; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+                    )))
+                    .await?
             }
         })
     }
@@ -668,13 +672,28 @@ impl Store {
             Backend::Sqlite => None,
         };
         let mut tx = self.begin_write().await.map_err(E::from)?;
-        let head = head_of(&mut tx).await.map_err(E::from)?;
-        let inv = match early {
-            Some((seen, inv)) => current_view(&mut tx, scope, seen, head, inv).await,
-            None => scope::load(&mut tx, None, scope).await,
-        }
-        .map_err(E::from)?;
+        let (head, inv) = self
+            .view_under_lock(&mut tx, scope, early)
+            .await
+            .map_err(E::from)?;
         self.finish_write(tx, head, inv, meta, f, false).await
+    }
+
+    /// The head and `scope`'s view as of it, inside the write lock: the
+    /// view read ahead of the lock brought up to date, or read now.
+    async fn view_under_lock(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        scope: &Scope,
+        early: Option<(i64, Inventory)>,
+    ) -> Result<(i64, Inventory), StoreError> {
+        match early {
+            Some((seen, inv)) => current_view(tx, scope, seen, inv).await,
+            None => {
+                let head = head_of(tx).await?;
+                Ok((head, scope::load(tx, None, scope).await?))
+            }
+        }
     }
 
     /// Several point writes under one lock and one commit, each its own
@@ -703,11 +722,7 @@ impl Store {
             Backend::Sqlite => None,
         };
         let mut tx = self.begin_write().await?;
-        let head = head_of(&mut tx).await?;
-        let mut inv = match early {
-            Some((seen, inv)) => current_view(&mut tx, scope, seen, head, inv).await?,
-            None => scope::load(&mut tx, None, scope).await?,
-        };
+        let (head, mut inv) = self.view_under_lock(&mut tx, scope, early).await?;
         let sqlite = self.backend == Backend::Sqlite;
         let mut out: Vec<Result<Written<T>, E>> = Vec::with_capacity(writes.len());
         let mut rev = head;
@@ -842,7 +857,7 @@ impl Store {
         scope: &Scope,
         at: Option<i64>,
     ) -> Result<(i64, Inventory), StoreError> {
-        let mut snap = self.snapshot(at).await?;
+        let mut snap = self.snapshot_planned(at, true).await?;
         let inv = snap.load(scope).await?;
         Ok((snap.rev(), inv))
     }
@@ -850,7 +865,15 @@ impl Store {
     /// A read that sees one revision however many queries it makes: a
     /// listing reads page after page of it.
     pub async fn snapshot(&self, at: Option<i64>) -> Result<Snapshot, StoreError> {
-        let mut tx = self.begin_read().await?;
+        self.snapshot_planned(at, false).await
+    }
+
+    async fn snapshot_planned(
+        &self,
+        at: Option<i64>,
+        generic: bool,
+    ) -> Result<Snapshot, StoreError> {
+        let mut tx = self.begin_read_planned(generic).await?;
         let head = head_of(&mut tx).await?;
         if let Some(r) = at
             && (r < 0 || r > head)
@@ -869,12 +892,24 @@ impl Store {
     /// deferred transaction pins the WAL snapshot at its first read;
     /// PostgreSQL needs REPEATABLE READ for that.
     async fn begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        self.begin_read_planned(false).await
+    }
+
+    /// [`Store::begin_read`], with `generic` plans for a scope's reads.
+    async fn begin_read_planned(
+        &self,
+        generic: bool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
             Backend::Postgres => {
-                self.pool
-                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?
+                let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+                let sql = if generic {
+                    format!("{begin}; {GENERIC_PLANS}")
+                } else {
+                    begin.to_string()
+                };
+                self.pool.begin_with(AssertSqlSafe(sql)).await?
             }
         })
     }
@@ -1362,26 +1397,22 @@ fn fact_params(f: &Fact) -> Vec<Param> {
     }
 }
 
-/// A scope's view read as of `seen`, brought to `head` under the write lock:
-/// kept when nothing that landed in between touches it (new rows only move
-/// the id floors), read again otherwise.
+/// A scope's view read as of `seen`, brought to the head under the write
+/// lock (one statement reads the head and what landed since `seen`): kept
+/// when nothing that landed touches it (new rows only move the id floors),
+/// read again otherwise. Returns the head and the view.
 async fn current_view(
     conn: &mut sqlx::AnyConnection,
     scope: &Scope,
     seen: i64,
-    head: i64,
     mut inv: Inventory,
-) -> Result<Inventory, StoreError> {
-    if seen == head {
-        return Ok(inv);
-    }
-    let ch = changes::changes_between(conn, seen, head).await?;
+) -> Result<(i64, Inventory), StoreError> {
+    let ch = changes::changes_under_lock(conn, seen).await?;
     if changes::stale_for_write(&inv, &ch) {
-        return scope::load(conn, None, scope).await;
+        return Ok((ch.to, scope::load(conn, None, scope).await?));
     }
-    let (next_fact, next_entity) = scope::next_ids(conn).await?;
-    inv.raise_id_floors(next_fact, next_entity);
-    Ok(inv)
+    inv.raise_id_floors(ch.next_fact, ch.next_entity);
+    Ok((ch.to, inv))
 }
 
 /// Records `ch` as revision `rev` (one past the head, read under the lock);
@@ -1474,23 +1505,7 @@ async fn persist_many(
         let Some(ids) = retire.get(&t) else { continue };
         let ids: Vec<(&i64, &i64)> = ids.iter().collect();
         for chunk in ids.chunks(500) {
-            let single = chunk.iter().all(|(_, r)| *r == chunk[0].1);
-            let rev_to = if single {
-                chunk[0].1.to_string()
-            } else {
-                let arms: Vec<String> = chunk
-                    .iter()
-                    .map(|(id, r)| format!("WHEN {id} THEN {r}"))
-                    .collect();
-                format!("CASE id {} END", arms.join(" "))
-            };
-            let list: Vec<String> = chunk.iter().map(|(i, _)| i.to_string()).collect();
-            let sql = format!(
-                "UPDATE {} SET rev_to = {rev_to} WHERE id IN ({}) AND rev_to IS NULL",
-                table_name(t),
-                list.join(",")
-            );
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            retire_rows(tx, t, chunk).await?;
             statements += 1;
         }
     }
@@ -1538,6 +1553,42 @@ async fn persist_many(
         }
     }
     Ok(statements)
+}
+
+/// Retires the rows `(id, rev)` of `t` as of their revisions. The common
+/// case, one revision, is one statement whose text does not change from
+/// write to write (on PostgreSQL, planned once per connection).
+async fn retire_rows(
+    tx: &mut sqlx::AnyConnection,
+    t: Table,
+    chunk: &[(&i64, &i64)],
+) -> Result<(), StoreError> {
+    let ids: Vec<i64> = chunk.iter().map(|(i, _)| **i).collect();
+    let single = chunk.iter().all(|(_, r)| *r == chunk[0].1);
+    let set = scope::IdSet::param(tx, &ids, if single { 2 } else { 1 });
+    let rev_to = if single {
+        "$1".to_string()
+    } else {
+        let arms: Vec<String> = chunk
+            .iter()
+            .map(|(id, r)| format!("WHEN {id} THEN {r}"))
+            .collect();
+        format!("CASE id {} END", arms.join(" "))
+    };
+    let sql = format!(
+        "UPDATE {} SET rev_to = {rev_to} WHERE id IN ({}) AND rev_to IS NULL",
+        table_name(t),
+        set.sql
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    if single {
+        q = q.bind(*chunk[0].1);
+    }
+    if let Some(b) = set.bind_value() {
+        q = q.bind(b);
+    }
+    q.execute(&mut *tx).await?;
+    Ok(())
 }
 
 /// A bind parameter: SQLite looks numbered parameters up in a list, which
