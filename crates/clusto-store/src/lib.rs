@@ -239,7 +239,7 @@ mod optimistic_writes {
     use clusto_core::{CoreError, Inventory, Kind, NumberSpec, Value};
 
     use crate::testing::{BACKENDS, Failure, fresh, write};
-    use crate::{RevisionMeta, Scope, Store, current_view, head_of};
+    use crate::{RevisionMeta, Scope, Store, current_view};
 
     async fn rack_with_two_servers(s: &Store) {
         write(s, "build", |inv| {
