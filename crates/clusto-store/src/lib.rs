@@ -46,8 +46,10 @@ const PG_WRITE_LOCK: i64 = 0x636c7573746f;
 /// the planner sees that a custom plan for one id is cheaper than the
 /// generic one for any. With 8 writers that planning was most of the
 /// server's CPU. Reads that answer a user's query keep custom plans: their
-/// values' statistics matter there.
-const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+/// values' statistics matter there. A generic plan's estimates are
+/// averages; JIT, which they could trigger, costs hundreds of milliseconds
+/// a statement, so it is off for these transactions.
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -249,6 +249,15 @@ impl IdSet {
         }
     }
 
+    /// The ids written into the statement, on every backend: for a
+    /// statement whose best plan depends on how many there are.
+    pub(crate) fn literal(ids: &[i64]) -> IdSet {
+        IdSet {
+            sql: in_list(ids),
+            bind: None,
+        }
+    }
+
     /// The set's bind, if it has one (it is a literal list otherwise).
     pub(crate) fn bind_value(&self) -> Option<String> {
         self.bind.clone()
@@ -459,7 +468,15 @@ pub(crate) async fn closure(
     let mut out = Vec::new();
     for chunk in from.chunks(IN_CHUNK) {
         let v = vis("t", at);
-        let set = IdSet::new(conn, chunk);
+        // Downward, a generic plan must assume an average container (a
+        // pool holds tens of thousands), and merge-joins the whole
+        // containment index at every step; the ids' own plan walks the few
+        // rows each level has.
+        let set = if up {
+            IdSet::new(conn, chunk)
+        } else {
+            IdSet::literal(chunk)
+        };
         let sql = format!(
             "WITH RECURSIVE walk(e) AS (SELECT {next} FROM containment t WHERE {v} AND {prev} IN ({}) \
              UNION SELECT t.{next} FROM containment t JOIN walk ON t.{prev} = walk.e WHERE {v}) \
