@@ -8,17 +8,22 @@
 #   - the VM controller's view: one VM's spec changed, time until its view
 #     shows it, and the follow's CPU.
 # Usage: bench/follow.sh [--servers 100000] [--backends "sqlite postgres"] [--seconds 10]
+#                        [--steps "writers dhcp controller"]
+# (without `controller` in --steps no VMs are applied: `--steps dhcp` at
+# 1,000,000 servers measures the responder alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=100000; BACKENDS="sqlite postgres"; SECS=10
+N=100000; BACKENDS="sqlite postgres"; SECS=10; STEPS="writers dhcp controller"
 while [ $# -gt 0 ]; do
   case "$1" in
     --servers) N=$2; shift 2;;
     --backends) BACKENDS=$2; shift 2;;
     --seconds) SECS=$2; shift 2;;
-    *) echo "usage: $0 [--servers N] [--backends 'sqlite postgres'] [--seconds S]"; exit 2;;
+    --steps) STEPS=$2; shift 2;;
+    *) echo "usage: $0 [--servers N] [--backends 'sqlite postgres'] [--seconds S] [--steps 'writers dhcp controller']"; exit 2;;
   esac
 done
+has() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/clusto-target}
 cargo build --release --locked -q -p clusto-cli --bin clusto -p clusto-bench --bin follow
 C="$CARGO_TARGET_DIR/release/clusto"; F="$CARGO_TARGET_DIR/release/follow"
@@ -78,18 +83,21 @@ for b in $BACKENDS; do
       url="${PG%/*}/clusto_bench_follow";;
   esac
   start=$SECONDS
-  "$C" --store "$url" apply -f "$work/gen" >/dev/null
-  # Room for 50 VMs on each of the 20 hosts.
-  for h in $(sed -n 's/^  hosts: \[\(.*\)\]$/\1/p' "$work/vms.yaml" | tr -d ','); do
-    for kv in memory=65536 cpucount=64 disk=1000; do
-      "$C" --store "$url" attr set "$h" "system.${kv%%=*}" "${kv#*=}" >/dev/null
+  /usr/bin/time -f '%e s, %M KiB' -o "$work/apply-time" "$C" --store "$url" apply -f "$work/gen" >/dev/null
+  echo "== $b: $N servers applied: $(cat "$work/apply-time")"
+  if has controller; then
+    # Room for 50 VMs on each of the 20 hosts.
+    for h in $(sed -n 's/^  hosts: \[\(.*\)\]$/\1/p' "$work/vms.yaml" | tr -d ','); do
+      for kv in memory=65536 cpucount=64 disk=1000; do
+        "$C" --store "$url" attr set "$h" "system.${kv%%=*}" "${kv#*=}" >/dev/null
+      done
     done
-  done
-  "$C" --store "$url" apply -f "$work/vms.yaml" >/dev/null
-  echo "== $b: $N servers, 1,000 VMs applied in $((SECONDS - start)) s"
-  echo "writers:    $("$F" --store "$url" writers --tasks 8 --seconds "$SECS")"
-  echo "dhcp:       $("$F" --store "$url" dhcp)"
-  echo "controller: $("$F" --store "$url" controller)"
+    "$C" --store "$url" apply -f "$work/vms.yaml" >/dev/null
+    echo "== $b: $N servers, 1,000 VMs applied in $((SECONDS - start)) s"
+  fi
+  if has writers; then echo "writers:    $("$F" --store "$url" writers --tasks 8 --seconds "$SECS")"; fi
+  if has dhcp; then echo "dhcp:       $("$F" --store "$url" dhcp)"; fi
+  if has controller; then echo "controller: $("$F" --store "$url" controller)"; fi
   [ "$b" = postgres ] && psql "$PG" -qAt -c "DROP DATABASE IF EXISTS clusto_bench_follow WITH (FORCE)" >/dev/null
   rm -f "$work"/follow.db*
 done

@@ -184,7 +184,9 @@ fn socket(opts: &Options) -> Result<UdpSocket, ServerError> {
     Ok(UdpSocket::from_std(s.into())?)
 }
 
-async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
+/// Builds the index `clusto dhcpd` serves from, as of the head: the
+/// start of its list-then-watch ([`refresh`] follows from there).
+pub async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
     let t = Instant::now();
     // Only what answers need: dhcp.* and hostname attributes, ports,
     // settings, containment and addresses; nothing is kept but the index.
