@@ -341,6 +341,10 @@ pub struct Store {
     cache: Arc<Mutex<Option<(i64, Inventory)>>>,
     /// SQLite: answers `head` without a query while nothing has committed.
     probe: Option<Arc<probe::HeadProbe>>,
+    /// SQLite: a connection kept for one-statement reads at the head, whose
+    /// pool checkout and return cost about as much as their SQL (a file
+    /// connection does not go stale, so keeping one out is safe there).
+    reader: Arc<Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
 }
 
 /// 128 random bits as hex, from the kernel.
@@ -454,6 +458,7 @@ impl Store {
             pool,
             backend,
             cache: Arc::default(),
+            reader: Arc::default(),
             probe,
         };
         store.migrate().await?;
@@ -462,6 +467,28 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Runs `read` on a connection for one statement at the head: the kept
+    /// one when it is free (SQLite), else one from the pool. A connection
+    /// that saw an error goes back to the pool instead of being kept.
+    pub(crate) async fn one_statement<T, E: From<StoreError>>(
+        &self,
+        read: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let kept = self.reader.lock().expect("reader lock").take();
+        let mut conn = match kept {
+            Some(c) => c,
+            None => self.pool.acquire().await.map_err(StoreError::from)?,
+        };
+        let out = read(&mut conn).await;
+        if out.is_ok() && self.backend == Backend::Sqlite {
+            let mut slot = self.reader.lock().expect("reader lock");
+            if slot.is_none() {
+                *slot = Some(conn);
+            }
+        }
+        out
     }
 
     pub fn pool(&self) -> &AnyPool {
