@@ -290,10 +290,10 @@ fn build(
     if !inform {
         m.set_yiaddr(lease.address);
     }
-    if let Some(ns) = h.next_server {
+    if let Some(ns) = h.settings.next_server {
         m.set_siaddr(ns);
     }
-    if let Some(f) = &h.boot_file {
+    if let Some(f) = &h.settings.boot_file {
         m.set_fname_str(f);
     }
     let requested: Option<Vec<OptionCode>> = match req.opts().get(OptionCode::ParameterRequestList)
@@ -317,10 +317,10 @@ fn build(
     {
         o.insert(DhcpOption::Router(vec![r]));
     }
-    if !h.dns.is_empty() && wants(OptionCode::DomainNameServer) {
-        o.insert(DhcpOption::DomainNameServer(h.dns.clone()));
+    if !h.settings.dns.is_empty() && wants(OptionCode::DomainNameServer) {
+        o.insert(DhcpOption::DomainNameServer(h.settings.dns.clone()));
     }
-    if let Some(d) = &h.domain
+    if let Some(d) = &h.settings.domain
         && wants(OptionCode::DomainName)
     {
         o.insert(DhcpOption::DomainName(d.clone()));
@@ -328,20 +328,20 @@ fn build(
     if wants(OptionCode::Hostname) {
         o.insert(DhcpOption::Hostname(h.hostname.clone()));
     }
-    if !h.ntp.is_empty() && wants(OptionCode::NtpServers) {
-        o.insert(DhcpOption::NtpServers(h.ntp.clone()));
+    if !h.settings.ntp.is_empty() && wants(OptionCode::NtpServers) {
+        o.insert(DhcpOption::NtpServers(h.settings.ntp.clone()));
     }
-    if let Some(ns) = h.next_server
+    if let Some(ns) = h.settings.next_server
         && wants(OptionCode::TFTPServerName)
     {
         o.insert(DhcpOption::TFTPServerName(ns.to_string().into_bytes()));
     }
-    if let Some(f) = &h.boot_file
+    if let Some(f) = &h.settings.boot_file
         && wants(OptionCode::BootfileName)
     {
         o.insert(DhcpOption::BootfileName(f.clone().into_bytes()));
     }
-    for (code, data) in &h.extra {
+    for (code, data) in &h.settings.extra {
         let c = OptionCode::from(*code);
         // PXELINUX clients do not list 208-211; always send them.
         if wants(c) || (208..=211).contains(code) {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use clusto_core::{Address, EntityId, Inventory, PortId, Value};
 
@@ -19,6 +20,15 @@ pub struct Host {
     pub leases: Vec<Lease>,
     pub lease: u32,
     pub hostname: String,
+    pub settings: Arc<Settings>,
+}
+
+/// The options a host is answered with beyond its own address and names:
+/// mostly inherited from its rack, network or datacenter, so thousands of
+/// hosts share one value, kept once (a copy per host made a million-host
+/// index 100+ MiB larger).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Settings {
     pub domain: Option<String>,
     pub dns: Vec<Ipv4Addr>,
     pub ntp: Vec<Ipv4Addr>,
@@ -28,6 +38,18 @@ pub struct Host {
     pub boot_file: Option<String>,
     /// Any other option, code → wire bytes (`dhcp.option-N`, PXELINUX 208–211).
     pub extra: Vec<(u8, Vec<u8>)>,
+}
+
+/// Distinct [`Settings`] met while resolving, each kept once.
+type SharedSettings = std::collections::HashSet<Arc<Settings>>;
+
+fn shared(pool: &mut SharedSettings, s: Settings) -> Arc<Settings> {
+    if let Some(kept) = pool.get(&s) {
+        return kept.clone();
+    }
+    let s = Arc::new(s);
+    pool.insert(s.clone());
+    s
 }
 
 /// An address with its network's settings.
@@ -221,7 +243,13 @@ impl<'a> Chain<'a> {
 
 type Ranges = HashMap<EntityId, Option<clusto_core::resources::IpRange>>;
 
-fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> Result<Host, Skip> {
+fn host(
+    inv: &Inventory,
+    dev: EntityId,
+    port: &PortId,
+    ranges: &mut Ranges,
+    settings: &mut SharedSettings,
+) -> Result<Host, Skip> {
     let name = inv.name_of(dev).to_string();
     let chain = Chain::new(inv, dev);
     if !chain.dhcp("enabled").is_some_and(Value::is_truthy) {
@@ -326,17 +354,22 @@ fn host(inv: &Inventory, dev: EntityId, port: &PortId, ranges: &mut Ranges) -> R
     if any_pxe && seen.insert(208) {
         extra.push((208, vec![0xF1, 0x00, 0x74, 0x7E]));
     }
-    Ok(Host {
-        device: name,
-        leases,
-        lease,
-        hostname,
+    // Kept for the index's life: a pushed-to Vec holds room for four.
+    leases.shrink_to_fit();
+    let own = Settings {
         domain: chain.dhcp("domain-name").map(text),
         dns: chain.dhcp("dns-servers").map(ip_list).unwrap_or_default(),
         ntp: chain.dhcp("ntp-servers").map(ip_list).unwrap_or_default(),
         next_server: chain.dhcp("tftp_server").and_then(|v| text(v).parse().ok()),
         boot_file: chain.dhcp("tftp_filename").map(text),
         extra,
+    };
+    Ok(Host {
+        device: name,
+        leases,
+        lease,
+        hostname,
+        settings: shared(settings, own),
     })
 }
 
@@ -415,6 +448,7 @@ impl DhcpIndex {
             patch.bootstrap_of.push((*d, boot));
         }
         let mut ranges = Ranges::new();
+        let mut settings = SharedSettings::new();
         for (m, devs) in owners {
             let entry = match devs.as_slice() {
                 [] => None,
@@ -424,7 +458,7 @@ impl DhcpIndex {
                         .into_iter()
                         .find(|(_, x)| mac_bytes(x) == Some(m))
                         .map(|(p, _)| p);
-                    port.map(|p| match host(inv, *d, &p, &mut ranges) {
+                    port.map(|p| match host(inv, *d, &p, &mut ranges, &mut settings) {
                         Ok(h) => Entry::Serve(Box::new(h)),
                         Err(s) => Entry::Skip(s),
                     })
@@ -460,10 +494,11 @@ impl DhcpIndex {
                 self.bootstrap.insert(m, name);
             }
         }
-        for (m, devs) in patch.owners {
+        for (m, mut devs) in patch.owners {
             if devs.is_empty() {
                 self.owners.remove(&m);
             } else {
+                devs.shrink_to_fit();
                 self.owners.insert(m, devs);
             }
         }

@@ -142,12 +142,16 @@ fn index_resolves_bindings_and_reasons() {
     assert_eq!(h.leases[0].mask, Ipv4Addr::new(255, 255, 255, 0));
     assert_eq!(h.leases[0].router, Some(Ipv4Addr::new(10, 77, 0, 1)));
     assert_eq!(
-        h.dns,
+        h.settings.dns,
         vec![Ipv4Addr::new(10, 77, 0, 53), Ipv4Addr::new(10, 77, 0, 54)]
     );
     assert_eq!(h.hostname, "s1");
-    assert!(h.extra.contains(&(119, vec![1, 2])));
-    assert!(h.extra.contains(&(208, vec![0xF1, 0x00, 0x74, 0x7E])));
+    assert!(h.settings.extra.contains(&(119, vec![1, 2])));
+    assert!(
+        h.settings
+            .extra
+            .contains(&(208, vec![0xF1, 0x00, 0x74, 0x7E]))
+    );
     assert_eq!(
         idx.by_mac[&[2, 0, 0, 0, 0, 2]],
         Entry::Skip(Skip::Disabled("s2".into()))
