@@ -151,12 +151,7 @@ fn read_changes(row: &sqlx::any::AnyRow, ch: &mut Changes) -> Result<(), StoreEr
 /// classifying conditions sit in the aggregates' filters, where they cannot
 /// turn the two index range scans into a scan of a whole index.
 fn changes_sql(conn: &AnyConnection) -> String {
-    let pg = conn.backend_name().eq_ignore_ascii_case("postgresql");
-    let (agg, arr) = if pg {
-        ("json_agg", "json_build_array")
-    } else {
-        ("json_group_array", "json_array")
-    };
+    let (agg, arr) = crate::scope::json_fns(conn);
     let mut parts = Vec::new();
     for (i, t) in TABLES.into_iter().enumerate() {
         let (cols, tn) = (table_cols(t), table_name(t));

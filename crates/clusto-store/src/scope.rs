@@ -364,7 +364,7 @@ async fn fetch_entities(
 }
 
 /// The backend's JSON aggregate and array constructor.
-fn json_fns(conn: &AnyConnection) -> (&'static str, &'static str) {
+pub(crate) fn json_fns(conn: &AnyConnection) -> (&'static str, &'static str) {
     if is_postgres(conn) {
         ("json_agg", "json_build_array")
     } else {
