@@ -387,11 +387,7 @@ async fn aggregated<T: serde::de::DeserializeOwned>(
 
 /// Entity ids from `sql`, whose one column is named `e`.
 async fn ids(conn: &mut AnyConnection, sql: String) -> Result<Vec<i64>, StoreError> {
-    let none = IdSet {
-        sql: String::new(),
-        bind: None,
-    };
-    ids_in(conn, sql, &none).await
+    ids_in(conn, sql, &IdSet::literal(&[])).await
 }
 
 /// Like [`ids`], for `sql` using `set`.
