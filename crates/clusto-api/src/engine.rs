@@ -16,25 +16,26 @@ pub enum ApplyFailure {
     PlanDiffers,
 }
 
-/// The plan of `objects` against `inv`: applied to the loaded inventory
-/// itself, the touched entities snapshotted, then undone for the
-/// before-side (no full copy).
+/// The plan of `objects` against `inv`: applied to `inv` itself, the
+/// touched entities snapshotted, then undone for the before-side, so `inv`
+/// is left as it was (no full copy).
 pub fn plan(
-    mut inv: Inventory,
+    inv: &mut Inventory,
     objects: &[Object],
     opts: &ApplyOptions,
 ) -> Result<Plan, Vec<ManifestError>> {
     let t = std::time::Instant::now();
-    let errors = apply(&mut inv, objects, opts);
+    let errors = apply(inv, objects, opts);
     tracing::debug!(elapsed = ?t.elapsed(), "manifests applied");
+    let changes = inv.take_changes();
     if !errors.is_empty() {
+        inv.revert(&changes);
         return Err(errors);
     }
-    let changes = inv.take_changes();
     let touched = changes.entities();
-    let after = clusto_manifest::plan::snapshot(&inv, &touched, false);
+    let after = clusto_manifest::plan::snapshot(inv, &touched, false);
     inv.revert(&changes);
-    let before = clusto_manifest::plan::snapshot(&inv, &touched, true);
+    let before = clusto_manifest::plan::snapshot(inv, &touched, true);
     Ok(clusto_manifest::plan::diff_snapshots(&before, &after))
 }
 

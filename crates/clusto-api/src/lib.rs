@@ -367,8 +367,8 @@ async fn plan_response(
     body: String,
 ) -> Result<Response, ApiError> {
     let objects = objects(body)?;
-    let (head, inv) = api.store.load_head().await?;
-    let plan = engine::plan(inv, &objects, &p.options()).map_err(ApiError::Invalid)?;
+    let (head, mut inv) = api.store.load_head().await?;
+    let plan = engine::plan(&mut inv, &objects, &p.options()).map_err(ApiError::Invalid)?;
     Ok(match form {
         PlanForm::Json => Json(plan_json(&plan, head)).into_response(),
         PlanForm::Text => plan.render(&|_, text| text.to_string()).into_response(),

@@ -126,11 +126,17 @@ pub async fn plan(
         Ok(o) => o,
         Err(e) => return Ok(report(&e)),
     };
-    let (head, inv) = loaded?;
+    let (head, mut inv) = loaded?;
     let t = std::time::Instant::now();
     let declared = objects.iter().filter_map(|o| inv.id_of(o.name()).ok());
     let oos = out_of_sync(&inv, declared);
-    let plan = match engine::plan(inv, &objects, &opts) {
+    let plan = engine::plan(&mut inv, &objects, &opts);
+    // The process ends with this command: freeing a large inventory and
+    // its manifests piece by piece took a tenth of a no-op plan, and the
+    // kernel takes the memory back at exit anyway.
+    std::mem::forget(inv);
+    std::mem::forget(objects);
+    let plan = match plan {
         Ok(p) => p,
         Err(e) => return Ok(report(&e)),
     };
@@ -186,8 +192,8 @@ pub async fn apply_cmd(
         Err(e) => return Ok(report(&e)),
     };
     if dry_run {
-        let (head, inv) = store.load_head().await?;
-        return match engine::plan(inv, &objects, &opts) {
+        let (head, mut inv) = store.load_head().await?;
+        return match engine::plan(&mut inv, &objects, &opts) {
             Ok(p) => {
                 print_plan(&p, &[], head, fmt)?;
                 Ok(ExitCode::SUCCESS)

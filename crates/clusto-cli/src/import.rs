@@ -169,8 +169,8 @@ pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Resul
         // The replay writes revision by revision, so the end state is
         // planned first (a whole-store plan, as `clusto plan`): if it would
         // be refused, nothing is written.
-        let (_, inv) = store.load_head().await?;
-        if let Err(e) = engine::plan(inv, &live_objects, &opts) {
+        let (_, mut inv) = store.load_head().await?;
+        if let Err(e) = engine::plan(&mut inv, &live_objects, &opts) {
             return Ok(report_errors(&e, ""));
         }
         let versions = original.changing_versions();

@@ -426,19 +426,17 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         }
     }
     // Failed creations leave nothing to converge.
-    let owned: Vec<&Object> = owned
+    // Each object's entity is resolved once: no phase renames or deletes.
+    let owned: Vec<(&Object, EntityId)> = owned
         .into_iter()
-        .filter(|o| {
-            a.inv
-                .get(o.name())
-                .map(|e| e.kind == o.kind)
-                .unwrap_or(false)
+        .filter_map(|o| {
+            let e = a.inv.get(o.name()).ok()?;
+            (e.kind == o.kind).then_some((o, e.id))
         })
         .collect();
 
     // 2. Ownership, metadata, settings.
-    for o in &owned {
-        let id = a.inv.id_of(o.name()).expect("created");
+    for &(o, id) in &owned {
         let labels = (!o.metadata.labels.is_empty())
             .then(|| Value::Json(serde_json::json!(o.metadata.labels)));
         a.inv.set_meta(id, "labels", labels);
@@ -463,8 +461,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     }
 
     // 3. Drivers of existing things (after settings: a driver's height may change).
-    for o in &owned {
-        let id = a.inv.id_of(o.name()).expect("created");
+    for &(o, id) in &owned {
         let want = desired_driver(o).unwrap_or_else(|| o.kind.default_driver().to_string());
         if a.inv.entity(id).is_some_and(|e| e.driver != want) {
             // A driver change can only succeed once the thing is out of its rack.
@@ -479,22 +476,22 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     }
 
     // 4. Containment: what each entity should be directly in.
-    let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
-    let mut reshaped: BTreeSet<String> = BTreeSet::new();
-    for o in &owned {
-        reshaped.insert(o.name().to_string());
+    let mut wanted: BTreeMap<&str, Wanted> = BTreeMap::new();
+    let mut reshaped: HashSet<&str> = HashSet::new();
+    for &(o, _) in &owned {
+        reshaped.insert(o.name());
         wanted
-            .entry(o.name().to_string())
+            .entry(o.name())
             .or_default()
             .parents
             .extend(own_parents(o));
     }
-    for o in &owned {
+    for &(o, _) in &owned {
         match &o.spec {
             Spec::Pool(s) => {
                 for m in &s.members {
                     wanted
-                        .entry(m.clone())
+                        .entry(m.as_str())
                         .or_default()
                         .parents
                         .push((o.name().to_string(), None));
@@ -503,7 +500,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             Spec::VmManager(s) => {
                 for h in &s.hosts {
                     wanted
-                        .entry(h.clone())
+                        .entry(h.as_str())
                         .or_default()
                         .parents
                         .push((o.name().to_string(), None));
@@ -512,12 +509,12 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
             _ => {}
         }
     }
-    let by_name: HashMap<&str, &Object> = owned.iter().map(|o| (o.name(), *o)).collect();
+    let by_name: HashMap<&str, &Object> = owned.iter().map(|&(o, _)| (o.name(), o)).collect();
     let anchor = |name: &str| {
         by_name
             .get(name)
             .copied()
-            .or_else(|| owned.first().copied())
+            .or_else(|| owned.first().map(|&(o, _)| o))
     };
     // Resolve, then remove what is no longer wanted, then add what is missing.
     type Placement<'o> = (EntityId, &'o Object, Vec<(EntityId, Option<RuRange>)>);
@@ -553,8 +550,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         plan.push((id, o, want));
     }
     for (id, _, want) in &plan {
-        let name = a.inv.name_of(*id).to_string();
-        if !reshaped.contains(&name) {
+        if !reshaped.contains(a.inv.name_of(*id)) {
             continue;
         }
         for c in a.inv.parent_rows(*id) {
@@ -602,7 +598,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
 
     // 5. Cables, declared from either end or by a layout.
     let mut want_links: Vec<(String, PortId, String, PortId, &Object)> = Vec::new();
-    for o in &owned {
+    for &(o, _) in &owned {
         for p in ports_of(o) {
             let Some(to) = &p.connected_to else { continue };
             let port: PortId = match p.port.parse() {
@@ -640,17 +636,14 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     // cabled by hand or by discovery to a layout's switch stay cabled.
     let declared_ports: HashSet<(String, PortId)> = owned
         .iter()
-        .flat_map(|o| {
+        .flat_map(|&(o, _)| {
             ports_of(o)
                 .iter()
                 .filter_map(move |p| Some((o.name().to_string(), p.port.parse().ok()?)))
         })
         .collect();
-    let owned_names: HashSet<&str> = owned.iter().map(|o| o.name()).collect();
-    for o in &owned {
-        let Ok(id) = a.inv.id_of(o.name()) else {
-            continue;
-        };
+    let owned_names: HashSet<&str> = owned.iter().map(|&(o, _)| o.name()).collect();
+    for &(o, id) in &owned {
         for (port, (peer, pp)) in a.inv.connected_ports(id) {
             let peer_name = a.inv.name_of(peer).to_string();
             let spoken = declared_ports.contains(&(o.name().to_string(), port.clone()))
@@ -675,10 +668,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     }
 
     // 6. Port attributes.
-    for o in &owned {
-        let Ok(id) = a.inv.id_of(o.name()) else {
-            continue;
-        };
+    for &(o, id) in &owned {
         let mut want: BTreeMap<(PortId, String), String> = BTreeMap::new();
         for p in ports_of(o) {
             let Ok(port) = p.port.parse::<PortId>() else {
@@ -709,18 +699,12 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     }
 
     // 7. Addresses: fixed ones bound, manager ones kept stable or allocated.
-    for o in &owned {
-        let Ok(id) = a.inv.id_of(o.name()) else {
-            continue;
-        };
+    for &(o, id) in &owned {
         converge_addresses(&mut a, o, id);
     }
 
     // 8. Attributes: the declared rows are the whole visible set.
-    for o in &owned {
-        let Ok(id) = a.inv.id_of(o.name()) else {
-            continue;
-        };
+    for &(o, id) in &owned {
         let Some(attrs) = spec_attrs(o) else { continue };
         let mut want = Vec::new();
         for item in attrs.items() {
@@ -741,13 +725,10 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
 
     // 8b. Virtual machines (once hosts have their system.* attributes): placed on their manager's hosts (or checked
     // against their pin), decision and reason recorded.
-    for o in &owned {
+    for &(o, id) in &owned {
         if o.kind != Kind::VirtualMachine {
             continue;
         }
-        let Ok(id) = a.inv.id_of(o.name()) else {
-            continue;
-        };
         if let Err(e) = a.inv.place_and_record(id) {
             a.fail_at(o, "manager", core_rule(e));
         }
@@ -762,10 +743,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
     // An object that already matched its manifest is left as it was (and
     // unowned if it was), so applying an export back to its store is a no-op.
     let touched = a.inv.changes().entities();
-    for o in &owned {
-        let Ok(id) = a.inv.id_of(o.name()) else {
-            continue;
-        };
+    for &(_, id) in &owned {
         if foreign.contains(&id) {
             continue;
         }

@@ -259,7 +259,8 @@ fn split_documents(text: &str) -> Vec<(u64, String)> {
         let ln = i as u64 + 1;
         let bare = line.trim_end_matches(['\n', '\r']);
         let marker = |m: &str| {
-            bare == m || bare.starts_with(&format!("{m} ")) || bare.starts_with(&format!("{m}\t"))
+            bare.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
         };
         if marker("---") || marker("...") {
             docs.push((start, std::mem::take(&mut cur)));

@@ -608,7 +608,10 @@ impl Store {
 
     /// The current inventory with the revision it is as of: one snapshot
     /// (a read transaction), so writers landing meanwhile neither tear it
-    /// nor make it start over.
+    /// nor make it start over. A copy of what this process's last whole
+    /// write kept, when nothing landed since; a fresh load is not kept (a
+    /// copy of a large inventory costs a fifth of the load and doubles the
+    /// memory, and most readers never write).
     pub async fn load_head(&self) -> Result<(i64, Inventory), StoreError> {
         let mut tx = self.begin_read().await?;
         let head = head_of(&mut tx).await?;
@@ -619,7 +622,6 @@ impl Store {
         }
         let inv = load_from(&mut tx, None).await?;
         tx.rollback().await?;
-        *self.cache.lock().expect("cache lock") = Some((head, inv.clone()));
         Ok((head, inv))
     }
 
