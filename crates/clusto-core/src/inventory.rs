@@ -954,18 +954,16 @@ impl Inventory {
             Self::check_attr_path(&a.key, a.subkey.as_deref())?;
             self.check_ref(&a.value)?;
         }
-        let rows: Vec<(FactId, Attr)> = self
-            .attr_rows(id)
-            .iter()
-            .filter(|(_, a)| !a.is_hidden())
-            .cloned()
-            .collect();
         let mut missing: Vec<Option<Attr>> = want.into_iter().map(Some).collect();
-        for (f, a) in rows {
-            match missing.iter_mut().find(|w| w.as_ref() == Some(&a)) {
+        let mut stale = Vec::new();
+        for (f, a) in self.attr_rows(id).iter().filter(|(_, a)| !a.is_hidden()) {
+            match missing.iter_mut().find(|w| w.as_ref() == Some(a)) {
                 Some(slot) => *slot = None,
-                None => self.remove_attr_row(id, f),
+                None => stale.push(*f),
             }
+        }
+        for f in stale {
+            self.remove_attr_row(id, f);
         }
         for a in missing.into_iter().flatten() {
             if let Some(n) = a.number {

@@ -12,12 +12,22 @@ use crate::value::Value;
 impl Inventory {
     /// Direct containment rows where `id` is the child.
     pub fn parent_rows(&self, id: EntityId) -> Vec<Containment> {
+        self.parent_rows_iter(id).cloned().collect()
+    }
+
+    /// [`Inventory::parent_rows`] without copying them out.
+    fn parent_rows_iter(&self, id: EntityId) -> impl Iterator<Item = &Containment> {
         self.parents
             .get(&id)
             .into_iter()
             .flatten()
-            .filter_map(|f| self.contains.get(f).cloned())
-            .collect()
+            .filter_map(|f| self.contains.get(f))
+    }
+
+    /// Whether `container` directly holds `id`: what a converge asks of
+    /// every declared placement, so it neither copies nor sorts.
+    pub fn holds(&self, container: EntityId, id: EntityId) -> bool {
+        self.parent_rows_iter(id).any(|c| c.parent == container)
     }
 
     /// Direct containment rows where `id` is the container, sorted by RU then name.

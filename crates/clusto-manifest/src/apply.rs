@@ -575,7 +575,7 @@ pub fn apply(inv: &mut Inventory, objects: &[Object], opts: &ApplyOptions) -> Ve
         for (id, o, want) in &plan {
             for (p, ru) in want {
                 let is_pool = a.inv.kind_of(*p) == Some(Kind::Pool);
-                if (pass == 0) == is_pool || a.inv.parents_of(*id).contains(p) {
+                if (pass == 0) == is_pool || a.inv.holds(*p, *id) {
                     continue;
                 }
                 if let Err(e) = a.inv.insert(*p, *id, *ru) {

@@ -1186,6 +1186,7 @@ async fn load_rows(
         Backend::Sqlite
     };
     let mut facts: Vec<(FactId, Fact)> = Vec::new();
+    let mut decoding = Decoding::default();
     let mut max_fact = 0i64;
     for t in TABLES {
         let cols = table_cols(t);
@@ -1225,7 +1226,7 @@ async fn load_rows(
             }
             let text: String = row.try_get(0)?;
             after = row.try_get(1)?;
-            decode_chunk(t, &text, &mut facts)?;
+            decoding.push(t, text, &mut facts).await?;
             if n < LOAD_CHUNK {
                 break;
             }
@@ -1241,6 +1242,7 @@ async fn load_rows(
     let max_eid: Option<i64> = sqlx::query_scalar("SELECT MAX(eid) FROM entities")
         .fetch_one(&mut *conn)
         .await?;
+    decoding.settle(&mut facts).await?;
     Ok(Inventory::from_facts(
         facts,
         max_fact + 1,
@@ -1269,6 +1271,49 @@ type AddressRow = (
     Option<String>,
     Option<String>,
 );
+
+/// Chunks decoded on a blocking thread while the next one is queried: the
+/// database (its own process, or sqlx's SQLite thread) and the decoding
+/// then work at once. One chunk at a time, so memory stays one chunk.
+#[derive(Default)]
+struct Decoding {
+    pending: Option<tokio::task::JoinHandle<Result<FactRows, StoreError>>>,
+}
+
+type FactRows = Vec<(FactId, Fact)>;
+
+impl Decoding {
+    /// Waits for the previous chunk (appending it, in order), then starts `text`.
+    async fn push(
+        &mut self,
+        t: Table,
+        text: String,
+        facts: &mut FactRows,
+    ) -> Result<(), StoreError> {
+        self.settle(facts).await?;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            decode_chunk(t, &text, &mut out)?;
+            Ok(out)
+        }));
+        Ok(())
+    }
+
+    /// Appends the chunk being decoded, if any.
+    async fn settle(&mut self, facts: &mut FactRows) -> Result<(), StoreError> {
+        if let Some(p) = self.pending.take() {
+            let chunk = p
+                .await
+                .map_err(|e| corrupt(format!("decoding rows: {e}")))??;
+            if facts.is_empty() {
+                *facts = chunk;
+            } else {
+                facts.extend(chunk);
+            }
+        }
+        Ok(())
+    }
+}
 
 pub(crate) fn decode_chunk(
     t: Table,
