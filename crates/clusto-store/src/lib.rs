@@ -7,6 +7,7 @@
 //! is what makes allocation race-free across processes.
 
 mod changes;
+mod direct;
 mod fsck;
 mod guard;
 mod history;
@@ -57,6 +58,9 @@ pub enum StoreError {
     Core(#[from] CoreError),
     #[error("store: {0}")]
     Db(sqlx::Error),
+    /// A read on this process's own SQLite connection (see `direct`) failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The database could not grow (SQLite's SQLITE_FULL, PostgreSQL's
     /// disk_full, ENOSPC): the transaction was rolled back.
     #[error("the disk holding the store is full; nothing was changed (free space and run again)")]
@@ -345,6 +349,8 @@ pub struct Store {
     /// pool checkout and return cost about as much as their SQL (a file
     /// connection does not go stale, so keeping one out is safe there).
     reader: Arc<Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
+    /// SQLite: one-statement reads at the head on the caller's thread.
+    direct: Option<Arc<direct::Direct>>,
 }
 
 /// 128 random bits as hex, from the kernel.
@@ -415,6 +421,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let mut probe = None;
+        let mut direct_file = None;
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
             if path.is_empty() {
@@ -423,6 +430,7 @@ impl Store {
             let file = path.split('?').next().unwrap_or(path);
             if file != ":memory:" {
                 probe = Some(Arc::new(probe::HeadProbe::new(file)));
+                direct_file = Some(file.to_string());
             }
             let sep = if path.contains('?') { '&' } else { '?' };
             let u = if path.contains("mode=") {
@@ -460,9 +468,16 @@ impl Store {
             cache: Arc::default(),
             reader: Arc::default(),
             probe,
+            direct: None,
         };
         store.migrate().await?;
-        Ok(store)
+        // Opened once the file exists and is migrated; without it (an
+        // unreadable file) reads take the pool as before.
+        let direct = direct_file.and_then(|f| direct::Direct::open(&f));
+        Ok(Store {
+            direct: direct.map(Arc::new),
+            ..store
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -176,6 +176,9 @@ impl Store {
             // One statement at the head sees one snapshot by itself: no
             // transaction, no revision lookup (a point lookup's cost is
             // its round trips).
+            if let Some(d) = &self.direct {
+                return d.rows_each(&sql, &params, each);
+            }
             return self
                 .one_statement(async |conn: &mut sqlx::AnyConnection| {
                     rows_each(conn, sql, params, each).await

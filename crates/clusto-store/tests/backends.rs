@@ -572,3 +572,48 @@ async fn a_large_revision_streams_change_by_change() {
         assert_eq!(h[1].changes.len(), first.len(), "{b}");
     }
 }
+
+/// Queries at the head (on SQLite answered by the store's own read-only
+/// connection, on the caller's thread) see another writer's commit the
+/// moment it returns, and answer exactly what the same query answers in a
+/// snapshot of that revision.
+#[tokio::test]
+async fn head_queries_see_every_commit_and_match_snapshots() {
+    for b in BACKENDS {
+        let url = clusto_store::testing::fresh_url(b).await.unwrap();
+        let reader = Store::open(&url).await.unwrap();
+        let writer = Store::open(&url).await.unwrap();
+        build(&writer).await;
+        let queries = [
+            "kind:server",
+            "kind:server and in:web",
+            "attr:system.disk=0",
+            "name:s? and (in:web or attr:system.disk=300)",
+            "connected-to:sw1",
+            "attr:nothing=here",
+        ];
+        for round in 0..3 {
+            let head = reader.head().await.unwrap();
+            for e in queries {
+                let q = parse(e).unwrap();
+                assert_eq!(
+                    reader.query(&q, None).await.unwrap(),
+                    reader.query(&q, Some(head)).await.unwrap(),
+                    "{b} round {round}: {e}"
+                );
+            }
+            let name = format!("t{round}");
+            w(&writer, "add", |inv| {
+                let s = inv.create(Kind::Server, &name, None)?;
+                let web = inv.id_of("web")?;
+                inv.insert(web, s, None)
+            })
+            .await;
+            let q = parse("kind:server and in:web").unwrap();
+            assert!(
+                reader.query(&q, None).await.unwrap().contains(&name),
+                "{b}: {name} written by another handle is seen at once"
+            );
+        }
+    }
+}
