@@ -36,13 +36,15 @@ pub fn plan(
     let after = clusto_manifest::plan::snapshot(inv, &touched, false);
     inv.revert(&changes);
     let before = clusto_manifest::plan::snapshot(inv, &touched, true);
-    Ok(clusto_manifest::plan::diff_snapshots(&before, &after))
+    Ok(clusto_manifest::plan::diff_snapshots(before, after))
 }
 
 /// What an apply is given besides the manifests.
 pub struct ApplyRequest<'a> {
     pub meta: &'a RevisionMeta,
-    pub objects: &'a [Object],
+    /// Owned: they are dropped once applied, before the plan is diffed and
+    /// the rows written (a million parsed manifests are gigabytes).
+    pub objects: Vec<Object>,
     pub opts: &'a ApplyOptions,
     /// Refuse unless the head is still this revision (a reviewed plan's base).
     pub expect_head: Option<i64>,
@@ -62,7 +64,8 @@ pub async fn apply_manifests(
             req.expect_head,
             |inv| -> Result<Plan, ApplyFailure> {
                 let before = inv.clone();
-                let errors = apply(inv, req.objects, req.opts);
+                let errors = apply(inv, &req.objects, req.opts);
+                drop(req.objects);
                 if !errors.is_empty() {
                     return Err(ApplyFailure::Manifest(errors));
                 }

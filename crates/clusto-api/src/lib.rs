@@ -415,7 +415,7 @@ async fn apply(
         &api.store,
         engine::ApplyRequest {
             meta: &meta,
-            objects: &objects,
+            objects,
             opts: &opts,
             expect_head: None,
             reviewed: None,

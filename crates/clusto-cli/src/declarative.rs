@@ -191,6 +191,8 @@ pub async fn apply_cmd(
         Ok(o) => o,
         Err(e) => return Ok(report(&e)),
     };
+    // Each object keeps its own document's text (for error snippets).
+    drop(sources);
     if dry_run {
         let (head, mut inv) = store.load_head().await?;
         return match engine::plan(&mut inv, &objects, &opts) {
@@ -209,7 +211,7 @@ pub async fn apply_cmd(
         store,
         ApplyRequest {
             meta: &meta,
-            objects: &objects,
+            objects,
             opts: &opts,
             expect_head: expect,
             reviewed: reviewed.as_ref(),

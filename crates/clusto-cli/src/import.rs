@@ -60,7 +60,7 @@ struct Step {
 /// version) as the import apply set. Err holds the manifest errors.
 async fn apply_objects(
     store: &Store,
-    objects: &[Object],
+    objects: Vec<Object>,
     opts: &ApplyOptions,
     meta: &RevisionMeta,
 ) -> Result<Result<Step, Vec<ManifestError>>> {
@@ -186,7 +186,7 @@ pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Resul
             // of one of its operations (a name manager before its digits);
             // such a state waits and lands with the version completing it.
             if let Ok(objs) = to_objects(&clusto_import::map(&original.at(Some(*v))))?
-                && let Ok(step) = apply_objects(store, &objs, &opts, &meta).await?
+                && let Ok(step) = apply_objects(store, objs, &opts, &meta).await?
             {
                 revisions += usize::from(step.revision.is_some());
             }
@@ -195,7 +195,7 @@ pub async fn from_clusto(store: &Store, fmt: Format, a: ImportArgs<'_>) -> Resul
             }
         }
     }
-    let step = match apply_objects(store, &live_objects, &opts, &base).await? {
+    let step = match apply_objects(store, live_objects, &opts, &base).await? {
         Ok(step) => step,
         Err(e) => return Ok(report_errors(&e, "")),
     };

@@ -241,32 +241,37 @@ pub fn snapshot(
 pub fn diff(before: &Inventory, after: &Inventory, changes: &ChangeSet) -> Plan {
     let touched = changes.entities();
     diff_snapshots(
-        &snapshot(before, &touched, true),
-        &snapshot(after, &touched, false),
+        snapshot(before, &touched, true),
+        snapshot(after, &touched, false),
     )
 }
 
-/// The plan between two sets of snapshots of the same entities.
-pub fn diff_snapshots(before: &BTreeMap<EntityId, Snap>, after: &BTreeMap<EntityId, Snap>) -> Plan {
+/// The plan between two sets of snapshots of the same entities. Consumes
+/// them: a created object's fields move into the plan instead of being
+/// copied (a first apply of a million servers held both copies at once).
+pub fn diff_snapshots(
+    mut before: BTreeMap<EntityId, Snap>,
+    mut after: BTreeMap<EntityId, Snap>,
+) -> Plan {
     let ids: BTreeSet<EntityId> = before.keys().chain(after.keys()).copied().collect();
     let mut plan = Plan::default();
     for id in ids {
-        let change = match (before.get(&id), after.get(&id)) {
+        let change = match (before.remove(&id), after.remove(&id)) {
             (None, None) => continue,
             (None, Some(a)) => {
                 plan.summary.add += 1;
                 ObjectChange {
                     action: Action::Create,
-                    kind: a.kind.clone(),
-                    name: a.name.clone(),
+                    kind: a.kind,
+                    name: a.name,
                     fields: a
                         .flat
-                        .iter()
+                        .into_iter()
                         .filter(|(p, _)| !p.starts_with("metadata.applied"))
                         .map(|(path, v)| FieldChange {
-                            path: path.clone(),
+                            path,
                             old: None,
-                            new: Some(v.clone()),
+                            new: Some(v),
                         })
                         .collect(),
                     drift: false,
