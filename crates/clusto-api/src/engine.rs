@@ -3,7 +3,7 @@
 
 use clusto_core::Inventory;
 use clusto_manifest::plan::Plan;
-use clusto_manifest::{ApplyOptions, ManifestError, Object, apply, diff};
+use clusto_manifest::{ApplyOptions, ManifestError, Object, apply};
 use clusto_store::{RevisionMeta, Store, StoreError, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,26 @@ pub fn plan(
     Ok(clusto_manifest::plan::diff_snapshots(before, after))
 }
 
+/// The plan of the changes pending in `inv`, which stay pending: the
+/// touched entities as they are, and as they were — the changes undone
+/// for a moment and redone, unless every touched entity is new (a first
+/// apply). No copy of the inventory, which at a million servers is
+/// gigabytes.
+fn pending_plan(inv: &mut Inventory) -> Plan {
+    let touched = inv.changes().entities();
+    let after = clusto_manifest::plan::snapshot(inv, &touched, false);
+    let before = if inv.changes().creates_all(&touched) {
+        Default::default()
+    } else {
+        let changes = inv.take_changes();
+        inv.revert(&changes);
+        let before = clusto_manifest::plan::snapshot(inv, &touched, true);
+        inv.redo(changes);
+        before
+    };
+    clusto_manifest::plan::diff_snapshots(before, after)
+}
+
 /// What an apply is given besides the manifests.
 pub struct ApplyRequest<'a> {
     pub meta: &'a RevisionMeta,
@@ -63,13 +83,12 @@ pub async fn apply_manifests(
             req.meta,
             req.expect_head,
             |inv| -> Result<Plan, ApplyFailure> {
-                let before = inv.clone();
                 let errors = apply(inv, &req.objects, req.opts);
                 drop(req.objects);
                 if !errors.is_empty() {
                     return Err(ApplyFailure::Manifest(errors));
                 }
-                let plan = diff(&before, inv, inv.changes());
+                let plan = pending_plan(inv);
                 if let Some(r) = req.reviewed
                     && *r != plan
                 {

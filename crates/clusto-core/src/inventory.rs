@@ -46,6 +46,16 @@ impl ChangeSet {
             .flat_map(Fact::entities)
             .collect()
     }
+
+    /// Whether every entity in `ids` is one this change set creates.
+    pub fn creates_all(&self, ids: &std::collections::BTreeSet<EntityId>) -> bool {
+        let created = self
+            .added
+            .values()
+            .filter(|f| matches!(f, Fact::Entity(e) if ids.contains(&e.id)))
+            .count();
+        created == ids.len()
+    }
 }
 
 /// How `attr add`/`set` picks the number column.
@@ -331,19 +341,38 @@ impl Inventory {
     /// to see the before-state of what it touched without copying everything.
     pub fn revert(&mut self, ch: &ChangeSet) {
         for (id, f) in ch.added.iter().rev() {
-            match f {
-                Fact::Entity(e) => self.remove_entity_row(e.id),
-                Fact::Attr(e, _) => self.remove_attr_row(*e, *id),
-                Fact::Contains(_) => self.remove_fact(Table::Contains, *id),
-                Fact::Link(_) => self.remove_fact(Table::Links, *id),
-                Fact::Address(a) => self.remove_address(a.address),
-            }
+            self.unindex(*id, f);
         }
         for (id, f) in &ch.removed {
             self.index(*id, f.clone());
         }
         self.refresh_user_drivers();
         self.changes = ChangeSet::default();
+    }
+
+    /// Makes a change set [`Inventory::revert`] undid again, pending as it
+    /// was: how apply sees the before-state of what it touched without a
+    /// copy of the whole inventory.
+    pub fn redo(&mut self, ch: ChangeSet) {
+        for (id, f) in &ch.removed {
+            self.unindex(*id, f);
+        }
+        for (id, f) in &ch.added {
+            self.index(*id, f.clone());
+        }
+        self.refresh_user_drivers();
+        self.changes = ch;
+    }
+
+    /// Drops one row from the indexes, journaling nothing.
+    fn unindex(&mut self, id: FactId, f: &Fact) {
+        match f {
+            Fact::Entity(e) => self.remove_entity_row(e.id),
+            Fact::Attr(e, _) => self.remove_attr_row(*e, id),
+            Fact::Contains(_) => self.remove_fact(Table::Contains, id),
+            Fact::Link(_) => self.remove_fact(Table::Links, id),
+            Fact::Address(a) => self.remove_address(a.address),
+        }
     }
 
     // ----- entities -----------------------------------------------------

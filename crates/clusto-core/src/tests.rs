@@ -848,3 +848,57 @@ fn an_object_is_made_only_from_its_view() {
     changed.rename(sw, "sw9").unwrap();
     assert_ne!(changed.resource(s, false), before);
 }
+
+/// What `apply` relies on to see the before-state without a copy: a change
+/// set undone and redone leaves the inventory and its pending changes as
+/// they were, whatever the change set added and retired.
+#[test]
+fn revert_then_redo_is_the_identity() {
+    let mut i = inv();
+    let r = i.create(Kind::Rack, "r1", None).unwrap();
+    let s = i.create(Kind::Server, "s1", None).unwrap();
+    i.insert(r, s, Some("3".parse().unwrap())).unwrap();
+    i.attr_set(
+        s,
+        "owner",
+        None,
+        NumberSpec::None,
+        Value::String("bob".into()),
+    )
+    .unwrap();
+    i.take_changes();
+    let state = |i: &Inventory| {
+        i.entities()
+            .iter()
+            .map(|e| i.resource(e.id, true))
+            .collect::<Vec<_>>()
+    };
+    // Retires a row (owner bob), adds rows (owner alice, a new server placed).
+    i.attr_set(
+        s,
+        "owner",
+        None,
+        NumberSpec::None,
+        Value::String("alice".into()),
+    )
+    .unwrap();
+    let s2 = i.create(Kind::Server, "s2", None).unwrap();
+    i.insert(r, s2, Some("5".parse().unwrap())).unwrap();
+    let after = state(&i);
+    let pending = i.changes().clone();
+    assert!(
+        !pending.creates_all(&pending.entities()),
+        "s1 existed before"
+    );
+    let changes = i.take_changes();
+    i.revert(&changes);
+    assert!(i.get("s2").is_err());
+    assert_eq!(
+        i.attr_value(s, "owner", None),
+        Some(&Value::String("bob".into()))
+    );
+    i.redo(changes);
+    assert_eq!(state(&i), after);
+    assert_eq!(i.changes().added, pending.added);
+    assert_eq!(i.changes().removed, pending.removed);
+}
