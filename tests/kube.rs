@@ -29,7 +29,10 @@ struct ControlPlane {
 impl ControlPlane {
     fn start() -> ControlPlane {
         let root = repo("tests/kube");
-        let dir = std::env::temp_dir().join(format!("clusto-kube-test-{}", std::process::id()));
+        // One per test, also when `cargo test` runs them as threads of one process.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("clusto-kube-test-{}-{n}", std::process::id()));
         let out = Command::new(root.join("up.sh"))
             .arg(&dir)
             .output()
@@ -166,7 +169,14 @@ fn api(client: &kube::Client, kind: Kind, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &clusto_kube::api_resource(kind))
 }
 
-async fn create(client: &kube::Client, ns: &str, kind: Kind, name: &str, spec: Value) {
+/// Creates a resource; what the apiserver stored (after admission).
+async fn create(
+    client: &kube::Client,
+    ns: &str,
+    kind: Kind,
+    name: &str,
+    spec: Value,
+) -> DynamicObject {
     let o: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "clusto.dev/v1alpha1", "kind": kind.as_str(),
         "metadata": {"name": name, "namespace": ns}, "spec": spec,
@@ -175,7 +185,7 @@ async fn create(client: &kube::Client, ns: &str, kind: Kind, name: &str, spec: V
     api(client, kind, ns)
         .create(&PostParams::default(), &o)
         .await
-        .unwrap_or_else(|e| panic!("create {kind} {name}: {e}"));
+        .unwrap_or_else(|e| panic!("create {kind} {name}: {e}"))
 }
 
 async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
@@ -629,6 +639,8 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
             "Role",
             "RoleBinding",
             "Service",
@@ -636,6 +648,29 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
         ]
     );
     assert!(defaults.contains("replicas: 2"), "{defaults}");
+    // Before 1.36 there is no MutatingAdmissionPolicy: the controller adds
+    // its finalizer itself.
+    let older = helm(
+        &["template", "clusto", "CHART", "--kube-version", "1.35.0"],
+        None,
+    );
+    assert!(!older.contains("MutatingAdmissionPolicy"), "{older}");
+    let scoped = helm(
+        &[
+            "template",
+            "clusto",
+            "CHART",
+            "--kube-version",
+            "1.37.2",
+            "--set",
+            "controller.watchNamespace=racks",
+        ],
+        None,
+    );
+    assert!(
+        scoped.contains("kubernetes.io/metadata.name: racks"),
+        "the finalizer policy only where the controller watches: {scoped}"
+    );
     assert!(defaults.contains("readOnlyRootFilesystem: true"));
     let all = helm(
         &[
@@ -745,7 +780,14 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
     let c = Clusto::fresh("postgres").await;
     let a = Controller::start_as(&c, &sa, 3, "clusto", "replica-a");
     let b = Controller::start_as(&c, &sa, 3, "clusto", "replica-b");
-    create(&client, "default", Kind::Datacenter, "dc1", json!({})).await;
+    // The chart's admission policy put the finalizer on in the create
+    // itself: the controller writes the new resource once (its status).
+    let dc1 = create(&client, "default", Kind::Datacenter, "dc1", json!({})).await;
+    assert_eq!(
+        dc1.metadata.finalizers,
+        Some(vec!["clusto.dev/store".to_string()]),
+        "finalizer from admission"
+    );
     wait_for("dc1 Ready", Duration::from_secs(60), || async {
         let o = status_of(&client, "default", Kind::Datacenter, "dc1").await?;
         (condition(&o, "Ready")?.0 == "True").then_some(())
@@ -787,5 +829,17 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
     assert_ne!(now_holder, holder, "the other replica holds the lease");
     assert!(took < Duration::from_secs(10), "failover took {took:?}");
     assert_eq!(c.json(&["get", "rack", "r1"])["spec"]["datacenter"], "dc1");
+
+    // A finalizer the creator's request carried is still the controller's
+    // to clear: deleting prunes the object and the resource goes.
+    let racks = api(&client, Kind::Rack, "default");
+    racks.delete("r1", &DeleteParams::default()).await.unwrap();
+    wait_for(
+        "r1 gone from the cluster",
+        Duration::from_secs(30),
+        || async { racks.get_opt("r1").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert_eq!(c.run(&["get", "rack", "r1"]).code, 1, "r1 pruned");
     drop(alive);
 }

@@ -285,7 +285,7 @@ async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(
     // The finalizer goes on before the object exists in the store, so
     // deleting the resource can never leave it behind.
     let added = concurrently(missing, |key| async move {
-        let r = set_finalizer(ctx, &key, true).await;
+        let r = add_finalizer(ctx, &key).await;
         (key, r)
     })
     .await;
@@ -445,7 +445,7 @@ async fn perform(
     w: Write,
 ) -> Result<Option<DynamicObject>, SyncError> {
     let (status, warn) = match w {
-        Write::Release => return set_finalizer(ctx, key, false).await,
+        Write::Release => return release_finalizer(ctx, key, o).await,
         Write::Status { status, warn } => (status, warn),
     };
     if let Some(msg) = warn {
@@ -458,40 +458,63 @@ async fn perform(
     // the apiserver the bottleneck at 10,000 resources); this controller is
     // the status's only writer, so the patch says it all.
     let body = json!({"status": convert::status_patch(o.data.get("status"), &status)});
-    match api
-        .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-    {
-        Ok(updated) => Ok(Some(updated)),
-        // Deleted meanwhile: its Delete event follows.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    not_found_is_none(
+        api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await,
+    )
 }
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Adds or drops this controller's finalizer by server-side apply: only
-/// the entry this field manager owns changes, whatever others hold.
-async fn set_finalizer(
-    ctx: &Context,
-    key: &Key,
-    present: bool,
-) -> Result<Option<DynamicObject>, SyncError> {
+/// Adds this controller's finalizer by server-side apply, whatever
+/// others hold (where the chart's admission policy is not installed; with
+/// it, the finalizer came with the create).
+async fn add_finalizer(ctx: &Context, key: &Key) -> Result<Option<DynamicObject>, SyncError> {
     ctx.metrics.write("finalizer");
     let api = ctx.api(key.kind, Some(&key.namespace));
-    let finalizers: &[&str] = if present { &[FINALIZER] } else { &[] };
     let body = json!({
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": key.kind.as_str(),
-        "metadata": {"name": key.name, "finalizers": finalizers},
+        "metadata": {"name": key.name, "finalizers": [FINALIZER]},
     });
-    match api
-        .patch(&key.name, &apply_params(), &Patch::Apply(&body))
-        .await
-    {
+    not_found_is_none(
+        api.patch(&key.name, &apply_params(), &Patch::Apply(&body))
+            .await,
+    )
+}
+
+/// Drops this controller's finalizer, whoever put it on (the admission
+/// policy puts it on in the creator's name, so server-side apply would not
+/// let this controller take it off): the list without it, on condition
+/// that the resource is still the version seen, so a concurrent change to
+/// the list is a conflict tried again, never lost.
+async fn release_finalizer(
+    ctx: &Context,
+    key: &Key,
+    o: &DynamicObject,
+) -> Result<Option<DynamicObject>, SyncError> {
+    ctx.metrics.write("finalizer");
+    let api = ctx.api(key.kind, Some(&key.namespace));
+    let rest: Vec<&String> = (o.metadata.finalizers.iter().flatten())
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let body = json!({"metadata": {
+        "finalizers": rest,
+        "resourceVersion": o.metadata.resource_version,
+    }});
+    not_found_is_none(
+        api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await,
+    )
+}
+
+/// A resource deleted meanwhile is no error: its Delete event follows.
+fn not_found_is_none(
+    r: Result<DynamicObject, kube::Error>,
+) -> Result<Option<DynamicObject>, SyncError> {
+    match r {
         Ok(o) => Ok(Some(o)),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
