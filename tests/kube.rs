@@ -382,14 +382,39 @@ async fn custom_resources_sync_into_the_store_and_back() {
     let merged = c.ok(&["attr", "get", "s1", "owner"]);
     assert!(merged.contains("bob"), "{merged}");
 
+    // A server synced later changes its rack's status too (the rack's
+    // resource was not in that batch).
+    create(
+        &client,
+        "default",
+        Kind::Server,
+        "s2",
+        json!({"rack": "r1", "ru": 5}),
+    )
+    .await;
+    wait_for("r1's status lists s2", Duration::from_secs(30), || async {
+        let o = status_of(&client, "default", Kind::Rack, "r1").await?;
+        let contents = o.data["status"]["contents"].as_array()?;
+        contents.iter().any(|n| n == "s2").then_some(())
+    })
+    .await;
+
     // A no-op resync (a restarted controller lists everything again)
     // writes nothing to the store or the apiserver.
     let head = c.json(&["history", "--limit", "1"]);
-    let rv = status_of(&client, "default", Kind::Server, "s1")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    let versions = || async {
+        let mut v = Vec::new();
+        for (kind, name) in [
+            (Kind::Server, "s1"),
+            (Kind::Server, "s2"),
+            (Kind::Rack, "r1"),
+        ] {
+            let o = status_of(&client, "default", kind, name).await.unwrap();
+            v.push(o.metadata.resource_version);
+        }
+        v
+    };
+    let rv = versions().await;
     drop(ctl);
     let ctl = Controller::start(&c, &cp.kubeconfig, 15);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -398,12 +423,7 @@ async fn custom_resources_sync_into_the_store_and_back() {
         head,
         "no new revision"
     );
-    let rv2 = status_of(&client, "default", Kind::Server, "s1")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
-    assert_eq!(rv, rv2, "no write to the apiserver");
+    assert_eq!(rv, versions().await, "no write to the apiserver");
 
     // Any part of an inventory exported as custom resources syncs as is:
     // the example datacenter (VMs aside) from another store, in another

@@ -3,7 +3,9 @@
 //! `clusto apply`. A resource the store refuses is set aside and the rest
 //! applied without it, so one bad resource never blocks the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use clusto_core::EntityId;
 
 use clusto_manifest::apply::managed_by;
 use clusto_manifest::{ApplyOptions, Loc, ManifestError, Source, apply};
@@ -33,6 +35,9 @@ pub struct Batch {
 pub struct Applied {
     pub outcomes: BTreeMap<Key, Outcome>,
     pub revision: Option<i64>,
+    /// Every entity the revision changed: the batch's own objects and
+    /// others whose status follows from them (a rack a server went into).
+    pub touched: BTreeSet<EntityId>,
 }
 
 /// Applies `batch` as one revision (none when nothing changes) and says
@@ -57,6 +62,7 @@ pub async fn apply_batch(store: &Store, batch: Batch) -> Result<Applied, StoreEr
     let mut live = batch.live;
     let mut deleting = batch.deleting;
     let mut revision = None;
+    let mut touched = BTreeSet::new();
     loop {
         let sources: Vec<Source> = live.iter().map(|(_, s)| s.clone()).collect();
         let (objects, parse_errors) = clusto_manifest::parse::parse_sources_cached(&sources, None);
@@ -94,6 +100,7 @@ pub async fn apply_batch(store: &Store, batch: Batch) -> Result<Applied, StoreEr
         match written {
             Ok(w) => {
                 revision = w.revision;
+                touched = w.changes.entities();
                 break;
             }
             Err(Failure::Store(e)) => return Err(e),
@@ -109,6 +116,7 @@ pub async fn apply_batch(store: &Store, batch: Batch) -> Result<Applied, StoreEr
     Ok(Applied {
         outcomes: out,
         revision,
+        touched,
     })
 }
 

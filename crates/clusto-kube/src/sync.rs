@@ -308,15 +308,38 @@ async fn sync(ctx: &Context, state: &mut State, keys: BTreeSet<Key>) -> Result<(
         let started = Instant::now();
         let applied = apply_batch(&ctx.store, batch).await?;
         ctx.metrics.batch(started.elapsed());
-        // The statuses just written were read after this revision: when
-        // it is the next one, following the store need not read it again
-        // (at 10,000 resources, 70,000 rows).
-        if applied.revision == Some(state.rev + 1) {
-            state.rev += 1;
-        }
+        let next = applied.revision == Some(state.rev + 1);
+        let touched = applied.touched;
+        let members: BTreeSet<Key> = applied.outcomes.keys().cloned().collect();
         write_back(ctx, state, applied.outcomes).await;
+        // The batch's statuses were read after its revision: when it is the
+        // next one, following the store need not read it again (at 10,000
+        // resources, 70,000 rows); only the other resources it touched
+        // (the racks servers went into) are refreshed.
+        if next {
+            state.rev += 1;
+            let others = synced_keys(state, &touched, &members);
+            if !others.is_empty() {
+                let outcomes = refresh(&ctx.store, &others).await?;
+                write_back(ctx, state, outcomes).await;
+            }
+        }
     }
     Ok(())
+}
+
+/// The synced resources whose objects are among `ids`, but for `except`
+/// and those waiting for a retry.
+fn synced_keys(
+    state: &State,
+    ids: &BTreeSet<clusto_core::EntityId>,
+    except: &BTreeSet<Key>,
+) -> Vec<Key> {
+    ids.iter()
+        .filter_map(|id| state.by_entity.get(&id.0))
+        .filter(|k| !except.contains(*k) && !state.retry.contains_key(*k))
+        .cloned()
+        .collect()
 }
 
 /// Requests to the apiserver in flight at once (finalizers, statuses).
@@ -552,12 +575,7 @@ async fn follow_store(ctx: &Context, state: &mut State) -> Result<(), SyncError>
     if ch.is_empty() || state.by_entity.is_empty() {
         return Ok(());
     }
-    let keys: Vec<Key> = ch
-        .entities()
-        .into_iter()
-        .filter_map(|id| state.by_entity.get(&id.0).cloned())
-        .filter(|k| !state.retry.contains_key(k))
-        .collect();
+    let keys = synced_keys(state, &ch.entities(), &BTreeSet::new());
     if keys.is_empty() {
         return Ok(());
     }
