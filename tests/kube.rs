@@ -800,8 +800,31 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
     let c = Clusto::fresh("postgres").await;
     let a = Controller::start_as(&c, &sa, 3, "clusto", "replica-a");
     let b = Controller::start_as(&c, &sa, 3, "clusto", "replica-b");
-    // The chart's admission policy put the finalizer on in the create
+    // The chart's admission policy puts the finalizer on in the create
     // itself: the controller writes the new resource once (its status).
+    // The apiserver takes a new policy up asynchronously (an informer): a
+    // dry-run create shows when it is in effect.
+    wait_for(
+        "the finalizer policy in effect",
+        Duration::from_secs(30),
+        || async {
+            let probe: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "clusto.dev/v1alpha1", "kind": "Datacenter",
+                "metadata": {"name": "probe", "namespace": "default"}, "spec": {},
+            }))
+            .unwrap();
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let o = api(&client, Kind::Datacenter, "default")
+                .create(&dry, &probe)
+                .await
+                .ok()?;
+            o.metadata.finalizers.is_some().then_some(())
+        },
+    )
+    .await;
     let dc1 = create(&client, "default", Kind::Datacenter, "dc1", json!({})).await;
     assert_eq!(
         dc1.metadata.finalizers,
