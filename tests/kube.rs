@@ -203,6 +203,21 @@ where
     }
 }
 
+/// Deletes a resource in `default` and waits until the apiserver no longer
+/// has it: the controller pruned its object and cleared the finalizer.
+async fn delete_until_gone(client: &kube::Client, kind: Kind, name: &str, limit: Duration) {
+    let resources = api(client, kind, "default");
+    resources
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete {kind} {name}: {e}"));
+    let what = format!("{kind} {name} gone from the cluster");
+    wait_for(&what, limit, || async {
+        resources.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
 fn condition(o: &DynamicObject, type_: &str) -> Option<(String, String)> {
     let c = o.data["status"]["conditions"]
         .as_array()?
@@ -506,12 +521,11 @@ async fn custom_resources_sync_into_the_store_and_back() {
         "{:?}",
         vm.data["status"]
     );
-    let vms = api(&client, Kind::VirtualMachine, "default");
-    vms.delete("web1", &DeleteParams::default()).await.unwrap();
-    wait_for(
-        "web1 gone from the cluster",
+    delete_until_gone(
+        &client,
+        Kind::VirtualMachine,
+        "web1",
         Duration::from_secs(60),
-        || async { vms.get_opt("web1").await.ok()?.is_none().then_some(()) },
     )
     .await;
     assert_eq!(
@@ -521,16 +535,7 @@ async fn custom_resources_sync_into_the_store_and_back() {
     );
 
     // Deleting the resource prunes the object, then clears the finalizer.
-    servers
-        .delete("s1", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(
-        "s1 gone from the cluster",
-        Duration::from_secs(30),
-        || async { servers.get_opt("s1").await.ok()?.is_none().then_some(()) },
-    )
-    .await;
+    delete_until_gone(&client, Kind::Server, "s1", Duration::from_secs(30)).await;
     assert_eq!(
         c.run(&["get", "server", "s1"]).code,
         1,
@@ -875,14 +880,7 @@ async fn the_helm_chart_installs_and_its_service_account_is_enough() {
 
     // A finalizer the creator's request carried is still the controller's
     // to clear: deleting prunes the object and the resource goes.
-    let racks = api(&client, Kind::Rack, "default");
-    racks.delete("r1", &DeleteParams::default()).await.unwrap();
-    wait_for(
-        "r1 gone from the cluster",
-        Duration::from_secs(30),
-        || async { racks.get_opt("r1").await.ok()?.is_none().then_some(()) },
-    )
-    .await;
+    delete_until_gone(&client, Kind::Rack, "r1", Duration::from_secs(30)).await;
     assert_eq!(c.run(&["get", "rack", "r1"]).code, 1, "r1 pruned");
     drop(alive);
 }
