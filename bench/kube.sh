@@ -42,6 +42,15 @@ SERVER=$(awk '/server:/{print $2}' "$KC")
 HELM_CACHE_HOME=$work/helm HELM_CONFIG_HOME=$work/helm HELM_DATA_HOME=$work/helm \
   "$HELM" install clusto charts/clusto --kubeconfig "$KC" --namespace default --no-hooks \
   --set controller.replicas=0 >/dev/null
+# The apiserver takes the new admission policy up asynchronously: wait until
+# a dry-run create comes back with the finalizer, so the load measures it.
+for _ in $(seq 60); do
+  curl -sk -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -X POST "$SERVER/apis/clusto.dev/v1alpha1/namespaces/default/datacenters?dryRun=All" \
+    -d '{"apiVersion":"clusto.dev/v1alpha1","kind":"Datacenter","metadata":{"name":"probe"},"spec":{}}' |
+    grep -q '"clusto.dev/store"' && break
+  sleep 0.5
+done
 export CLUSTO_STORE="sqlite://$work/k.db"
 
 # Requests the apiserver served, by verb, for clusto.dev resources and the
