@@ -71,7 +71,8 @@ impl Api {
             let t = std::time::Instant::now();
             match read::warm(warming, to_warm).await {
                 Ok(n) => {
-                    release_freed_memory();
+                    // Warming read the whole inventory a page at a time.
+                    clusto_store::release_freed_memory();
                     tracing::info!(objects = n, elapsed = ?t.elapsed(), "object cache warm")
                 }
                 Err(e) => {
@@ -87,16 +88,6 @@ impl Api {
             cache,
             metrics,
         }))
-    }
-}
-
-/// Warming reads the whole inventory a page at a time; the allocator keeps
-/// what those pages freed unless asked to give it back.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -195,11 +195,7 @@ pub async fn build_index(store: &Store) -> Result<DhcpIndex, ServerError> {
     drop(inv);
     // The inventory was only scaffolding for the index: hand the freed
     // memory back so the long-running responder stays small.
-    #[cfg(target_os = "linux")]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    clusto_store::release_freed_memory();
     tracing::info!(hosts = idx.len(), revision = head, elapsed = ?t.elapsed(), "DHCP index built");
     Ok(idx)
 }

@@ -197,6 +197,19 @@ pub struct Revision {
     pub manager: String,
 }
 
+/// Hands memory freed in bulk back to the system. glibc keeps freed
+/// memory in the arena of the thread that allocated it, where other
+/// threads' allocations cannot reuse it: call this after dropping
+/// something large built on other threads or only as scaffolding (parsed
+/// manifests, a whole-inventory read, the rows an index was built from).
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What a write produced.
 #[derive(Debug)]
 pub struct Written<T> {
